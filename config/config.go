@@ -1,0 +1,300 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the whole gateway configuration, as read from rosetta.yaml.
+// Field comments are the user reference.
+type Config struct {
+	// Listeners are the addresses the gateway serves on. At least one.
+	Listeners []Listener `yaml:"listeners"`
+	// Upstreams are the backends, keyed by a name that routes refer to.
+	Upstreams map[string]*Upstream `yaml:"upstreams"`
+	// Transcoding tunes REST/JSON ⇄ gRPC transcoding for every route.
+	Transcoding Transcoding `yaml:"transcoding"`
+	// HTTP holds HTTP rules for methods whose .proto has no google.api.http
+	// annotation, in the gRPC API service-config form.
+	HTTP HTTPConfig `yaml:"http"`
+	// Routes tune groups of methods (selected by name) or paths: timeout and
+	// JSON options per route.
+	Routes []Route `yaml:"routes"`
+	// Admin is the operator endpoint (optional).
+	Admin *Admin `yaml:"admin"`
+
+	// File is the path the config was read from ("" for flags-only
+	// configs). Relative paths in the config are resolved against its
+	// directory.
+	File string `yaml:"-"`
+}
+
+// Listener is one address the gateway accepts connections on, serving
+// HTTP/1.1 and cleartext HTTP/2 (h2c) on the same port. Sizes are byte
+// counts, durations are strings such as "10s".
+type Listener struct {
+	// Address is host:port, for example "127.0.0.1:8080" or ":8080".
+	Address string `yaml:"address"`
+	// ReadHeaderTimeout bounds reading request headers. Default 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, body included. Default 0
+	// (none: streaming bodies may last).
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing a response. Default 0 (none: streams may
+	// last); per-route timeouts bound unary calls.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// IdleTimeout closes keep-alive connections idle this long. Default 120s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes caps the size of request headers. Default 1 MiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxBodyBytes caps a request body; larger bodies get 413. Default 4 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// Upstream is one backend cluster.
+type Upstream struct {
+	// Kind is "grpc" (default) or "http", for plain HTTP backends.
+	Kind string `yaml:"kind"`
+	// Targets are host:port addresses, balanced round-robin per RPC, for
+	// example ["10.0.0.5:9000", "10.0.0.6:9000"]. At least one.
+	Targets []string `yaml:"targets"`
+	// TLS enables TLS to the targets; omitted means plaintext (h2c).
+	TLS *ClientTLS `yaml:"tls"`
+	// Descriptors says where this upstream's descriptors come from.
+	// Default: reflection.
+	Descriptors Descriptors `yaml:"descriptors"`
+	// Timeout is the default deadline of a call to this upstream. Default 30s.
+	Timeout Duration `yaml:"timeout"`
+	// MaxMessageBytes caps a message received from this upstream. Default 4 MiB.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+
+	// Name is the key of this upstream in Config.Upstreams; it matches
+	// [a-zA-Z0-9_.-]+. Set by Parse and FromFlags.
+	Name string `yaml:"-"`
+}
+
+// ClientTLS configures TLS from the gateway to an upstream.
+type ClientTLS struct {
+	// CA is a PEM file of roots to trust; empty uses the system roots.
+	// Relative paths are resolved against the config file's directory, as
+	// are Cert and Key.
+	CA string `yaml:"ca"`
+	// Cert is a PEM client certificate for mTLS; set it together with Key.
+	Cert string `yaml:"cert"`
+	// Key is the PEM private key of Cert.
+	Key string `yaml:"key"`
+	// ServerName overrides the name checked in the server certificate.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify disables certificate checks (testing only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// Descriptors lists the descriptor sources of one upstream. When none is
+// set, reflection is used.
+type Descriptors struct {
+	// Reflection loads descriptors by gRPC server reflection from every
+	// target (v1, falling back to v1alpha). Default true when Files and
+	// Protos are empty.
+	Reflection *bool `yaml:"reflection"`
+	// RefreshInterval reloads reflection descriptors this often. Default
+	// 60s; "0s" disables periodic refresh.
+	RefreshInterval *Duration `yaml:"refresh_interval"`
+	// Files are descriptor-set files (buf build -o x.binpb, or protoc
+	// --include_imports --descriptor_set_out). Relative paths are resolved
+	// against the config file's directory, as are Protos and ImportPaths.
+	Files []string `yaml:"files"`
+	// Protos are .proto source files compiled at start.
+	Protos []string `yaml:"protos"`
+	// ImportPaths are the directories .proto imports are resolved against.
+	ImportPaths []string `yaml:"import_paths"`
+	// Services restricts this upstream to these fully-qualified service
+	// names. Default: every service found (for files, every service they
+	// define; for reflection, every service listed).
+	Services []string `yaml:"services"`
+}
+
+// Transcoding holds gateway-wide REST/JSON options.
+type Transcoding struct {
+	// DefaultBindings serves every method without an HTTP rule as
+	// POST /package.Service/Method with body "*". Default true.
+	DefaultBindings *bool `yaml:"default_bindings"`
+	// JSON controls JSON marshalling.
+	JSON JSONOptions `yaml:"json"`
+	// StrictQuery rejects unknown query parameters with 400. Default false
+	// (ignored, as grpc-gateway does).
+	StrictQuery bool `yaml:"strict_query"`
+	// ForwardHeaders lists request headers (case-insensitive) forwarded to
+	// the backend as metadata, in addition to Authorization and
+	// Grpc-Metadata-* headers. A trailing "*" matches a prefix.
+	ForwardHeaders []string `yaml:"forward_headers"`
+}
+
+// JSONOptions are the proto3 JSON mapping choices. Pointers distinguish
+// "unset" (inherit) from false in per-route overrides.
+type JSONOptions struct {
+	// UseProtoNames writes field names as in the .proto (snake_case)
+	// instead of lowerCamelCase. Default false.
+	UseProtoNames *bool `yaml:"use_proto_names"`
+	// EmitUnpopulated writes fields with default values. Default false.
+	EmitUnpopulated *bool `yaml:"emit_unpopulated"`
+	// UseEnumNumbers writes enums as numbers. Default false.
+	UseEnumNumbers *bool `yaml:"use_enum_numbers"`
+	// Int64AsNumbers writes 64-bit integers as JSON numbers instead of
+	// strings. Default false; a client may also ask per request.
+	Int64AsNumbers *bool `yaml:"int64_as_numbers"`
+	// DiscardUnknown ignores unknown fields in request bodies instead of
+	// answering 400. Default false.
+	DiscardUnknown *bool `yaml:"discard_unknown"`
+}
+
+// HTTPConfig is the gRPC API service-config "http" section.
+type HTTPConfig struct {
+	// Rules bind methods to HTTP verbs and paths.
+	Rules []HTTPRule `yaml:"rules"`
+}
+
+// HTTPRule mirrors google.api.HttpRule. Exactly one of Get, Put, Post,
+// Delete, Patch or Custom is set.
+type HTTPRule struct {
+	// Selector is the method's full name, e.g. "library.v1.Library.GetBook".
+	// Required on a rule, not allowed in its additional bindings (they
+	// inherit it).
+	Selector string `yaml:"selector"`
+	// Get is a path template served for GET, e.g. "/v1/{name=shelves/*}".
+	Get string `yaml:"get"`
+	// Put is a path template served for PUT.
+	Put string `yaml:"put"`
+	// Post is a path template served for POST.
+	Post string `yaml:"post"`
+	// Delete is a path template served for DELETE.
+	Delete string `yaml:"delete"`
+	// Patch is a path template served for PATCH.
+	Patch string `yaml:"patch"`
+	// Custom binds another HTTP method, e.g. HEAD.
+	Custom *CustomRule `yaml:"custom"`
+	// Body names the request field bound to the HTTP body: "*" for the
+	// whole message, a field name, or empty for no body.
+	Body string `yaml:"body"`
+	// ResponseBody names the response field written as the HTTP body;
+	// empty writes the whole response message.
+	ResponseBody string `yaml:"response_body"`
+	// AdditionalBindings are more verb/path pairs for the same method.
+	// They cannot have additional bindings themselves.
+	AdditionalBindings []HTTPRule `yaml:"additional_bindings"`
+
+	// Pos is where this rule is in the config file, for error messages.
+	Pos Pos `yaml:"-"`
+}
+
+// CustomRule is a custom HTTP verb binding.
+type CustomRule struct {
+	// Kind is the HTTP method, e.g. "HEAD" or "OPTIONS".
+	Kind string `yaml:"kind"`
+	// Path is the path template, starting with "/".
+	Path string `yaml:"path"`
+}
+
+// Route tunes the methods it selects.
+type Route struct {
+	// Selector picks methods by full name; a trailing ".*" selects every
+	// method of a service or package, e.g. "library.v1.Library.*".
+	Selector string `yaml:"selector"`
+	// Timeout is the deadline for calls on this route; a client's
+	// Grpc-Timeout header may shorten it, never extend it. Default 0: the
+	// upstream's timeout applies.
+	Timeout Duration `yaml:"timeout"`
+	// JSON overrides the gateway-wide JSON options for this route.
+	JSON JSONOptions `yaml:"json"`
+
+	// Pos is where this route is in the config file.
+	Pos Pos `yaml:"-"`
+}
+
+// Admin is the operator endpoint.
+type Admin struct {
+	// Address is host:port for the admin listener, e.g. "127.0.0.1:9901".
+	// It must differ from every listener address.
+	Address string `yaml:"address"`
+}
+
+// Duration is a time.Duration written as a string such as "5s" or "1m30s".
+// A bare number other than 0 is an error (the unit is required).
+type Duration time.Duration
+
+// Std returns d as a [time.Duration].
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// String formats d like [time.Duration.String], e.g. "1m30s".
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText formats d like [Duration.String], so that encoding/json and
+// similar encoders write durations as strings.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Pos is a position in a config file. Line and Col are 1-based; zero
+// means unknown.
+type Pos struct {
+	// File is the config file name as given to Load or Parse.
+	File string
+	// Line is the line number.
+	Line int
+	// Col is the column, in bytes.
+	Col int
+}
+
+// String formats p as "file:line:col", or as much of it as is known.
+func (p Pos) String() string {
+	switch {
+	case p.Line == 0:
+		return p.File
+	case p.Col == 0:
+		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+// UseReflection reports whether descriptors are loaded by server
+// reflection: Reflection when set, otherwise true exactly when no Files
+// and no Protos are listed.
+func (d Descriptors) UseReflection() bool {
+	if d.Reflection != nil {
+		return *d.Reflection
+	}
+	return len(d.Files) == 0 && len(d.Protos) == 0
+}
+
+// Refresh returns how often reflection descriptors are reloaded: the
+// RefreshInterval when set, else the 60s default. Zero disables refresh.
+func (d Descriptors) Refresh() time.Duration {
+	if d.RefreshInterval != nil {
+		return d.RefreshInterval.Std()
+	}
+	return defaultRefreshInterval
+}
+
+// DefaultBindingsEnabled reports whether methods without an HTTP rule are
+// served as POST /package.Service/Method: DefaultBindings when set, else
+// true.
+func (t Transcoding) DefaultBindingsEnabled() bool {
+	return t.DefaultBindings == nil || *t.DefaultBindings
+}
+
+// Merge returns o with every option that override sets replaced by
+// override's value; options override leaves nil keep o's value. Use it to
+// compute a route's effective options:
+// cfg.Transcoding.JSON.Merge(route.JSON).
+func (o JSONOptions) Merge(override JSONOptions) JSONOptions {
+	pick := func(base, over *bool) *bool {
+		if over != nil {
+			return over
+		}
+		return base
+	}
+	return JSONOptions{
+		UseProtoNames:   pick(o.UseProtoNames, override.UseProtoNames),
+		EmitUnpopulated: pick(o.EmitUnpopulated, override.EmitUnpopulated),
+		UseEnumNumbers:  pick(o.UseEnumNumbers, override.UseEnumNumbers),
+		Int64AsNumbers:  pick(o.Int64AsNumbers, override.Int64AsNumbers),
+		DiscardUnknown:  pick(o.DiscardUnknown, override.DiscardUnknown),
+	}
+}

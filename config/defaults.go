@@ -1,0 +1,98 @@
+package config
+
+import (
+	"path/filepath"
+	"time"
+)
+
+// Defaults applied by Parse and FromFlags to values left unset (zero).
+const (
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultIdleTimeout       = 120 * time.Second
+	defaultMaxHeaderBytes    = 1 << 20
+	defaultMaxBodyBytes      = 4 << 20
+	defaultKind              = "grpc"
+	defaultUpstreamTimeout   = 30 * time.Second
+	defaultMaxMessageBytes   = 4 << 20
+	defaultRefreshInterval   = 60 * time.Second
+)
+
+// setDefaults fills unset values with their defaults and sets every
+// Upstream.Name. It is idempotent.
+func (c *Config) setDefaults() {
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		setDuration(&l.ReadHeaderTimeout, defaultReadHeaderTimeout)
+		setDuration(&l.IdleTimeout, defaultIdleTimeout)
+		if l.MaxHeaderBytes == 0 {
+			l.MaxHeaderBytes = defaultMaxHeaderBytes
+		}
+		if l.MaxBodyBytes == 0 {
+			l.MaxBodyBytes = defaultMaxBodyBytes
+		}
+	}
+	for name, u := range c.Upstreams {
+		if u == nil {
+			u = &Upstream{}
+			c.Upstreams[name] = u
+		}
+		u.Name = name
+		if u.Kind == "" {
+			u.Kind = defaultKind
+		}
+		setDuration(&u.Timeout, defaultUpstreamTimeout)
+		if u.MaxMessageBytes == 0 {
+			u.MaxMessageBytes = defaultMaxMessageBytes
+		}
+		d := &u.Descriptors
+		if d.Reflection == nil {
+			// Explicit in both cases, so Normalized shows what happens.
+			d.Reflection = ptr(d.UseReflection())
+		}
+		if d.RefreshInterval == nil {
+			d.RefreshInterval = ptr(Duration(defaultRefreshInterval))
+		}
+	}
+	t := &c.Transcoding
+	if t.DefaultBindings == nil {
+		t.DefaultBindings = ptr(true)
+	}
+	// Gateway-wide JSON options are all explicit after defaults, so that
+	// Transcoding.JSON.Merge(route.JSON) yields complete options.
+	t.JSON = JSONOptions{
+		UseProtoNames:   ptr(false),
+		EmitUnpopulated: ptr(false),
+		UseEnumNumbers:  ptr(false),
+		Int64AsNumbers:  ptr(false),
+		DiscardUnknown:  ptr(false),
+	}.Merge(t.JSON)
+}
+
+func setDuration(d *Duration, def time.Duration) {
+	if *d == 0 {
+		*d = Duration(def)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// resolvePaths makes every relative file path absolute against base.
+func (c *Config) resolvePaths(base string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	for _, u := range c.Upstreams {
+		if u.TLS != nil {
+			abs(&u.TLS.CA)
+			abs(&u.TLS.Cert)
+			abs(&u.TLS.Key)
+		}
+		for _, list := range [][]string{u.Descriptors.Files, u.Descriptors.Protos, u.Descriptors.ImportPaths} {
+			for i := range list {
+				abs(&list[i])
+			}
+		}
+	}
+}

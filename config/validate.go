@@ -1,0 +1,449 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// Validate checks c and returns [Diagnostics] listing every problem, or
+// nil. It accepts configs with or without defaults applied and checks
+// that the files c refers to exist, relative to the directory of c.File.
+// Configs from [Parse] and [FromFlags] are already valid; Validate is for
+// configs built or changed in code.
+func (c *Config) Validate() error {
+	base := ""
+	if c.File != "" {
+		base = baseDir(c.File)
+	}
+	v := &validator{c: c, base: base}
+	v.run()
+	return v.diags.err()
+}
+
+// validator checks a Config, collecting diagnostics. index, when set,
+// locates paths in the file; bad lists paths whose decoding already
+// failed, which are not reported again.
+type validator struct {
+	c     *Config
+	index *posIndex
+	base  string
+	bad   map[string]bool
+	diags Diagnostics
+}
+
+// isBad reports whether path or an enclosing path failed to decode.
+func (v *validator) isBad(path string) bool {
+	for p := path; ; p = parentPath(p) {
+		if v.bad[p] {
+			return true
+		}
+		if p == "" {
+			return false
+		}
+	}
+}
+
+// report records a problem with path. When the path is not in the file,
+// at (if known) locates it instead of the enclosing value. key places the
+// diagnostic on the key rather than the value.
+func (v *validator) report(path string, at Pos, key bool, msg, hint string) {
+	if v.isBad(path) {
+		return
+	}
+	p, ok := v.index.exact(path, key)
+	switch {
+	case ok:
+	case at.Line != 0:
+		p = at
+	default:
+		p = v.index.lookup(path, key)
+	}
+	if p.File == "" {
+		p.File = v.c.File
+	}
+	v.diags = append(v.diags, Diagnostic{File: p.File, Line: p.Line, Col: p.Col, Path: path, Msg: msg, Hint: hint})
+}
+
+// exact returns the position of path's key (when key is set) or value,
+// when path is in the file.
+func (x *posIndex) exact(path string, key bool) (Pos, bool) {
+	if x == nil {
+		return Pos{}, false
+	}
+	if key {
+		if p, ok := x.key[path]; ok {
+			return p, true
+		}
+	}
+	p, ok := x.val[path]
+	return p, ok
+}
+
+func (v *validator) run() {
+	c := v.c
+	v.listeners()
+	v.upstreams()
+	for i := range c.HTTP.Rules {
+		v.rule(fmt.Sprintf("http.rules[%d]", i), &c.HTTP.Rules[i], false)
+	}
+	for i := range c.Routes {
+		v.route(fmt.Sprintf("routes[%d]", i), &c.Routes[i])
+	}
+	for i, s := range c.Transcoding.ForwardHeaders {
+		if !validHeaderPattern(s) {
+			v.report(fmt.Sprintf("transcoding.forward_headers[%d]", i), Pos{}, false,
+				fmt.Sprintf("invalid header name %q", s), `write a header name such as "X-Request-Id", or a prefix such as "X-Tenant-*"`)
+		}
+	}
+	if c.Admin != nil {
+		v.address("admin.address", c.Admin.Address, listenAddr)
+		for i, l := range c.Listeners {
+			if l.Address != "" && l.Address == c.Admin.Address {
+				v.report("admin.address", Pos{}, false,
+					fmt.Sprintf("address %q is also used by listeners[%d]", l.Address, i), "give the admin endpoint its own port")
+			}
+		}
+	}
+}
+
+func (v *validator) listeners() {
+	if len(v.c.Listeners) == 0 {
+		v.report("listeners", Pos{}, false, "at least one listener is required", `add one, e.g. listeners: [{address: ":8080"}]`)
+		return
+	}
+	first := map[string]int{}
+	for i, l := range v.c.Listeners {
+		p := fmt.Sprintf("listeners[%d]", i)
+		if v.address(p+".address", l.Address, listenAddr) {
+			if j, dup := first[l.Address]; dup && !strings.HasSuffix(l.Address, ":0") {
+				v.report(p+".address", Pos{}, false, fmt.Sprintf("duplicate address %q (first used by listeners[%d])", l.Address, j), "")
+			} else if !dup {
+				first[l.Address] = i
+			}
+		}
+		v.nonNegative(p+".read_header_timeout", l.ReadHeaderTimeout)
+		v.nonNegative(p+".read_timeout", l.ReadTimeout)
+		v.nonNegative(p+".write_timeout", l.WriteTimeout)
+		v.nonNegative(p+".idle_timeout", l.IdleTimeout)
+		v.nonNegativeInt(p+".max_header_bytes", int64(l.MaxHeaderBytes))
+		v.nonNegativeInt(p+".max_body_bytes", l.MaxBodyBytes)
+	}
+}
+
+var upstreamName = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
+
+func (v *validator) upstreams() {
+	c := v.c
+	if len(c.Upstreams) == 0 {
+		v.report("upstreams", Pos{}, false, "at least one upstream is required", `add one, e.g. upstreams: {backend: {targets: ["127.0.0.1:9000"]}}`)
+		return
+	}
+	names := make([]string, 0, len(c.Upstreams))
+	for name := range c.Upstreams {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		u := c.Upstreams[name]
+		p := joinKey("upstreams", name)
+		if !upstreamName.MatchString(name) {
+			v.report(p, Pos{}, true, fmt.Sprintf("invalid upstream name %q", name), "use letters, digits, '_', '.' and '-'")
+		}
+		if u == nil {
+			v.report(p, Pos{}, false, "upstream is empty", `give it targets, e.g. targets: ["127.0.0.1:9000"]`)
+			continue
+		}
+		if u.Kind != "" && u.Kind != "grpc" && u.Kind != "http" {
+			v.report(p+".kind", Pos{}, false, fmt.Sprintf("unknown kind %q (known: grpc, http)", u.Kind), "")
+		}
+		if len(u.Targets) == 0 {
+			v.report(p+".targets", Pos{}, false, "at least one target is required", `e.g. targets: ["127.0.0.1:9000"]`)
+		}
+		for i, t := range u.Targets {
+			v.address(fmt.Sprintf("%s.targets[%d]", p, i), t, targetAddr)
+		}
+		if u.TLS != nil {
+			tp := p + ".tls"
+			v.file(tp+".ca", u.TLS.CA, false, true)
+			v.file(tp+".cert", u.TLS.Cert, false, true)
+			v.file(tp+".key", u.TLS.Key, false, true)
+			if (u.TLS.Cert == "") != (u.TLS.Key == "") && !v.isBad(tp+".cert") && !v.isBad(tp+".key") {
+				v.report(tp, Pos{}, false, "cert and key must be set together", "")
+			}
+		}
+		v.descriptors(p+".descriptors", &u.Descriptors)
+		v.nonNegative(p+".timeout", u.Timeout)
+		v.nonNegativeInt(p+".max_message_bytes", int64(u.MaxMessageBytes))
+	}
+}
+
+func (v *validator) descriptors(p string, d *Descriptors) {
+	for i, f := range d.Files {
+		v.file(fmt.Sprintf("%s.files[%d]", p, i), f, false, false)
+	}
+	for i, f := range d.Protos {
+		v.file(fmt.Sprintf("%s.protos[%d]", p, i), f, false, false)
+	}
+	for i, f := range d.ImportPaths {
+		v.file(fmt.Sprintf("%s.import_paths[%d]", p, i), f, true, false)
+	}
+	for i, s := range d.Services {
+		if !validFullName(s, 1) {
+			v.report(fmt.Sprintf("%s.services[%d]", p, i), Pos{}, false,
+				fmt.Sprintf("invalid service name %q", s), `write the fully-qualified name, e.g. "library.v1.Library"`)
+		}
+	}
+	if !d.UseReflection() && len(d.Files) == 0 && len(d.Protos) == 0 &&
+		!v.isBad(p+".files") && !v.isBad(p+".protos") && !v.isBad(p+".reflection") {
+		v.report(p, Pos{}, false, "no descriptor source: reflection is off and no files or protos are listed",
+			"set reflection: true, or list files or protos")
+	}
+	if d.RefreshInterval != nil {
+		v.nonNegative(p+".refresh_interval", *d.RefreshInterval)
+	}
+}
+
+// verbs lists the HTTP method fields of a rule, in config key order.
+func verbs(r *HTTPRule) []struct{ key, path string } {
+	out := []struct{ key, path string }{
+		{"get", r.Get}, {"put", r.Put}, {"post", r.Post},
+		{"delete", r.Delete}, {"patch", r.Patch},
+	}
+	if r.Custom != nil {
+		out = append(out, struct{ key, path string }{"custom", r.Custom.Path})
+	}
+	return out
+}
+
+const verbHint = "set exactly one of get, put, post, delete, patch or custom"
+
+func (v *validator) rule(p string, r *HTTPRule, nested bool) {
+	switch {
+	case nested && r.Selector != "":
+		v.report(p+".selector", r.Pos, false, "selector is not allowed in additional_bindings", "additional bindings use the selector of their rule")
+	case nested:
+	case r.Selector == "":
+		v.report(p+".selector", r.Pos, false, "selector is required", `e.g. selector: library.v1.Library.GetBook`)
+	case !validFullName(r.Selector, 3):
+		v.report(p+".selector", r.Pos, false, fmt.Sprintf("selector %q is not a full method name", r.Selector),
+			`write package.Service.Method, e.g. "library.v1.Library.GetBook"`)
+	}
+	var set []string
+	for _, vb := range verbs(r) {
+		vp := p + "." + vb.key
+		if vb.key != "custom" && vb.path == "" {
+			continue
+		}
+		set = append(set, vb.key)
+		if len(set) > 1 {
+			v.report(vp, r.Pos, true, fmt.Sprintf("%s conflicts with %s: a rule binds exactly one HTTP method", vb.key, set[0]),
+				"move the extra binding to additional_bindings")
+		}
+		if vb.key == "custom" {
+			vp += ".path"
+			if r.Custom.Kind == "" {
+				v.report(p+".custom.kind", r.Pos, false, "custom kind is required", `name the HTTP method, e.g. kind: HEAD`)
+			}
+		}
+		switch {
+		case vb.path == "":
+			v.report(vp, r.Pos, false, "path is required", `e.g. "/v1/books/{id}"`)
+		case !strings.HasPrefix(vb.path, "/"):
+			v.report(vp, r.Pos, false, fmt.Sprintf("path %q must start with \"/\"", vb.path), "")
+		}
+	}
+	if len(set) == 0 && !slices.ContainsFunc([]string{"get", "put", "post", "delete", "patch", "custom"},
+		func(k string) bool { return v.isBad(p + "." + k) }) {
+		v.report(p, r.Pos, false, "no HTTP method set", verbHint)
+	}
+	if r.Body != "" && r.Body != "*" && !validFullName(r.Body, 1) {
+		v.report(p+".body", r.Pos, false, fmt.Sprintf("invalid body %q", r.Body), `use "*" for the whole request message or a field name`)
+	}
+	if r.ResponseBody != "" && !validFullName(r.ResponseBody, 1) {
+		v.report(p+".response_body", r.Pos, false, fmt.Sprintf("invalid response_body %q", r.ResponseBody), "use a field name of the response message")
+	}
+	if nested {
+		if len(r.AdditionalBindings) > 0 {
+			v.report(p+".additional_bindings", r.Pos, true, "additional bindings cannot be nested",
+				"list every binding in the additional_bindings of the top-level rule")
+		}
+		return
+	}
+	for i := range r.AdditionalBindings {
+		v.rule(fmt.Sprintf("%s.additional_bindings[%d]", p, i), &r.AdditionalBindings[i], true)
+	}
+}
+
+func (v *validator) route(p string, r *Route) {
+	sel := r.Selector
+	switch {
+	case sel == "":
+		v.report(p+".selector", r.Pos, false, "selector is required", `e.g. selector: "library.v1.Library.*"`)
+	case strings.HasSuffix(sel, ".*") && validFullName(strings.TrimSuffix(sel, ".*"), 1):
+	case validFullName(sel, 3):
+	default:
+		v.report(p+".selector", r.Pos, false, fmt.Sprintf("invalid selector %q", sel),
+			`write a full method name such as "library.v1.Library.GetBook", or end with ".*", e.g. "library.v1.Library.*"`)
+	}
+	v.nonNegative(p+".timeout", r.Timeout)
+}
+
+// validFullName reports whether s is a dotted protobuf name of at least
+// min identifiers, e.g. "pkg.Service.Method" for min 3.
+func validFullName(s string, min int) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) < min {
+		return false
+	}
+	for _, part := range parts {
+		if !validIdent(part) {
+			return false
+		}
+	}
+	return true
+}
+
+func validIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_', 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z':
+		case '0' <= r && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderPattern reports whether s is an HTTP header name (RFC 9110
+// token), optionally followed by a "*" prefix wildcard.
+func validHeaderPattern(s string) bool {
+	s = strings.TrimSuffix(s, "*")
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r > unicode.MaxASCII || r <= ' ' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
+			return false
+		}
+	}
+	return true
+}
+
+// addrKind says what an address is used for.
+type addrKind int
+
+const (
+	listenAddr addrKind = iota // host may be empty, port may be 0
+	targetAddr                 // host and a non-zero port required
+)
+
+func (k addrKind) hint() string {
+	if k == listenAddr {
+		return `write host:port, e.g. "127.0.0.1:8080" or ":8080"`
+	}
+	return `write host:port, e.g. "10.0.0.5:9000"`
+}
+
+// checkAddress returns what is wrong with addr, or "" when it is fine.
+func checkAddress(addr string, kind addrKind) string {
+	if addr == "" {
+		return "address is required"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		msg := err.Error()
+		if ae := (*net.AddrError)(nil); errors.As(err, &ae) {
+			msg = ae.Err
+		}
+		return fmt.Sprintf("invalid address %q: %s", addr, msg)
+	}
+	if kind == targetAddr && host == "" {
+		return fmt.Sprintf("invalid address %q: missing host", addr)
+	}
+	if strings.ContainsFunc(host, func(r rune) bool { return unicode.IsSpace(r) || r == '/' }) {
+		return fmt.Sprintf("invalid address %q: invalid host %q", addr, host)
+	}
+	n, err := strconv.Atoi(port)
+	lo := 0
+	if kind == targetAddr {
+		lo = 1
+	}
+	switch {
+	case err != nil && port == "":
+		return fmt.Sprintf("invalid address %q: missing port", addr)
+	case err != nil:
+		return fmt.Sprintf("invalid address %q: port %q is not a number", addr, port)
+	case n < lo || n > 65535:
+		return fmt.Sprintf("invalid address %q: port %d out of range %d-65535", addr, n, lo)
+	}
+	return ""
+}
+
+// address checks a host:port value and reports whether it is valid.
+func (v *validator) address(path, addr string, kind addrKind) bool {
+	if msg := checkAddress(addr, kind); msg != "" {
+		hint := kind.hint()
+		v.report(path, Pos{}, false, msg, hint)
+		return false
+	}
+	return true
+}
+
+// file checks that the file (or directory, when dir is set) at p exists.
+// Relative paths are resolved against the config file's directory.
+func (v *validator) file(path, p string, dir, optional bool) {
+	if p == "" {
+		if !optional {
+			v.report(path, Pos{}, false, "path is empty", "")
+		}
+		return
+	}
+	full := p
+	if !filepath.IsAbs(p) && v.base != "" {
+		full = filepath.Join(v.base, p)
+	}
+	hint := ""
+	if !filepath.IsAbs(p) {
+		hint = "paths are relative to the config file"
+	}
+	fi, err := os.Stat(full)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		v.report(path, Pos{}, false, fmt.Sprintf("open %s: no such file", p), hint)
+	case err != nil:
+		msg := err.Error()
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			msg = pe.Err.Error()
+		}
+		v.report(path, Pos{}, false, fmt.Sprintf("open %s: %s", p, msg), "")
+	case dir && !fi.IsDir():
+		v.report(path, Pos{}, false, fmt.Sprintf("%s is not a directory", p), "")
+	case !dir && fi.IsDir():
+		v.report(path, Pos{}, false, fmt.Sprintf("%s is a directory, not a file", p), "")
+	}
+}
+
+func (v *validator) nonNegative(path string, d Duration) {
+	if d < 0 {
+		v.report(path, Pos{}, false, fmt.Sprintf("duration must not be negative, got %q", d.String()), "")
+	}
+}
+
+func (v *validator) nonNegativeInt(path string, n int64) {
+	if n < 0 {
+		v.report(path, Pos{}, false, fmt.Sprintf("must not be negative, got %d", n), "")
+	}
+}

@@ -1,0 +1,272 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/registry"
+	"github.com/rosetta-gateway/rosetta/router"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transports"
+	"github.com/rosetta-gateway/rosetta/upstream"
+)
+
+// Gateway is one running gateway. Create it with [New], then [Gateway.Start];
+// stop it with [Gateway.Shutdown].
+type Gateway struct {
+	cfg     *config.Config
+	logger  *slog.Logger
+	reg     *registry.Registry
+	ups     *upstream.Set
+	state   atomic.Pointer[state]
+	servers []*transports.Server
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// state is everything built from one descriptor snapshot. It is immutable;
+// a request keeps the state it started with.
+type state struct {
+	snap     *registry.Snapshot
+	table    *router.Table
+	rest     *transcoder.REST
+	problems []registry.Problem
+}
+
+// New builds a gateway from a validated config. It opens no sockets and
+// contacts no backend; that happens in Start.
+func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ups, err := upstream.NewSet(cfg.Upstreams)
+	if err != nil {
+		return nil, err
+	}
+	specs, err := registrySpecs(cfg)
+	if err != nil {
+		_ = ups.Close()
+		return nil, err
+	}
+	reg, err := registry.New(registry.Params{Upstreams: specs, Logger: logger.With("component", "registry")})
+	if err != nil {
+		_ = ups.Close()
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, logger: logger, reg: reg, ups: ups}
+	return g, nil
+}
+
+func registrySpecs(cfg *config.Config) ([]registry.UpstreamSpec, error) {
+	var specs []registry.UpstreamSpec
+	for name, u := range cfg.Upstreams {
+		if u.Kind != "" && u.Kind != "grpc" {
+			continue
+		}
+		opts, err := upstream.DialOptions(u)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", name, err)
+		}
+		d := u.Descriptors
+		var refresh time.Duration
+		if d.RefreshInterval != nil {
+			refresh = time.Duration(*d.RefreshInterval)
+		}
+		specs = append(specs, registry.UpstreamSpec{
+			Name:            name,
+			Targets:         u.Targets,
+			DialOptions:     opts,
+			Reflection:      d.UseReflection(),
+			RefreshInterval: refresh,
+			Files:           d.Files,
+			Protos:          d.Protos,
+			ImportPaths:     d.ImportPaths,
+			Services:        d.Services,
+		})
+	}
+	return specs, nil
+}
+
+// Load loads descriptors and builds the first route table, without
+// listening. Start calls it; the routes command uses it alone.
+func (g *Gateway) Load(ctx context.Context) error {
+	snap, err := g.reg.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("load descriptors: %w", err)
+	}
+	g.install(snap)
+	g.reg.Subscribe(g.install)
+	return nil
+}
+
+// install builds the state of a snapshot and swaps it in.
+func (g *Gateway) install(snap *registry.Snapshot) {
+	table, problems := router.Build(snap, router.Params{
+		Rules:           g.cfg.HTTP.Rules,
+		Routes:          g.cfg.Routes,
+		DefaultBindings: g.cfg.Transcoding.DefaultBindingsEnabled(),
+	})
+	rest := transcoder.NewREST(transcoder.Params{
+		Snapshot:    snap,
+		Table:       table,
+		Backends:    g.backend,
+		Transcoding: g.cfg.Transcoding,
+		Logger:      g.logger.With("component", "transcoder.rest"),
+	})
+	all := append(append([]registry.Problem(nil), snap.Problems...), problems...)
+	prev := g.state.Swap(&state{snap: snap, table: table, rest: rest, problems: all})
+	for _, p := range problems {
+		if prev == nil || !hasProblem(prev.problems, p) {
+			g.logger.Warn("route problem", "problem", p.String())
+		}
+	}
+	g.logger.Info("routes installed", "snapshot", snap.Version, "routes", len(table.Routes()), "services", len(snap.Services()))
+}
+
+func hasProblem(list []registry.Problem, p registry.Problem) bool {
+	for _, q := range list {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Gateway) backend(name string) (transcoder.Backend, bool) {
+	u, ok := g.ups.Get(name)
+	if !ok {
+		return transcoder.Backend{}, false
+	}
+	return transcoder.Backend{Conn: u.Conn(), Timeout: time.Duration(u.Config.Timeout)}, true
+}
+
+// Routes returns the current route table's routes.
+func (g *Gateway) Routes() []*router.Route {
+	if s := g.state.Load(); s != nil {
+		return s.table.Routes()
+	}
+	return nil
+}
+
+// Problems returns what went wrong building the current snapshot and
+// route table.
+func (g *Gateway) Problems() []registry.Problem {
+	if s := g.state.Load(); s != nil {
+		return s.problems
+	}
+	return nil
+}
+
+// Snapshot returns the current descriptor snapshot.
+func (g *Gateway) Snapshot() *registry.Snapshot {
+	if s := g.state.Load(); s != nil {
+		return s.snap
+	}
+	return nil
+}
+
+// Handler returns the one http.Handler behind every listener.
+func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serveHTTP) }
+
+func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	st := g.state.Load()
+	m, err := st.rest.Match(r)
+	if err != nil && transcoder.IsNotFound(err) && looksLikeMethodPath(r.URL.Path) {
+		// The path names a method the snapshot may not know yet: refresh
+		// descriptors (rate-limited inside the registry) and try again.
+		if _, found := g.reg.RefreshMissing(r.Context(), r.URL.Path); found {
+			st = g.state.Load()
+			m, err = st.rest.Match(r)
+		}
+	}
+	if err != nil {
+		st.rest.WriteError(w, r, err)
+		return
+	}
+	st.rest.Serve(w, r, m)
+}
+
+// looksLikeMethodPath reports whether p has the "/pkg.Service/Method" shape
+// of a default binding.
+func looksLikeMethodPath(p string) bool {
+	svc, method, ok := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	return ok && strings.Contains(svc, ".") && method != "" && !strings.Contains(method, "/")
+}
+
+// Start loads descriptors, builds routes, binds every listener and starts
+// serving and refreshing. It returns once the listeners accept connections.
+func (g *Gateway) Start(ctx context.Context) error {
+	if err := g.Load(ctx); err != nil {
+		return err
+	}
+	h := g.Handler()
+	for _, l := range g.cfg.Listeners {
+		s := transports.NewServer(l, h, g.logger.With("component", "transports.http"))
+		if err := s.Listen(); err != nil {
+			g.closeServers()
+			return err
+		}
+		g.servers = append(g.servers, s)
+	}
+	for _, s := range g.servers {
+		s.Serve()
+		g.logger.Info("listening", "address", s.Addr().String(), "protocols", "http/1.1,h2c")
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.reg.Run(runCtx)
+	}()
+	return nil
+}
+
+func (g *Gateway) closeServers() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, s := range g.servers {
+		_ = s.Shutdown(ctx)
+	}
+	g.servers = nil
+}
+
+// Addrs returns the bound listener addresses, in config order.
+func (g *Gateway) Addrs() []net.Addr {
+	out := make([]net.Addr, len(g.servers))
+	for i, s := range g.servers {
+		out[i] = s.Addr()
+	}
+	return out
+}
+
+// Shutdown stops accepting, drains in-flight requests until ctx ends, and
+// closes backend connections.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	var errs []error
+	for _, s := range g.servers {
+		if err := s.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if g.cancel != nil {
+		g.cancel()
+	}
+	g.wg.Wait()
+	if err := g.reg.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := g.ups.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,140 @@
+package transcoder
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/rosetta-gateway/rosetta/call"
+)
+
+// ErrorIDHeader carries the ID of a 5xx error; the same ID is in the log
+// line, so an operator can find one from the other.
+const ErrorIDHeader = "Rosetta-Error-Id"
+
+// httpError is a call error with an HTTP status that overrides the gRPC
+// code's usual mapping (405, 413, 415 have no gRPC code of their own).
+type httpError struct {
+	*call.Error
+	status int
+	allow  []string
+}
+
+// HTTPStatus returns the HTTP status for a gRPC code, following the
+// grpc-gateway table (Canceled → 499, FailedPrecondition → 400, ...).
+func HTTPStatus(code codes.Code) int { return runtime.HTTPStatusFromCode(code) }
+
+// writeError renders err as a google.rpc.Status JSON body with the HTTP
+// status of its code. 5xx answers carry an error ID, logged with the cause.
+func (h *REST) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
+	var ce *call.Error
+	status := 0
+	if errors.As(err, &he) {
+		ce, status = he.Error, he.status
+		if len(he.allow) > 0 {
+			w.Header().Set("Allow", strings.Join(he.allow, ", "))
+		}
+	} else {
+		ce = call.FromError(err)
+	}
+	if status == 0 {
+		status = HTTPStatus(ce.Code)
+	}
+	if status >= 500 {
+		id := newErrorID()
+		w.Header().Set(ErrorIDHeader, id)
+		h.logger.LogAttrs(r.Context(), slog.LevelError, "request failed",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.String("code", ce.Code.String()), slog.Int("status", status),
+			slog.String("error_id", id), slog.Any("error", ce))
+	}
+	if ce.Code == codes.Unauthenticated {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	body := h.statusJSON(ce)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Del("Content-Length")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// statusJSON marshals ce as google.rpc.Status JSON. Details whose types the
+// gateway cannot resolve are kept as {"@type": ..., "value": base64}.
+func (h *REST) statusJSON(ce *call.Error) []byte {
+	type status struct {
+		Code    int32             `json:"code"`
+		Message string            `json:"message"`
+		Details []json.RawMessage `json:"details"`
+	}
+	out := status{Code: int32(ce.Code), Message: ce.Msg, Details: make([]json.RawMessage, 0, len(ce.Details))}
+	mo := protojson.MarshalOptions{Resolver: h.resolver}
+	for _, d := range ce.Details {
+		b, err := mo.Marshal(d)
+		if err != nil {
+			b = unresolvedAny(d)
+		}
+		out.Details = append(out.Details, b)
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
+
+func unresolvedAny(a *anypb.Any) []byte {
+	b, _ := json.Marshal(struct {
+		Type  string `json:"@type"`
+		Value string `json:"value"`
+	}{a.GetTypeUrl(), base64.StdEncoding.EncodeToString(a.GetValue())})
+	return b
+}
+
+func newErrorID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+var (
+	reUnknownField = regexp.MustCompile(`unknown field "([^"]+)"`)
+	reInvalidValue = regexp.MustCompile(`invalid value for [^ ]+ (?:field|type) ([A-Za-z0-9_.]+)?`)
+	reFieldName    = regexp.MustCompile(`field ([A-Za-z0-9_.]+)`)
+)
+
+// jsonError turns a protojson decoding error into a 400 naming the field.
+// prefix is the body field path ("" for body "*").
+func jsonError(err error, prefix string) *call.Error {
+	msg := strings.TrimPrefix(err.Error(), "proto: ")
+	msg = strings.TrimPrefix(msg, "proto:")
+	msg = strings.TrimSpace(strings.ReplaceAll(msg, "\u00a0", " "))
+	field := ""
+	if m := reUnknownField.FindStringSubmatch(msg); m != nil {
+		field = m[1]
+	} else if m := reInvalidValue.FindStringSubmatch(msg); m != nil && m[1] != "" {
+		field = m[1]
+	} else if m := reFieldName.FindStringSubmatch(msg); m != nil {
+		field = m[1]
+	}
+	if prefix != "" {
+		if field == "" {
+			field = prefix
+		} else {
+			field = prefix + "." + field
+		}
+	}
+	if field == "" {
+		field = "body"
+	}
+	return call.BadField(field, fmt.Sprintf("invalid JSON body: %s", msg))
+}

@@ -1,0 +1,192 @@
+package transcoder
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/rosetta-gateway/rosetta/call"
+)
+
+// defaultForwardHeaders are forwarded to backends as metadata by default,
+// besides Authorization and Grpc-Metadata-* headers.
+var defaultForwardHeaders = []string{"x-request-id", "traceparent", "tracestate"}
+
+// headerAllowList decides which request headers become backend metadata.
+type headerAllowList struct {
+	exact    map[string]bool
+	prefixes []string
+}
+
+func newHeaderAllowList(names []string) headerAllowList {
+	l := headerAllowList{exact: map[string]bool{}}
+	for _, n := range append(append([]string(nil), defaultForwardHeaders...), names...) {
+		n = strings.ToLower(strings.TrimSpace(n))
+		if p, ok := strings.CutSuffix(n, "*"); ok {
+			l.prefixes = append(l.prefixes, p)
+			continue
+		}
+		l.exact[n] = true
+	}
+	return l
+}
+
+func (l headerAllowList) allows(lower string) bool {
+	if l.exact[lower] {
+		return true
+	}
+	for _, p := range l.prefixes {
+		if strings.HasPrefix(lower, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// outgoingMetadata builds the backend metadata of a REST request:
+// Authorization, Grpc-Metadata-<key> headers (prefix stripped, -bin values
+// base64-decoded), allow-listed headers, and X-Forwarded-For/-Host/-Proto.
+func (h *REST) outgoingMetadata(r *http.Request) metadata.MD {
+	md := metadata.MD{}
+	for k, vs := range r.Header {
+		lk := strings.ToLower(k)
+		switch {
+		case strings.HasPrefix(lk, "grpc-metadata-"):
+			key := lk[len("grpc-metadata-"):]
+			if !validMetadataKey(key) {
+				continue
+			}
+			if strings.HasSuffix(key, "-bin") {
+				for _, v := range vs {
+					if b, err := decodeBase64(v); err == nil {
+						md[key] = append(md[key], string(b))
+					}
+				}
+				continue
+			}
+			md[key] = append(md[key], vs...)
+		case lk == "authorization" || h.forward.allows(lk):
+			if validMetadataKey(lk) && !strings.HasPrefix(lk, "x-forwarded-") {
+				md[lk] = append(md[lk], vs...)
+			}
+		}
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
+			host = prior + ", " + host
+		}
+		md["x-forwarded-for"] = []string{host}
+	}
+	fwdHost := r.Header.Get("X-Forwarded-Host")
+	if fwdHost == "" {
+		fwdHost = r.Host
+	}
+	md["x-forwarded-host"] = []string{fwdHost}
+	proto := r.Header.Get("X-Forwarded-Proto")
+	if proto == "" {
+		proto = "http"
+		if r.TLS != nil {
+			proto = "https"
+		}
+	}
+	md["x-forwarded-proto"] = []string{proto}
+	return md
+}
+
+// validMetadataKey reports whether key may be sent as gRPC metadata: not
+// reserved (grpc-*), not a pseudo or connection header, and made of
+// [0-9a-z-_.].
+func validMetadataKey(key string) bool {
+	if key == "" || strings.HasPrefix(key, "grpc-") || strings.HasPrefix(key, ":") {
+		return false
+	}
+	switch key {
+	case "content-type", "te", "connection", "host", "user-agent", "content-length", "transfer-encoding", "keep-alive", "upgrade":
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// setResponseMetadata writes backend response metadata as
+// Grpc-Metadata-<key> headers (prefix "Grpc-Metadata-") or as
+// Grpc-Trailer-<key> (prefix "Grpc-Trailer-"); binary values are base64.
+func setResponseMetadata(hdr http.Header, prefix string, md metadata.MD) {
+	for k, vs := range md {
+		if k == "content-type" || strings.HasPrefix(k, "grpc-") || strings.HasPrefix(k, ":") {
+			continue
+		}
+		name := prefix + k
+		bin := strings.HasSuffix(k, "-bin")
+		for _, v := range vs {
+			if bin {
+				v = base64.StdEncoding.EncodeToString([]byte(v))
+			}
+			hdr.Add(name, v)
+		}
+	}
+}
+
+// acceptsTrailers reports whether the client sent "TE: trailers".
+func acceptsTrailers(r *http.Request) bool {
+	for _, v := range r.Header.Values("Te") {
+		for _, part := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]), "trailers") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// parseGRPCTimeout parses a Grpc-Timeout header value: at most 8 digits and
+// a unit (H, M, S, m, u, n).
+func parseGRPCTimeout(s string) (time.Duration, error) {
+	if len(s) < 2 || len(s) > 9 {
+		return 0, fmt.Errorf("want up to 8 digits and a unit, such as 5S or 200m")
+	}
+	n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("want up to 8 digits and a unit, such as 5S or 200m")
+	}
+	var unit time.Duration
+	switch s[len(s)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, fmt.Errorf("unknown unit %q (want H, M, S, m, u or n)", s[len(s)-1])
+	}
+	return time.Duration(n) * unit, nil
+}
+
+// parseQuery parses a raw query string, answering 400 for malformed
+// escapes.
+func parseQuery(raw string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, call.BadField("query", fmt.Sprintf("malformed query string: %v", err))
+	}
+	return q, nil
+}

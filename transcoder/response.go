@@ -1,0 +1,203 @@
+package transcoder
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/rosetta-gateway/rosetta/call"
+)
+
+const (
+	metadataHeaderPrefix  = "Grpc-Metadata-"
+	metadataTrailerPrefix = "Grpc-Trailer-"
+)
+
+// unary calls a unary method and writes its response.
+func (h *REST) unary(ctx context.Context, w http.ResponseWriter, r *http.Request, p *plan, be Backend, req *dynamicpb.Message) {
+	resp := dynamicpb.NewMessage(p.output)
+	var hdr, trl metadata.MD
+	err := be.Conn.Invoke(ctx, p.fullMethod, req, resp, grpc.Header(&hdr), grpc.Trailer(&trl))
+	setResponseMetadata(w.Header(), metadataHeaderPrefix, hdr)
+	trailers := acceptsTrailers(r)
+	if !trailers {
+		// The response is complete before it is written, so trailers can
+		// travel as headers for clients that do not accept trailers.
+		setResponseMetadata(w.Header(), metadataTrailerPrefix, trl)
+	}
+	if err != nil {
+		h.writeError(w, r, err)
+		if trailers {
+			setResponseMetadata(w.Header(), http.TrailerPrefix+metadataTrailerPrefix, trl)
+		}
+		return
+	}
+	ct, body, err := p.encode(resp)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	if trailers {
+		setResponseMetadata(w.Header(), http.TrailerPrefix+metadataTrailerPrefix, trl)
+	}
+}
+
+// encode renders a response message (or its response_body field) as the
+// HTTP body: JSON, or raw bytes for google.api.HttpBody.
+func (p *plan) encode(resp protoreflect.Message) (string, []byte, error) {
+	fd := p.route.ResponseBodyField
+	if p.respRaw {
+		m := resp
+		if fd != nil {
+			m = resp.Get(fd).Message()
+		}
+		ct, data := httpBodyOf(m)
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		return ct, data, nil
+	}
+	if fd == nil {
+		b, err := p.marshal.Marshal(resp.Interface())
+		if err != nil {
+			return "", nil, call.Errorf(codes.Internal, "encode response: %v", err).WithCause(err)
+		}
+		return "application/json", b, nil
+	}
+	if fd.Message() != nil && !fd.IsList() && !fd.IsMap() {
+		b, err := p.marshal.Marshal(resp.Get(fd).Message().Interface())
+		if err != nil {
+			return "", nil, call.FromError(err)
+		}
+		return "application/json", b, nil
+	}
+	b, err := marshalField(p.marshal, resp, fd)
+	if err != nil {
+		return "", nil, call.FromError(err)
+	}
+	return "application/json", b, nil
+}
+
+// marshalField renders one non-message field (scalar, repeated or map) of
+// m as JSON, with its default value when unset.
+func marshalField(mo protojson.MarshalOptions, m protoreflect.Message, fd protoreflect.FieldDescriptor) ([]byte, error) {
+	tmp := dynamicpb.NewMessage(m.Descriptor())
+	if m.Has(fd) {
+		tmp.Set(fd, m.Get(fd))
+	}
+	mo.EmitUnpopulated = true
+	b, err := mo.Marshal(tmp)
+	if err != nil {
+		return nil, err
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, err
+	}
+	key := fd.JSONName()
+	if mo.UseProtoNames {
+		key = string(fd.Name())
+	}
+	return obj[key], nil
+}
+
+// serverStream calls a server-streaming method and writes one JSON message
+// per line (application/x-ndjson), flushed as each arrives; HttpBody
+// messages stream their raw bytes. An error before the first message gets
+// the usual error answer; after it, a final {"error": <google.rpc.Status>}
+// line.
+func (h *REST) serverStream(ctx context.Context, w http.ResponseWriter, r *http.Request, p *plan, be Backend, req *dynamicpb.Message) {
+	cs, err := be.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, p.fullMethod)
+	if err == nil {
+		err = cs.SendMsg(req)
+	}
+	if err == nil {
+		err = cs.CloseSend()
+	}
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	msg := dynamicpb.NewMessage(p.output)
+	err = cs.RecvMsg(msg)
+	hdr, _ := cs.Header()
+	setResponseMetadata(w.Header(), metadataHeaderPrefix, hdr)
+	if err != nil && !errors.Is(err, io.EOF) {
+		h.writeError(w, r, err)
+		setResponseMetadata(w.Header(), http.TrailerPrefix+metadataTrailerPrefix, cs.Trailer())
+		return
+	}
+	rc := http.NewResponseController(w)
+	ct := "application/x-ndjson"
+	if p.respRaw && err == nil {
+		ct, _, _ = p.encode(msg)
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	var line bytes.Buffer
+	for err == nil {
+		line.Reset()
+		_, b, encErr := p.encode(msg)
+		if encErr != nil {
+			err = encErr
+			break
+		}
+		line.Write(b)
+		if !p.respRaw {
+			line.WriteByte('\n')
+		}
+		if _, werr := w.Write(line.Bytes()); werr != nil {
+			return // the client went away; ctx cancels the backend call
+		}
+		_ = rc.Flush()
+		msg = dynamicpb.NewMessage(p.output)
+		err = cs.RecvMsg(msg)
+	}
+	if !errors.Is(err, io.EOF) && !p.respRaw {
+		ce := call.FromError(err)
+		line.Reset()
+		line.WriteString(`{"error":`)
+		line.Write(h.statusJSON(ce))
+		line.WriteString("}\n")
+		_, _ = w.Write(line.Bytes())
+	}
+	setResponseMetadata(w.Header(), http.TrailerPrefix+metadataTrailerPrefix, cs.Trailer())
+}
+
+// fillFieldMask sets the request's update mask from the JSON keys of the
+// body when the client sent none.
+func fillFieldMask(msg *dynamicpb.Message, p *plan, body []byte) error {
+	fd := p.maskField
+	if msg.Has(fd) {
+		paths := msg.Get(fd).Message()
+		if pf := paths.Descriptor().Fields().ByName("paths"); pf != nil && paths.Get(pf).List().Len() > 0 {
+			return nil
+		}
+	}
+	sub := msg.Get(p.route.BodyField).Message().Interface()
+	fm, err := runtime.FieldMaskFromRequestBody(bytes.NewReader(body), sub)
+	if err != nil {
+		return call.BadField(string(p.route.BodyField.Name()), "derive update mask from body: "+err.Error())
+	}
+	mask := msg.Mutable(fd).Message()
+	list := mask.Mutable(mask.Descriptor().Fields().ByName("paths")).List()
+	for _, path := range fm.GetPaths() {
+		list.Append(protoreflect.ValueOfString(path))
+	}
+	return nil
+}
