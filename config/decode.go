@@ -62,7 +62,12 @@ func Parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 		active: map[*yaml.Node]bool{},
 	}
 	c := &Config{File: file}
-	if root := d.parse(data); root != nil {
+	root := d.parse(data)
+	if root == nil && len(d.diags) > 0 {
+		// Unreadable YAML: anything validation said would be noise.
+		return nil, d.diags.err()
+	}
+	if root != nil {
 		d.decode(root, reflect.ValueOf(c).Elem(), "")
 	}
 	c.setDefaults()

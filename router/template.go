@@ -3,6 +3,7 @@ package router
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // segKind is the kind of one template segment.
@@ -78,7 +79,7 @@ func ParseTemplate(s string) (*Template, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.canon = t.format(true)
+	t.canon = t.format()
 	return t, nil
 }
 
@@ -110,16 +111,12 @@ func (t *Template) Vars() []string {
 // Verb returns t's custom verb without the ":" (canonical form), or "".
 func (t *Template) Verb() string { return t.verb }
 
-// shape is the canonical form without variable names: two templates with
-// the same shape match exactly the same paths.
-func (t *Template) shape() string { return t.format(false) }
-
-func (t *Template) format(names bool) string {
+func (t *Template) format() string {
 	var sb strings.Builder
 	vi := 0
 	for i := 0; i < len(t.segs); i++ {
 		sb.WriteByte('/')
-		if names && vi < len(t.vars) && t.vars[vi].start == i {
+		if vi < len(t.vars) && t.vars[vi].start == i {
 			v := t.vars[vi]
 			vi++
 			sb.WriteByte('{')
@@ -170,6 +167,12 @@ func (p *parser) errf(off int, format string, args ...any) error {
 	return &TemplateError{Template: p.s, Offset: off, Msg: fmt.Sprintf(format, args...)}
 }
 
+// char returns the character at p.i (a whole UTF-8 sequence), for errors.
+func (p *parser) char() string {
+	_, n := utf8.DecodeRuneInString(p.s[p.i:])
+	return p.s[p.i : p.i+n]
+}
+
 func (p *parser) parse() (*Template, error) {
 	p.dstar = -1
 	if p.s == "" || p.s[0] != '/' {
@@ -192,11 +195,11 @@ func (p *parser) parse() (*Template, error) {
 		}
 		t.verb, t.vkey = lit, key
 		if p.i < len(p.s) {
-			return nil, p.errf(p.i, "unexpected %q after verb", p.s[p.i])
+			return nil, p.errf(p.i, "unexpected %q after verb", p.char())
 		}
 	}
 	if p.i < len(p.s) {
-		return nil, p.errf(p.i, "unexpected %q", p.s[p.i])
+		return nil, p.errf(p.i, "unexpected %q", p.char())
 	}
 	return t, nil
 }
@@ -293,7 +296,7 @@ func (p *parser) variable() error {
 		return p.errf(p.i, `missing "}"`)
 	}
 	if p.s[p.i] != '}' {
-		return p.errf(p.i, `unexpected %q in variable (want "/" or "}")`, p.s[p.i])
+		return p.errf(p.i, `unexpected %q in variable (want "/" or "}")`, p.char())
 	}
 	p.i++
 	v.end = len(p.segs)
@@ -321,7 +324,7 @@ func (p *parser) fieldPath() (string, error) {
 			if p.i == start && p.s[p.i] == '}' {
 				return "", p.errf(p.i, "missing field path")
 			}
-			return "", p.errf(p.i, "invalid character %q in field path", p.s[p.i])
+			return "", p.errf(p.i, "invalid character %q in field path", p.char())
 		}
 		if p.i < len(p.s) && p.s[p.i] == '.' {
 			p.i++
@@ -383,7 +386,7 @@ func (p *parser) literal() (lit, key string, err error) {
 			}
 			p.i++
 		default:
-			return "", "", p.errf(p.i, "invalid character %q (percent-encode it)", c)
+			return "", "", p.errf(p.i, "invalid character %q (percent-encode it)", p.char())
 		}
 	}
 	return p.finishLiteral(start, escaped, &canon, &dec)

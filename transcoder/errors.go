@@ -27,10 +27,15 @@ const ErrorIDHeader = "Rosetta-Error-Id"
 // httpError is a call error with an HTTP status that overrides the gRPC
 // code's usual mapping (405, 413, 415 have no gRPC code of their own).
 type httpError struct {
-	*call.Error
+	err    *call.Error
 	status int
 	allow  []string
 }
+
+func (e *httpError) Error() string { return e.err.Error() }
+
+// Unwrap returns the call error.
+func (e *httpError) Unwrap() error { return e.err }
 
 // HTTPStatus returns the HTTP status for a gRPC code, following the
 // grpc-gateway table (Canceled → 499, FailedPrecondition → 400, ...).
@@ -43,7 +48,7 @@ func (h *REST) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ce *call.Error
 	status := 0
 	if errors.As(err, &he) {
-		ce, status = he.Error, he.status
+		ce, status = he.err, he.status
 		if len(he.allow) > 0 {
 			w.Header().Set("Allow", strings.Join(he.allow, ", "))
 		}

@@ -36,11 +36,14 @@ func (h *REST) unary(ctx context.Context, w http.ResponseWriter, r *http.Request
 		// travel as headers for clients that do not accept trailers.
 		setResponseMetadata(w.Header(), metadataTrailerPrefix, trl)
 	}
+	if trailers {
+		// Declared trailers make net/http send the body chunked, so the
+		// trailers can follow it.
+		declareTrailers(w.Header(), trl)
+		defer setResponseMetadata(w.Header(), metadataTrailerPrefix, trl)
+	}
 	if err != nil {
 		h.writeError(w, r, err)
-		if trailers {
-			setResponseMetadata(w.Header(), http.TrailerPrefix+metadataTrailerPrefix, trl)
-		}
 		return
 	}
 	ct, body, err := p.encode(resp)
@@ -51,8 +54,15 @@ func (h *REST) unary(ctx context.Context, w http.ResponseWriter, r *http.Request
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
-	if trailers {
-		setResponseMetadata(w.Header(), http.TrailerPrefix+metadataTrailerPrefix, trl)
+}
+
+// declareTrailers announces the Grpc-Trailer-* trailers of md in the
+// Trailer header.
+func declareTrailers(h http.Header, md metadata.MD) {
+	tmp := http.Header{}
+	setResponseMetadata(tmp, metadataTrailerPrefix, md)
+	for k := range tmp {
+		h.Add("Trailer", k)
 	}
 }
 

@@ -175,12 +175,12 @@ func (h *REST) Match(r *http.Request) (router.Match, error) {
 	}
 	if len(allow) > 0 {
 		return m, &httpError{
-			Error:  call.Errorf(codes.Unimplemented, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")),
+			err:    call.Errorf(codes.Unimplemented, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")),
 			status: http.StatusMethodNotAllowed,
 			allow:  allow,
 		}
 	}
-	return m, &httpError{Error: call.Errorf(codes.NotFound, "no route matches %s %s", r.Method, r.URL.Path), status: http.StatusNotFound}
+	return m, &httpError{err: call.Errorf(codes.NotFound, "no route matches %s %s", r.Method, r.URL.Path), status: http.StatusNotFound}
 }
 
 // IsNotFound reports whether err is Match's "no route" answer.
@@ -219,7 +219,7 @@ func (h *REST) Serve(w http.ResponseWriter, r *http.Request, m router.Match) {
 	}
 	if m.Route.Method.IsStreamingClient() {
 		h.writeError(w, r, &httpError{
-			Error:  call.Errorf(codes.Unimplemented, "method %s streams requests; call it over gRPC, gRPC-Web or Connect", m.Route.Method.FullName()),
+			err:    call.Errorf(codes.Unimplemented, "method %s streams requests; call it over gRPC, gRPC-Web or Connect", m.Route.Method.FullName()),
 			status: http.StatusNotImplemented,
 		})
 		return
@@ -338,7 +338,7 @@ func readBody(r *http.Request, raw bool) ([]byte, error) {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, &httpError{
-				Error:  call.Errorf(codes.ResourceExhausted, "request body is larger than the limit of %d bytes", mbe.Limit),
+				err:    call.Errorf(codes.ResourceExhausted, "request body is larger than the limit of %d bytes", mbe.Limit),
 				status: http.StatusRequestEntityTooLarge,
 			}
 		}
@@ -358,7 +358,7 @@ func checkJSONContentType(ct string) error {
 		return nil
 	}
 	return &httpError{
-		Error:  call.Errorf(codes.InvalidArgument, "unsupported Content-Type %q: send application/json", ct),
+		err:    call.Errorf(codes.InvalidArgument, "unsupported Content-Type %q: send application/json", ct),
 		status: http.StatusUnsupportedMediaType,
 	}
 }

@@ -1,0 +1,143 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+
+// startGateway starts a gateway from YAML text (with $BACKEND replaced by
+// the backend's address) on 127.0.0.1:0 and returns its base URL.
+func startGateway(t *testing.T, backendAddr, yamlText string) (string, *Gateway) {
+	t.Helper()
+	dir := t.TempDir()
+	yamlText = strings.ReplaceAll(yamlText, "$BACKEND", backendAddr)
+	file := filepath.Join(dir, "rosetta.yaml")
+	if err := os.WriteFile(file, []byte(yamlText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	g, err := New(cfg, nil)
+	if err != nil {
+		t.Fatalf("gateway.New: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := g.Start(ctx); err != nil {
+		t.Fatalf("gateway.Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := g.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return "http://" + g.Addrs()[0].String(), g
+}
+
+const basicConfig = `
+listeners:
+  - address: "127.0.0.1:0"
+upstreams:
+  test:
+    targets: ["$BACKEND"]
+`
+
+// startDefault starts a backend and a gateway with the basic config.
+func startDefault(t *testing.T) string {
+	t.Helper()
+	be := testkit.StartBackend(t)
+	url, _ := startGateway(t, be.Addr, basicConfig)
+	return url
+}
+
+type response struct {
+	status  int
+	header  http.Header
+	trailer http.Header
+	body    string
+}
+
+// do sends one request; body "" sends none. Header pairs are "Name: value".
+func do(t *testing.T, method, url, body string, headers ...string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ":")
+		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, trailer: resp.Trailer, body: string(b)}
+}
+
+// assertJSON compares two JSON texts by value.
+func assertJSON(t *testing.T, got, want string) {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal([]byte(got), &g); err != nil {
+		t.Fatalf("response is not JSON: %v\n%s", err, got)
+	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatalf("bad test JSON: %v\n%s", err, want)
+	}
+	if diff := cmp.Diff(w, g); diff != "" {
+		t.Errorf("JSON mismatch (-want +got):\n%s\ngot: %s", diff, got)
+	}
+}
+
+// expect checks the status and JSON body of a response.
+func expect(t *testing.T, r response, status int, wantJSON string) {
+	t.Helper()
+	if r.status != status {
+		t.Errorf("status: got %d; want %d (body %s)", r.status, status, r.body)
+	}
+	if wantJSON != "" {
+		assertJSON(t, r.body, wantJSON)
+	}
+}
+
+// compactJSON is used to build exact NDJSON expectations.
+func compactJSON(t *testing.T, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
