@@ -17,8 +17,11 @@ import (
 
 // Defaults of [Params].
 const (
+	// DefaultMissRefreshMinInterval is the default of
+	// Params.MissRefreshMinInterval.
 	DefaultMissRefreshMinInterval = 5 * time.Second
-	DefaultLoadTimeout            = 10 * time.Second
+	// DefaultLoadTimeout is the default of Params.LoadTimeout.
+	DefaultLoadTimeout = 10 * time.Second
 )
 
 // ErrClosed is returned by the loading methods of a [Registry] after

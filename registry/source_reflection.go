@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -34,6 +35,24 @@ type targetLoad struct {
 	// transitive import), sorted.
 	closure  map[protoreflect.FullName][]string
 	problems []string
+	keys     map[string][]byte // fileKey of files, computed on demand
+}
+
+// key returns the comparison bytes of the named file, nil if the target
+// did not serve it.
+func (l *targetLoad) key(name string) []byte {
+	if k, ok := l.keys[name]; ok {
+		return k
+	}
+	f, ok := l.files[name]
+	if !ok {
+		return nil
+	}
+	if l.keys == nil {
+		l.keys = map[string][]byte{}
+	}
+	l.keys[name] = fileKey(f)
+	return l.keys[name]
 }
 
 // skipService reports whether a listed service is infrastructure the
@@ -202,8 +221,8 @@ func drift(base, other *targetLoad) []string {
 				// Replaced by the gateway's own copy in any case.
 				continue
 			}
-			a, b := base.files[name], other.files[name]
-			if a != nil && b != nil && sameFile(a, b) {
+			a, b := base.key(name), other.key(name)
+			if a != nil && b != nil && bytes.Equal(a, b) {
 				continue
 			}
 			out = append(out, fmt.Sprintf("schema drift: targets %s and %s serve different descriptors for service %s (file %s differs)", base.addr, other.addr, svc, name))

@@ -174,10 +174,10 @@ func (t *Table) MatchInto(values []string, method, escapedPath string) (m Match,
 	}
 	var segBuf [32]string
 	var offBuf [32]int
-	s := search{method: method, path: escapedPath}
+	s := search{method: method}
 	s.segs, s.offs = splitPath(escapedPath, segBuf[:0], offBuf[:0])
 	if r := s.run(t); r != nil {
-		return Match{Route: r, Values: s.values(r, values)}, nil, true
+		return Match{Route: r, Values: varValues(r, escapedPath, s.segs, s.offs, values)}, nil, true
 	}
 	s.collect = true
 	s.run(t)
@@ -191,7 +191,6 @@ func (t *Table) MatchInto(values []string, method, escapedPath string) (m Match,
 // search is the state of one match; it lives on the caller's stack.
 type search struct {
 	method  string
-	path    string
 	segs    []string // segments of path; the last one without its verb while hasVerb
 	offs    []int    // offset of each segment in path
 	verb    string   // escaped verb, when hasVerb
@@ -262,8 +261,10 @@ func (s *search) leaf(ls []*leaf) *Route {
 	return nil
 }
 
-// values extracts and decodes r's variables from the matched path.
-func (s *search) values(r *Route, dst []string) []string {
+// varValues extracts and decodes r's variables from the matched path,
+// split into segs at offs. It is not a method of search so that the
+// segment buffers on MatchInto's stack do not escape.
+func varValues(r *Route, path string, segs []string, offs []int, dst []string) []string {
 	vars := r.Template.vars
 	if len(vars) == 0 {
 		return dst[:0]
@@ -275,17 +276,17 @@ func (s *search) values(r *Route, dst []string) []string {
 	for _, v := range vars {
 		end := v.end
 		if v.toEnd {
-			end = len(s.segs)
+			end = len(segs)
 		}
 		if !v.multi {
-			dst = append(dst, unescape(s.segs[v.start], false))
+			dst = append(dst, unescape(segs[v.start], false))
 			continue
 		}
 		if end <= v.start {
 			dst = append(dst, "")
 			continue
 		}
-		raw := s.path[s.offs[v.start] : s.offs[end-1]+len(s.segs[end-1])]
+		raw := path[offs[v.start] : offs[end-1]+len(segs[end-1])]
 		dst = append(dst, unescape(raw, true))
 	}
 	return dst

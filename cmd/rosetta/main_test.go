@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	t.Parallel()
+	if code, out, _ := runCLI("version"); code != 0 || !strings.HasPrefix(out, "rosetta ") {
+		t.Errorf("version: got %d %q", code, out)
+	}
+	if code, _, errs := runCLI("frobnicate"); code != 2 || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: got %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(); code != 2 || !strings.Contains(errs, "Usage:") {
+		t.Errorf("no command: got %d %q", code, errs)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("listeners:\n  - address: 127.0.0.1:8080\nupstreams:\n  a:\n    targets: [127.0.0.1:9000]\n"), 0o600)
+	os.WriteFile(bad, []byte("listeners:\n  - adress: 127.0.0.1:8080\nupstreams:\n  a:\n    targets: [nope]\n"), 0o600)
+	if code, out, errs := runCLI("validate", "--config", good); code != 0 || out != good+": ok\n" {
+		t.Errorf("good config: got %d %q %q", code, out, errs)
+	}
+	code, _, errs := runCLI("validate", "--config", bad)
+	if code != 2 {
+		t.Errorf("bad config: exit %d; want 2", code)
+	}
+	for _, want := range []string{bad + ":2:5: listeners[0].adress: unknown key \"adress\" (known: address, idle_timeout, max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, write_timeout) (hint: did you mean \"address\"?)", bad + ":5:15: upstreams.a.targets[0]"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("bad config output lacks %q:\n%s", want, errs)
+		}
+	}
+	if code, _, errs := runCLI("validate"); code != 2 || !strings.Contains(errs, "--config FILE is required") {
+		t.Errorf("missing flag: got %d %q", code, errs)
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	be := testkit.StartBackend(t)
+	code, out, errs := runCLI("routes", "--upstream", "test="+be.Addr)
+	if code != 0 {
+		t.Fatalf("routes: exit %d: %s", code, errs)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^VERB\s+PATH\s+RPC\s+UPSTREAM\s+SOURCE$`),
+		regexp.MustCompile(`(?m)^GET\s+/v1/echo/\{id\}\s+rosetta\.testing\.v1\.EchoService\.Echo\s+test\s+annotation$`),
+		regexp.MustCompile(`(?m)^POST\s+/v1/\{name=shelves/\*/books/\*\}:publish\s+rosetta\.examples\.library\.v1\.LibraryService\.PublishBook\s+test\s+annotation$`),
+		regexp.MustCompile(`(?m)^POST\s+/rosetta\.testing\.v1\.EchoService/Unannotated\s+rosetta\.testing\.v1\.EchoService\.Unannotated\s+test\s+default$`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("routes output lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+// buildBinary builds the rosetta binary once for the process tests.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "rosetta")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestServeZeroConfigAndDrain runs the exact zero-config command from the
+// README, serves a request, then sends SIGTERM while a slow request is in
+// flight: the request completes and the process exits 0.
+func TestServeZeroConfigAndDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped in -short")
+	}
+	t.Parallel()
+	be := testkit.StartBackend(t)
+	bin := buildBinary(t)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(bin, "serve", "--listen", addr, "--upstream", be.Addr)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs <- sc.Text()
+		}
+		close(logs)
+	}()
+	waitFor(t, logs, "listening")
+	resp, err := http.Get("http://" + addr + "/v1/echo/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"hello"`) {
+		t.Fatalf("got %d %s", resp.StatusCode, body)
+	}
+
+	slow := make(chan int, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/v1/sleep?duration=1s")
+		if err != nil {
+			slow <- -1
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	// Send SIGTERM once the slow request is in flight at the backend.
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-slow; got != 200 {
+		t.Errorf("in-flight request during shutdown: got %d; want 200", got)
+	}
+	for range logs {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v; want status 0", err)
+	}
+}
+
+func waitFor(t *testing.T, logs <-chan string, substr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		select {
+		case l, ok := <-logs:
+			if !ok {
+				t.Fatalf("process exited before logging %q", substr)
+			}
+			if strings.Contains(l, substr) {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("no log line with %q", substr)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
