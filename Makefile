@@ -18,6 +18,53 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 help: ## Describe useful make targets
 	@grep -E '^[a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*?## "}; {printf "%-16s %s\n", $$1, $$2}'
 
+GO_PACKAGES := ./...
+# Fuzz targets run by `make fuzz`, as package:FuzzName.
+FUZZ_TARGETS := ./router:FuzzParseTemplate ./router:FuzzMatch ./config:FuzzParse ./transcoder:FuzzDecodeRequest
+FUZZ_TIME ?= 30s
+
+.PHONY: all
+all: build test ## Build and test
+
+.PHONY: build
+build: ## Build bin/rosetta and bin/library-server
+	go build -o bin/rosetta ./cmd/rosetta
+	go build -o bin/library-server ./examples/library/cmd/library-server
+
+.PHONY: run
+run: build ## Start the example library backend on :9000 and the gateway on 127.0.0.1:8080
+	@bin/library-server -listen 127.0.0.1:9000 & backend=$$!; \
+	trap 'kill $$backend 2>/dev/null; wait $$backend 2>/dev/null' EXIT INT TERM; \
+	for i in $$(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null && break; sleep 0.1; done; \
+	echo "gateway on http://127.0.0.1:8080 (Ctrl-C stops both); try: curl http://127.0.0.1:8080/v1/shelves"; \
+	bin/rosetta serve --listen 127.0.0.1:8080 --upstream library=127.0.0.1:9000
+
+.PHONY: test
+test: lint ## Run every test with the race detector, plus lint and checkgenerate
+	go test -race -count=1 -timeout 15m $(GO_PACKAGES)
+	$(MAKE) --no-print-directory checkgenerate
+
+.PHONY: lint
+lint: lint-go lint-proto ## Run go vet, gofmt and buf lint
+
+.PHONY: lint-go
+lint-go: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet $(GO_PACKAGES)
+
+.PHONY: bench
+bench: ## Run the Go benchmarks of the hot paths
+	go test -run '^$$' -bench . -benchmem $(GO_PACKAGES)
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZ_TIME (default 30s)
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$pkg $$name"; go test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME); done
+
+.PHONY: clean
+clean: ## Remove build output and installed tools
+	rm -rf bin .tmp
+
 .PHONY: tools
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Install pinned tools into .tmp/bin (only those missing)
 

@@ -1,7 +1,7 @@
 package config
 
 import (
-	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -242,15 +242,20 @@ type Pos struct {
 	Col int
 }
 
-// String formats p as "file:line:col", or as much of it as is known.
+// String formats p as "file:line:col", or as much of it as is known:
+// "file:line", "file", "line:col" or "".
 func (p Pos) String() string {
-	switch {
-	case p.Line == 0:
-		return p.File
-	case p.Col == 0:
-		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	s := p.File
+	if p.Line > 0 {
+		if s != "" {
+			s += ":"
+		}
+		s += strconv.Itoa(p.Line)
+		if p.Col > 0 {
+			s += ":" + strconv.Itoa(p.Col)
+		}
 	}
-	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+	return s
 }
 
 // UseReflection reports whether descriptors are loaded by server

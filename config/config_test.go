@@ -259,6 +259,11 @@ func TestDiagnosticString(t *testing.T) {
 			want: "rosetta.yaml:2: invalid YAML: did not find expected key",
 		},
 		{
+			name: "no file",
+			d:    Diagnostic{Line: 4, Col: 2, Path: "upstreams", Msg: "m"},
+			want: "4:2: upstreams: m",
+		},
+		{
 			name: "no position",
 			d:    Diagnostic{Path: "--listen", Msg: "address is required", Hint: "h"},
 			want: "--listen: address is required (hint: h)",

@@ -19,10 +19,11 @@ import (
 )
 
 // Limits that keep hostile documents (alias bombs, alias cycles, deep
-// nesting) cheap to reject. Real configs are far below them.
+// nesting) cheap to reject. Real configs are far below them: the schema
+// is 10 levels deep, and aliases rarely add more than a few hundred nodes.
 const (
-	maxVisits = 1 << 20
-	maxDepth  = 64
+	maxAliasVisits = 100_000 // node visits allowed beyond the document's own nodes
+	maxDepth       = 20
 )
 
 // Load reads the config file at path and parses it with [Parse], expanding
@@ -69,6 +70,11 @@ func Parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	}
 	if root != nil {
 		d.decode(root, reflect.ValueOf(c).Elem(), "")
+	}
+	if d.halted {
+		// The document was cut short; validating the rest would only
+		// report values that were never read.
+		return nil, d.diags.err()
 	}
 	c.setDefaults()
 	base := baseDir(file)
@@ -156,15 +162,16 @@ func joinKey(path, key string) string {
 
 // decoder turns yaml.Nodes into Go values, collecting diagnostics.
 type decoder struct {
-	file   string
-	env    func(string) (string, bool)
-	diags  Diagnostics
-	index  *posIndex
-	bad    map[string]bool // paths whose decoding failed
-	active map[*yaml.Node]bool
-	visits int
-	depth  int
-	halted bool
+	file      string
+	env       func(string) (string, bool)
+	diags     Diagnostics
+	index     *posIndex
+	bad       map[string]bool // paths whose decoding failed
+	active    map[*yaml.Node]bool
+	visits    int
+	maxVisits int
+	depth     int
+	halted    bool
 }
 
 func (d *decoder) pos(n *yaml.Node) Pos {
@@ -218,10 +225,21 @@ func (d *decoder) parse(data []byte) (root *yaml.Node) {
 		return nil
 	}
 	root = doc.Content[0]
+	d.maxVisits = countNodes(root) + maxAliasVisits
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 		return nil
 	}
 	return root
+}
+
+// countNodes returns the number of nodes in the tree under n, not
+// following aliases.
+func countNodes(n *yaml.Node) int {
+	c := 1
+	for _, k := range n.Content {
+		c += countNodes(k)
+	}
+	return c
 }
 
 func (d *decoder) syntaxError(err error) {
@@ -256,7 +274,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	d.visits++
 	d.depth++
 	defer func() { d.depth-- }()
-	if d.visits > maxVisits || d.depth > maxDepth {
+	if d.visits > d.maxVisits || d.depth > maxDepth {
 		d.report(n, path, "document is too large or too deeply nested (check for alias loops)", "")
 		d.halted = true
 		return

@@ -2,7 +2,6 @@ package config
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
 	"strings"
 )
@@ -30,14 +29,7 @@ type Diagnostic struct {
 // empty and the hint part when there is no hint.
 func (d Diagnostic) String() string {
 	var b strings.Builder
-	loc := d.File
-	if d.Line > 0 {
-		if d.Col > 0 {
-			loc = fmt.Sprintf("%s:%d:%d", d.File, d.Line, d.Col)
-		} else {
-			loc = fmt.Sprintf("%s:%d", d.File, d.Line)
-		}
-	}
+	loc := Pos{File: d.File, Line: d.Line, Col: d.Col}.String()
 	if loc != "" {
 		b.WriteString(loc)
 		b.WriteString(": ")

@@ -99,7 +99,9 @@ type Params struct {
 	// names; when several rules name one method, the last one wins, as
 	// google/api/http.proto specifies.
 	Rules []config.HTTPRule
-	// Routes tune methods by selector; each Route gets the first match.
+	// Routes tune methods by selector: a method's full name, a prefix
+	// ending in ".*" (e.g. "library.v1.*"), or "*" for every method. Each
+	// [Route] gets the first config route that selects its method.
 	Routes []config.Route
 	// DefaultBindings gives every method without any binding
 	// POST /<pkg.Service>/<Method> with body "*".
@@ -210,6 +212,15 @@ func (b *builder) problem(upstream, format string, args ...any) {
 	b.problems = append(b.problems, registry.Problem{Upstream: upstream, Msg: fmt.Sprintf(format, args...)})
 }
 
+// upstreamOf is the Upstream of a Problem about a binding of m: empty for
+// config rules, whose problems start with their position in the config.
+func upstreamOf(m rpc, source Source) string {
+	if source == SourceConfig {
+		return ""
+	}
+	return m.upstream
+}
+
 // where names a binding's method and origin, for Problems.
 func where(m rpc, source Source, pos config.Pos) string {
 	switch source {
@@ -252,14 +263,14 @@ func (b *builder) fromConfig(m rpc, r *config.HTTPRule, nested bool) []binding {
 	}
 	switch len(set) {
 	case 0:
-		b.problem(m.upstream, "%s: no HTTP method and path (%s)", where(m, SourceConfig, r.Pos), patternHint)
+		b.problem("", "%s: no HTTP method and path (%s)", where(m, SourceConfig, r.Pos), patternHint)
 	case 1:
 		out = append(out, bd)
 	default:
-		b.problem(m.upstream, "%s: sets %s (%s)", where(m, SourceConfig, r.Pos), strings.Join(set, " and "), patternHint)
+		b.problem("", "%s: sets %s (%s)", where(m, SourceConfig, r.Pos), strings.Join(set, " and "), patternHint)
 	}
 	if len(r.AdditionalBindings) > 0 && nested {
-		b.problem(m.upstream, "%s: additional_bindings inside additional_bindings are ignored (nesting may only be one level deep)",
+		b.problem("", "%s: additional_bindings inside additional_bindings are ignored (nesting may only be one level deep)",
 			where(m, SourceConfig, r.Pos))
 		return out
 	}
@@ -311,7 +322,7 @@ func (b *builder) add(m rpc, bd binding) {
 		label = "custom"
 	}
 	fail := func(format string, args ...any) {
-		b.problem(m.upstream, "%s: %s %q: %s", where(m, bd.source, bd.pos), label, bd.pattern, fmt.Sprintf(format, args...))
+		b.problem(upstreamOf(m, bd.source), "%s: %s %q: %s", where(m, bd.source, bd.pos), label, bd.pattern, fmt.Sprintf(format, args...))
 	}
 	if label == "custom" {
 		fail(`custom kind %q is not an HTTP method (want a token such as HEAD, or "*" for any method)`, bd.httpMethod)

@@ -142,7 +142,7 @@ func (t *Table) insert(r *Route) *Route {
 //   - ok: the route and the decoded variable values;
 //   - !ok with a non-empty allow list: the path matches templates bound to
 //     other HTTP methods only; answer 405 with an Allow header listing them
-//     (sorted; the caller must not modify the slice's elements);
+//     (sorted and deduplicated; a new slice the caller owns);
 //   - !ok with a nil allow list: nothing matches; answer 404.
 //
 // Matching follows google/api/http.proto on the escaped path split at "/":
@@ -174,35 +174,36 @@ func (t *Table) MatchInto(values []string, method, escapedPath string) (m Match,
 	}
 	var segBuf [32]string
 	var offBuf [32]int
-	s := search{method: method}
-	s.segs, s.offs = splitPath(escapedPath, segBuf[:0], offBuf[:0])
-	if r := s.run(t); r != nil {
-		return Match{Route: r, Values: varValues(r, escapedPath, s.segs, s.offs, values)}, nil, true
+	segs, offs := splitPath(escapedPath, segBuf[:0], offBuf[:0])
+	last := segs[len(segs)-1]
+	s := search{method: method, segs: segs}
+	if r := s.run(t, last); r != nil {
+		return Match{Route: r, Values: varValues(r, escapedPath, segs, offs, values)}, nil, true
 	}
-	s.collect = true
-	s.run(t)
-	if len(s.allow) == 0 {
+	var allowed []string
+	s.allow = &allowed
+	s.run(t, last)
+	if len(allowed) == 0 {
 		return Match{}, nil, false
 	}
-	slices.Sort(s.allow)
-	return Match{}, slices.Compact(s.allow), false
+	slices.Sort(allowed)
+	return Match{}, slices.Compact(allowed), false
 }
 
-// search is the state of one match; it lives on the caller's stack.
+// search is the state of one match. It lives on MatchInto's stack, and
+// nothing derived from it is stored through it, so that the segment
+// buffers it points to stay on that stack.
 type search struct {
 	method  string
-	segs    []string // segments of path; the last one without its verb while hasVerb
-	offs    []int    // offset of each segment in path
-	verb    string   // escaped verb, when hasVerb
-	hasVerb bool
-	collect bool     // gather allowed methods instead of returning a route
-	allow   []string // gathered allowed methods
+	segs    []string  // segments of the path; the last one without its verb while hasVerb
+	verb    string    // escaped verb, when hasVerb
+	hasVerb bool      // the last segment was split at its last ":"
+	allow   *[]string // when set, gather allowed methods instead of returning a route
 }
 
-// run tries the verb split first, then the path as it is. When a route is
-// found, s.segs and s.hasVerb describe the attempt that found it.
-func (s *search) run(t *Table) *Route {
-	last := s.segs[len(s.segs)-1]
+// run tries the verb split of last (the last segment) first, then the path
+// as it is. When it returns a route, s.segs is the split that matched.
+func (s *search) run(t *Table, last string) *Route {
 	if c := strings.LastIndexByte(last, ':'); t.hasVerbs && c >= 0 && c < len(last)-1 {
 		s.verb, s.hasVerb = last[c+1:], true
 		s.segs[len(s.segs)-1] = last[:c]
@@ -247,8 +248,8 @@ func (s *search) leaf(ls []*leaf) *Route {
 		} else if l.verb != "" {
 			continue
 		}
-		if s.collect {
-			s.allow = append(s.allow, l.allow...)
+		if s.allow != nil {
+			*s.allow = append(*s.allow, l.allow...)
 			return nil
 		}
 		for _, r := range l.routes {

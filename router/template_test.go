@@ -114,4 +114,3 @@ func TestParseTemplateErrors(t *testing.T) {
 		})
 	}
 }
-

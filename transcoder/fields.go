@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -70,6 +71,9 @@ func parseValue(fd protoreflect.FieldDescriptor, s string) (protoreflect.Value, 
 func parseScalar(fd protoreflect.FieldDescriptor, s string) (protoreflect.Value, error) {
 	switch fd.Kind() {
 	case protoreflect.StringKind:
+		if !utf8.ValidString(s) {
+			return protoreflect.Value{}, fmt.Errorf("not valid UTF-8")
+		}
 		return protoreflect.ValueOfString(s), nil
 	case protoreflect.BoolKind:
 		switch s {

@@ -36,10 +36,10 @@ type Gateway struct {
 // state is everything built from one descriptor snapshot. It is immutable;
 // a request keeps the state it started with.
 type state struct {
-	snap     *registry.Snapshot
-	table    *router.Table
-	rest     *transcoder.REST
-	problems []registry.Problem
+	snap          *registry.Snapshot
+	table         *router.Table
+	rest          *transcoder.REST
+	routeProblems []registry.Problem
 }
 
 // New builds a gateway from a validated config. It opens no sockets and
@@ -122,10 +122,9 @@ func (g *Gateway) install(snap *registry.Snapshot) {
 		Transcoding: g.cfg.Transcoding,
 		Logger:      g.logger.With("component", "transcoder.rest"),
 	})
-	all := append(append([]registry.Problem(nil), snap.Problems...), problems...)
-	prev := g.state.Swap(&state{snap: snap, table: table, rest: rest, problems: all})
+	prev := g.state.Swap(&state{snap: snap, table: table, rest: rest, routeProblems: problems})
 	for _, p := range problems {
-		if prev == nil || !hasProblem(prev.problems, p) {
+		if prev == nil || !hasProblem(prev.routeProblems, p) {
 			g.logger.Warn("route problem", "problem", p.String())
 		}
 	}
@@ -157,13 +156,15 @@ func (g *Gateway) Routes() []*router.Route {
 	return nil
 }
 
-// Problems returns what went wrong building the current snapshot and
-// route table.
+// Problems returns what went wrong in the latest descriptor load (which
+// may not have changed the snapshot) and in building the current route
+// table.
 func (g *Gateway) Problems() []registry.Problem {
+	out := g.reg.Problems()
 	if s := g.state.Load(); s != nil {
-		return s.problems
+		out = append(out, s.routeProblems...)
 	}
-	return nil
+	return out
 }
 
 // Snapshot returns the current descriptor snapshot.

@@ -1,0 +1,70 @@
+package transcoder
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
+	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
+	"github.com/rosetta-gateway/rosetta/registry"
+	"github.com/rosetta-gateway/rosetta/router"
+)
+
+func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
+
+// newTestREST builds the REST adapter of the echo service from a real
+// descriptor-set file loaded by the registry, calling conn for every
+// backend.
+func newTestREST(tb testing.TB, conn grpc.ClientConnInterface, tc config.Transcoding) *REST {
+	tb.Helper()
+	var set descriptorpb.FileDescriptorSet
+	seen := map[string]bool{}
+	var add func(fd protoreflect.FileDescriptor)
+	add = func(fd protoreflect.FileDescriptor) {
+		if seen[fd.Path()] {
+			return
+		}
+		seen[fd.Path()] = true
+		for i := 0; i < fd.Imports().Len(); i++ {
+			add(fd.Imports().Get(i).FileDescriptor)
+		}
+		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
+	}
+	add(testingv1.File_rosetta_testing_v1_echo_proto)
+	b, err := proto.Marshal(&set)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), "echo.binpb")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	reg, err := registry.New(registry.Params{Upstreams: []registry.UpstreamSpec{{Name: "test", Files: []string{path}}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = reg.Close() })
+	snap, err := reg.Load(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	table, problems := router.Build(snap, router.Params{DefaultBindings: true})
+	if len(problems) > 0 {
+		tb.Fatalf("route problems: %v", problems)
+	}
+	return NewREST(Params{
+		Snapshot:    snap,
+		Table:       table,
+		Backends:    func(string) (Backend, bool) { return Backend{Conn: conn}, true },
+		Transcoding: tc,
+	})
+}
