@@ -101,9 +101,11 @@ type Descriptors struct {
 	RefreshInterval *Duration `yaml:"refresh_interval"`
 	// Files are descriptor-set files (buf build -o x.binpb, or protoc
 	// --include_imports --descriptor_set_out). Relative paths are resolved
-	// against the config file's directory, as are Protos and ImportPaths.
+	// against the config file's directory, as are ImportPaths.
 	Files []string `yaml:"files"`
-	// Protos are .proto source files compiled at start.
+	// Protos are .proto source files compiled at start, named relative to
+	// ImportPaths as for protoc (e.g. "library/v1/library.proto"); without
+	// ImportPaths, relative to the config file's directory.
 	Protos []string `yaml:"protos"`
 	// ImportPaths are the directories .proto imports are resolved against.
 	ImportPaths []string `yaml:"import_paths"`

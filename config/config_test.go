@@ -195,7 +195,7 @@ upstreams:
     targets: ["127.0.0.1:9000"]
     tls: {ca: certs/ca.pem}
     descriptors:
-      protos: [protos/library/v1/library.proto]
+      protos: [library/v1/library.proto]
       import_paths: [protos, /usr/include]
 http:
   rules:

@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -89,9 +90,26 @@ func (c *Config) resolvePaths(base string) {
 			abs(&u.TLS.Cert)
 			abs(&u.TLS.Key)
 		}
-		for _, list := range [][]string{u.Descriptors.Files, u.Descriptors.Protos, u.Descriptors.ImportPaths} {
+		d := &u.Descriptors
+		for _, list := range [][]string{d.Files, d.ImportPaths} {
 			for i := range list {
 				abs(&list[i])
+			}
+		}
+		// Protos are names relative to the import paths, as for protoc;
+		// without import paths, the config file's directory is the one.
+		if len(d.Protos) > 0 && len(d.ImportPaths) == 0 {
+			d.ImportPaths = []string{base}
+		}
+		for i, f := range d.Protos {
+			if !filepath.IsAbs(f) {
+				continue
+			}
+			for _, ip := range d.ImportPaths {
+				if rel, err := filepath.Rel(ip, f); err == nil && !strings.HasPrefix(rel, "..") {
+					d.Protos[i] = filepath.ToSlash(rel)
+					break
+				}
 			}
 		}
 	}

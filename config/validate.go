@@ -190,11 +190,11 @@ func (v *validator) descriptors(p string, d *Descriptors) {
 	for i, f := range d.Files {
 		v.file(fmt.Sprintf("%s.files[%d]", p, i), f, false, false)
 	}
-	for i, f := range d.Protos {
-		v.file(fmt.Sprintf("%s.protos[%d]", p, i), f, false, false)
-	}
 	for i, f := range d.ImportPaths {
 		v.file(fmt.Sprintf("%s.import_paths[%d]", p, i), f, true, false)
+	}
+	for i, f := range d.Protos {
+		v.protoFile(fmt.Sprintf("%s.protos[%d]", p, i), f, d.ImportPaths)
 	}
 	for i, s := range d.Services {
 		if !validFullName(s, 1) {
@@ -434,6 +434,40 @@ func (v *validator) file(path, p string, dir, optional bool) {
 	case !dir && fi.IsDir():
 		v.report(path, Pos{}, false, fmt.Sprintf("%s is a directory, not a file", p), "")
 	}
+}
+
+// protoFile checks that a .proto name is found in one of the import paths
+// (the config file's directory when there are none).
+func (v *validator) protoFile(path, name string, importPaths []string) {
+	if name == "" {
+		v.report(path, Pos{}, false, "path is empty", "")
+		return
+	}
+	dirs := importPaths
+	if len(dirs) == 0 {
+		dirs = []string{"."}
+	}
+	for _, d := range dirs {
+		full := name
+		if !filepath.IsAbs(name) {
+			if !filepath.IsAbs(d) && v.base != "" {
+				d = filepath.Join(v.base, d)
+			}
+			full = filepath.Join(d, name)
+		} else if rel, err := filepath.Rel(d, name); err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		if fi, err := os.Stat(full); err == nil && !fi.IsDir() {
+			return
+		}
+	}
+	if filepath.IsAbs(name) {
+		v.report(path, Pos{}, false, fmt.Sprintf("%s is not a file under any import path", name),
+			"list the directory it is imported from in import_paths")
+		return
+	}
+	v.report(path, Pos{}, false, fmt.Sprintf("open %s: no such file in the import paths", name),
+		"proto names are relative to import_paths (default: the config file's directory)")
 }
 
 func (v *validator) nonNegative(path string, d Duration) {
