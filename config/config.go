@@ -20,6 +20,8 @@ type Config struct {
 	// Routes tune groups of methods (selected by name) or paths: timeout and
 	// JSON options per route.
 	Routes []Route `yaml:"routes"`
+	// CORS allows browser clients from other origins (optional).
+	CORS *CORS `yaml:"cors"`
 	// Admin is the operator endpoint (optional).
 	Admin *Admin `yaml:"admin"`
 
@@ -49,6 +51,56 @@ type Listener struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// MaxBodyBytes caps a request body; larger bodies get 413. Default 4 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// TLS terminates TLS on this listener (HTTP/1.1 and HTTP/2 by ALPN).
+	// Omitted: cleartext HTTP/1.1 and h2c.
+	TLS *ServerTLS `yaml:"tls"`
+	// HTTP3 also serves HTTP/3 (QUIC) on the same port over UDP and
+	// advertises it with Alt-Svc. Requires TLS.
+	HTTP3 bool `yaml:"http3"`
+	// MaxConcurrentStreams caps concurrent HTTP/2 and HTTP/3 streams per
+	// connection. Default 250.
+	MaxConcurrentStreams uint32 `yaml:"max_concurrent_streams"`
+}
+
+// ServerTLS configures TLS termination on a listener.
+type ServerTLS struct {
+	// Cert and Key are PEM files of the default certificate. Reloaded when
+	// the files change.
+	Cert string `yaml:"cert"`
+	// Key is the PEM private key of Cert.
+	Key string `yaml:"key"`
+	// Certificates are more certificates, chosen by the SNI name the client
+	// asks for (matched against each certificate's DNS names).
+	Certificates []CertKey `yaml:"certificates"`
+	// ClientCA is a PEM file of CAs that client certificates must chain to.
+	ClientCA string `yaml:"client_ca"`
+	// ClientAuth is "none" (default), "request" (verify a certificate if
+	// sent) or "require" (a valid certificate is required). Needs ClientCA
+	// unless "none".
+	ClientAuth string `yaml:"client_auth"`
+	// SelfSigned generates a throwaway self-signed certificate at start,
+	// for local use only. Exclusive with Cert/Key.
+	SelfSigned bool `yaml:"self_signed"`
+}
+
+// CertKey is one certificate and its key, as PEM files.
+type CertKey struct {
+	// Cert is a PEM certificate chain file.
+	Cert string `yaml:"cert"`
+	// Key is the PEM private key file.
+	Key string `yaml:"key"`
+}
+
+// CORS configures cross-origin access for browser clients (gRPC-Web,
+// Connect, REST).
+type CORS struct {
+	// AllowedOrigins lists origins allowed to call, e.g.
+	// "https://app.example.com"; "*" allows any.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// AllowCredentials lets browsers send cookies and credentials.
+	AllowCredentials bool `yaml:"allow_credentials"`
+	// MaxAge is how long browsers may cache a preflight answer. Default 2h.
+	MaxAge Duration `yaml:"max_age"`
 }
 
 // Upstream is one backend cluster.
@@ -199,8 +251,22 @@ type CustomRule struct {
 // Route tunes the methods it selects.
 type Route struct {
 	// Selector picks methods by full name; a trailing ".*" selects every
-	// method of a service or package, e.g. "library.v1.Library.*".
+	// method of a service or package, e.g. "library.v1.Library.*". Either
+	// Selector or URI is set.
 	Selector string `yaml:"selector"`
+	// URI routes plain HTTP requests to an upstream of kind http: an exact
+	// path ("/health") or a prefix ending in "/*" ("/users/*").
+	URI string `yaml:"uri"`
+	// Service is the upstream (kind http) a URI route proxies to.
+	Service string `yaml:"service"`
+	// Methods restricts a URI route to these HTTP methods. Default: all.
+	Methods []string `yaml:"methods"`
+	// StripPrefix removes the URI prefix (before "/*") from the path sent
+	// upstream.
+	StripPrefix bool `yaml:"strip_prefix"`
+	// HostHeader sets the Host header sent upstream. Default: the client's
+	// Host.
+	HostHeader string `yaml:"host_header"`
 	// Timeout is the deadline for calls on this route; a client's
 	// Grpc-Timeout header may shorten it, never extend it. Default 0: the
 	// upstream's timeout applies.

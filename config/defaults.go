@@ -31,6 +31,15 @@ func (c *Config) setDefaults() {
 		if l.MaxBodyBytes == 0 {
 			l.MaxBodyBytes = defaultMaxBodyBytes
 		}
+		if l.MaxConcurrentStreams == 0 {
+			l.MaxConcurrentStreams = 250
+		}
+		if l.TLS != nil && l.TLS.ClientAuth == "" {
+			l.TLS.ClientAuth = "none"
+		}
+	}
+	if c.CORS != nil {
+		setDuration(&c.CORS.MaxAge, 2*time.Hour)
 	}
 	for name, u := range c.Upstreams {
 		if u == nil {
@@ -82,6 +91,17 @@ func (c *Config) resolvePaths(base string) {
 	abs := func(p *string) {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
+		}
+	}
+	for i := range c.Listeners {
+		if t := c.Listeners[i].TLS; t != nil {
+			abs(&t.Cert)
+			abs(&t.Key)
+			abs(&t.ClientCA)
+			for j := range t.Certificates {
+				abs(&t.Certificates[j].Cert)
+				abs(&t.Certificates[j].Key)
+			}
 		}
 	}
 	for _, u := range c.Upstreams {

@@ -136,6 +136,38 @@ func (v *validator) listeners() {
 		v.nonNegative(p+".idle_timeout", l.IdleTimeout)
 		v.nonNegativeInt(p+".max_header_bytes", int64(l.MaxHeaderBytes))
 		v.nonNegativeInt(p+".max_body_bytes", l.MaxBodyBytes)
+		if t := l.TLS; t != nil {
+			tp := p + ".tls"
+			switch {
+			case t.SelfSigned && (t.Cert != "" || t.Key != ""):
+				v.report(tp, Pos{}, false, "self_signed cannot be combined with cert and key", "")
+			case !t.SelfSigned && (t.Cert == "" || t.Key == ""):
+				v.report(tp, Pos{}, false, "cert and key are required (or self_signed: true)", "")
+			}
+			if !t.SelfSigned && t.Cert != "" && t.Key != "" {
+				v.file(tp+".cert", t.Cert, false, false)
+				v.file(tp+".key", t.Key, false, false)
+			}
+			for j, ck := range t.Certificates {
+				v.file(fmt.Sprintf("%s.certificates[%d].cert", tp, j), ck.Cert, false, false)
+				v.file(fmt.Sprintf("%s.certificates[%d].key", tp, j), ck.Key, false, false)
+			}
+			switch t.ClientAuth {
+			case "", "none":
+			case "request", "require":
+				if t.ClientCA == "" {
+					v.report(tp+".client_ca", Pos{}, false, fmt.Sprintf("client_auth %q needs client_ca", t.ClientAuth), "")
+				}
+			default:
+				v.report(tp+".client_auth", Pos{}, false, fmt.Sprintf("unknown client_auth %q", t.ClientAuth), "want none, request or require")
+			}
+			if t.ClientCA != "" {
+				v.file(tp+".client_ca", t.ClientCA, false, false)
+			}
+		}
+		if l.HTTP3 && l.TLS == nil {
+			v.report(p+".http3", Pos{}, false, "http3 needs tls", "add tls: {cert: ..., key: ...} or tls: {self_signed: true}")
+		}
 	}
 }
 
@@ -285,14 +317,46 @@ func (v *validator) rule(p string, r *HTTPRule, nested bool) {
 
 func (v *validator) route(p string, r *Route) {
 	sel := r.Selector
+	if r.URI != "" || r.Service != "" {
+		v.uriRoute(p, r)
+		return
+	}
 	switch {
 	case sel == "":
-		v.report(p+".selector", r.Pos, false, "selector is required", `e.g. selector: "library.v1.Library.*"`)
+		v.report(p+".selector", r.Pos, false, "selector or uri is required", `e.g. selector: "library.v1.Library.*", or uri: "/users/*" with service: users`)
 	case strings.HasSuffix(sel, ".*") && validFullName(strings.TrimSuffix(sel, ".*"), 1):
 	case validFullName(sel, 3):
 	default:
 		v.report(p+".selector", r.Pos, false, fmt.Sprintf("invalid selector %q", sel),
 			`write a full method name such as "library.v1.Library.GetBook", or end with ".*", e.g. "library.v1.Library.*"`)
+	}
+	v.nonNegative(p+".timeout", r.Timeout)
+}
+
+// uriRoute checks a plain HTTP route (uri + service).
+func (v *validator) uriRoute(p string, r *Route) {
+	if r.Selector != "" {
+		v.report(p+".selector", r.Pos, false, "a route has either selector or uri, not both", "")
+	}
+	switch {
+	case r.URI == "":
+		v.report(p+".uri", r.Pos, false, "uri is required with service", `e.g. uri: "/users/*"`)
+	case !strings.HasPrefix(r.URI, "/"):
+		v.report(p+".uri", r.Pos, false, fmt.Sprintf("uri %q must start with \"/\"", r.URI), "")
+	case strings.Contains(strings.TrimSuffix(r.URI, "/*"), "*"):
+		v.report(p+".uri", r.Pos, false, fmt.Sprintf("uri %q: \"*\" is only allowed as a final \"/*\"", r.URI), `e.g. uri: "/users/*"`)
+	}
+	if r.Service == "" {
+		v.report(p+".service", r.Pos, false, "service is required with uri", "name an upstream of kind http")
+	} else if u, ok := v.c.Upstreams[r.Service]; !ok {
+		v.report(p+".service", r.Pos, false, fmt.Sprintf("unknown upstream %q", r.Service), "")
+	} else if u.Kind != "http" {
+		v.report(p+".service", r.Pos, false, fmt.Sprintf("upstream %q is of kind %q; uri routes need kind http", r.Service, u.Kind), "")
+	}
+	for i, m := range r.Methods {
+		if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t/") {
+			v.report(fmt.Sprintf("%s.methods[%d]", p, i), r.Pos, false, fmt.Sprintf("invalid HTTP method %q", m), "write methods in upper case, e.g. GET")
+		}
 	}
 	v.nonNegative(p+".timeout", r.Timeout)
 }

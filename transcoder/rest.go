@@ -183,6 +183,12 @@ func (h *REST) Match(r *http.Request) (router.Match, error) {
 	return m, &httpError{err: call.Errorf(codes.NotFound, "no route matches %s %s", r.Method, r.URL.Path), status: http.StatusNotFound}
 }
 
+// StatusError wraps err so that the REST error writer answers with the
+// given HTTP status instead of the one mapped from err's code.
+func StatusError(status int, err *call.Error) error {
+	return &httpError{err: err, status: status}
+}
+
 // IsNotFound reports whether err is Match's "no route" answer.
 func IsNotFound(err error) bool {
 	var he *httpError

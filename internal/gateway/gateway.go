@@ -7,11 +7,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
+	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/router"
@@ -178,8 +182,49 @@ func (g *Gateway) Snapshot() *registry.Snapshot {
 // Handler returns the one http.Handler behind every listener.
 func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serveHTTP) }
 
+// serveHTTP is the one handler behind every listener: it recovers panics,
+// detects the protocol and hands the request to that protocol's adapter
+// of the current state.
 func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	st := g.state.Load()
+	defer g.recoverPanic(w, r, st)
+	switch transcoder.Detect(r) {
+	case call.GRPC:
+		g.unsupported(w, r, st, "gRPC")
+	case call.GRPCWeb:
+		g.unsupported(w, r, st, "gRPC-Web")
+	case call.Connect:
+		g.unsupported(w, r, st, "the Connect protocol")
+	case call.WebSocket:
+		g.unsupported(w, r, st, "WebSocket")
+	default:
+		g.serveREST(w, r, st)
+	}
+}
+
+// unsupported answers protocols this build does not serve yet.
+func (g *Gateway) unsupported(w http.ResponseWriter, r *http.Request, st *state, what string) {
+	st.rest.WriteError(w, r, transcoder.StatusError(http.StatusNotImplemented,
+		call.Errorf(codes.Unimplemented, "%s is not served by this gateway yet", what)))
+}
+
+// recoverPanic turns a panic in any adapter into a 500 with an error ID,
+// logged with its stack, so one bad request never takes the gateway down.
+func (g *Gateway) recoverPanic(w http.ResponseWriter, r *http.Request, st *state) {
+	v := recover()
+	if v == nil || v == http.ErrAbortHandler {
+		if v != nil {
+			panic(v)
+		}
+		return
+	}
+	g.logger.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	st.rest.WriteError(w, r, call.Errorf(codes.Internal, "internal error"))
+}
+
+// serveREST serves REST/JSON by the route table, refreshing descriptors
+// once when the path names a method the snapshot does not know.
+func (g *Gateway) serveREST(w http.ResponseWriter, r *http.Request, st *state) {
 	m, err := st.rest.Match(r)
 	if err != nil && transcoder.IsNotFound(err) && looksLikeMethodPath(r.URL.Path) {
 		// The path names a method the snapshot may not know yet: refresh
