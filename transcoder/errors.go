@@ -117,19 +117,16 @@ var (
 	reFieldName    = regexp.MustCompile(`field ([A-Za-z0-9_.]+)`)
 )
 
-// jsonError turns a protojson decoding error into a 400 naming the field.
-// prefix is the body field path ("" for body "*").
-func jsonError(err error, prefix string) *call.Error {
+// jsonError turns a protojson decoding error into a 400 naming the field
+// by its JSON path in the body. prefix is the body field path ("" for
+// body "*").
+func jsonError(err error, body []byte, prefix string) *call.Error {
 	msg := strings.TrimPrefix(err.Error(), "proto: ")
 	msg = strings.TrimPrefix(msg, "proto:")
 	msg = strings.TrimSpace(strings.ReplaceAll(msg, "\u00a0", " "))
-	field := ""
-	if m := reUnknownField.FindStringSubmatch(msg); m != nil {
-		field = m[1]
-	} else if m := reInvalidValue.FindStringSubmatch(msg); m != nil && m[1] != "" {
-		field = m[1]
-	} else if m := reFieldName.FindStringSubmatch(msg); m != nil {
-		field = m[1]
+	field := errorFieldPath(body, msg)
+	if field == "" {
+		field = fieldFromMessage(msg)
 	}
 	if prefix != "" {
 		if field == "" {
@@ -142,4 +139,19 @@ func jsonError(err error, prefix string) *call.Error {
 		field = "body"
 	}
 	return call.BadField(field, fmt.Sprintf("invalid JSON body: %s", msg))
+}
+
+// fieldFromMessage picks a field name out of a protojson error message
+// that has no usable position.
+func fieldFromMessage(msg string) string {
+	if m := reUnknownField.FindStringSubmatch(msg); m != nil {
+		return m[1]
+	}
+	if m := reInvalidValue.FindStringSubmatch(msg); m != nil && m[1] != "" {
+		return m[1]
+	}
+	if m := reFieldName.FindStringSubmatch(msg); m != nil {
+		return m[1]
+	}
+	return ""
 }

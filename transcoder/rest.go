@@ -384,7 +384,7 @@ func (h *REST) decodeBody(r *http.Request, p *plan, msg *dynamicpb.Message, body
 	}
 	if rt.Body == "*" {
 		if err := p.unmarshal.Unmarshal(body, msg); err != nil {
-			return jsonError(err, "")
+			return jsonError(err, body, "")
 		}
 		return nil
 	}
@@ -393,7 +393,7 @@ func (h *REST) decodeBody(r *http.Request, p *plan, msg *dynamicpb.Message, body
 	if fd.Message() != nil && !fd.IsList() && !fd.IsMap() {
 		sub := dynamicpb.NewMessage(fd.Message())
 		if err := p.unmarshal.Unmarshal(body, sub); err != nil {
-			return jsonError(err, name)
+			return jsonError(err, body, name)
 		}
 		msg.Set(fd, protoreflect.ValueOfMessage(sub))
 		return nil
@@ -408,7 +408,7 @@ func (h *REST) decodeBody(r *http.Request, p *plan, msg *dynamicpb.Message, body
 	wrapped = append(wrapped, '}')
 	tmp := dynamicpb.NewMessage(p.input)
 	if err := p.unmarshal.Unmarshal(wrapped, tmp); err != nil {
-		return jsonError(err, "")
+		return jsonError(err, wrapped, "")
 	}
 	if tmp.Has(fd) {
 		msg.Set(fd, tmp.Get(fd))
