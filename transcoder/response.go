@@ -46,7 +46,7 @@ func (h *REST) unary(ctx context.Context, w http.ResponseWriter, r *http.Request
 		h.writeError(w, r, err)
 		return
 	}
-	ct, body, err := p.encode(resp)
+	ct, body, err := p.encode(resp, p.int64Numbers || wantsInt64Numbers(r))
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -68,7 +68,7 @@ func declareTrailers(h http.Header, md metadata.MD) {
 
 // encode renders a response message (or its response_body field) as the
 // HTTP body: JSON, or raw bytes for google.api.HttpBody.
-func (p *plan) encode(resp protoreflect.Message) (string, []byte, error) {
+func (p *plan) encode(resp protoreflect.Message, int64Numbers bool) (string, []byte, error) {
 	fd := p.route.ResponseBodyField
 	if p.respRaw {
 		m := resp
@@ -81,23 +81,32 @@ func (p *plan) encode(resp protoreflect.Message) (string, []byte, error) {
 		}
 		return ct, data, nil
 	}
-	if fd == nil {
-		b, err := p.marshal.Marshal(resp.Interface())
-		if err != nil {
-			return "", nil, call.Errorf(codes.Internal, "encode response: %v", err).WithCause(err)
+	var b []byte
+	var err error
+	switch {
+	case fd == nil:
+		b, err = p.marshal.Marshal(resp.Interface())
+		if err == nil && int64Numbers {
+			b, err = int64AsNumbers(b, resp.Descriptor(), p.resolver)
 		}
-		return "application/json", b, nil
-	}
-	if fd.Message() != nil && !fd.IsList() && !fd.IsMap() {
-		b, err := p.marshal.Marshal(resp.Get(fd).Message().Interface())
-		if err != nil {
-			return "", nil, call.FromError(err)
+	case fd.Message() != nil && !fd.IsList() && !fd.IsMap():
+		sub := resp.Get(fd).Message()
+		b, err = p.marshal.Marshal(sub.Interface())
+		if err == nil && int64Numbers {
+			b, err = int64AsNumbers(b, sub.Descriptor(), p.resolver)
 		}
-		return "application/json", b, nil
+	default:
+		b, err = marshalField(p.marshal, resp, fd)
+		if err == nil && int64Numbers {
+			// Convert the field inside a one-key object, then unwrap it.
+			wrapped := append(append([]byte(`{"`+string(fd.Name())+`":`), b...), '}')
+			if b, err = int64AsNumbers(wrapped, resp.Descriptor(), p.resolver); err == nil {
+				b = b[len(fd.Name())+4 : len(b)-1]
+			}
+		}
 	}
-	b, err := marshalField(p.marshal, resp, fd)
 	if err != nil {
-		return "", nil, call.FromError(err)
+		return "", nil, call.Errorf(codes.Internal, "encode response: %v", err).WithCause(err)
 	}
 	return "application/json", b, nil
 }
@@ -154,15 +163,16 @@ func (h *REST) serverStream(ctx context.Context, w http.ResponseWriter, r *http.
 	rc := http.NewResponseController(w)
 	ct := "application/x-ndjson"
 	if p.respRaw && err == nil {
-		ct, _, _ = p.encode(msg)
+		ct, _, _ = p.encode(msg, false)
 	}
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
+	int64Numbers := p.int64Numbers || wantsInt64Numbers(r)
 	var line bytes.Buffer
 	for err == nil {
 		line.Reset()
-		_, b, encErr := p.encode(msg)
+		_, b, encErr := p.encode(msg, int64Numbers)
 		if encErr != nil {
 			err = encErr
 			break

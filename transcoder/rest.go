@@ -66,12 +66,16 @@ type plan struct {
 	output     protoreflect.MessageDescriptor
 	unmarshal  protojson.UnmarshalOptions
 	marshal    protojson.MarshalOptions
-	timeout    time.Duration // 0: the upstream's default
-	streamOnly bool          // route timeout applies to streams only when set explicitly
-	bodyRaw    bool          // request body is a google.api.HttpBody
-	respRaw    bool          // response (or response_body) is a google.api.HttpBody
-	maskField  protoreflect.FieldDescriptor
-	bound      [][]protoreflect.FieldDescriptor // path and body fields, skipped in the query
+	resolver   *typeResolver
+	// int64Numbers writes 64-bit integers as JSON numbers (the client may
+	// also ask per request).
+	int64Numbers bool
+	timeout      time.Duration // 0: the upstream's default
+	streamOnly   bool          // route timeout applies to streams only when set explicitly
+	bodyRaw      bool          // request body is a google.api.HttpBody
+	respRaw      bool          // response (or response_body) is a google.api.HttpBody
+	maskField    protoreflect.FieldDescriptor
+	bound        [][]protoreflect.FieldDescriptor // path and body fields, skipped in the query
 }
 
 const httpBodyName = "google.api.HttpBody"
@@ -110,6 +114,8 @@ func (h *REST) newPlan(rt *router.Route, base config.JSONOptions) *plan {
 		opts = base.Merge(rt.Config.JSON)
 		p.timeout = time.Duration(rt.Config.Timeout)
 	}
+	p.resolver = h.resolver
+	p.int64Numbers = isSet(opts.Int64AsNumbers)
 	p.unmarshal = protojson.UnmarshalOptions{DiscardUnknown: isSet(opts.DiscardUnknown), Resolver: h.resolver}
 	p.marshal = protojson.MarshalOptions{
 		UseProtoNames:   isSet(opts.UseProtoNames),

@@ -340,3 +340,30 @@ upstreams:
 }
 
 var _ = net.IPv4len
+
+func TestRESTInt64AsNumbers(t *testing.T) {
+	t.Parallel()
+	be := testkit.StartBackend(t)
+	url, _ := startGateway(t, be.Addr, basicConfig+`
+routes:
+  - selector: rosetta.testing.v1.EchoService.UpdateThing
+    json: { int64_as_numbers: true }
+`)
+	body := `{"int64Value": "9007199254740993", "uint64Value": "18446744073709551615", "fixed64Value": "1",
+		"int64Wrapper": "-5", "stringValue": "<&>", "nested": {"name": "n"},
+		"any": {"@type": "type.googleapis.com/google.protobuf.Int64Value", "value": "7"}}`
+	r := do(t, "POST", url+"/v1/echo", body, "Accept: application/json; int64=number")
+	expect(t, r, 200, "")
+	want := `{"any":{"@type":"type.googleapis.com/google.protobuf.Int64Value","value":7},"fixed64Value":1,` +
+		`"int64Value":9007199254740993,"int64Wrapper":-5,"nested":{"name":"n"},"stringValue":"<&>","uint64Value":18446744073709551615}`
+	if r.body != want {
+		t.Errorf("got  %s\nwant %s", r.body, want)
+	}
+	// Without the Accept parameter, int64s stay strings.
+	expect(t, do(t, "POST", url+"/v1/echo", `{"int64Value": "1"}`), 200, `{"int64Value": "1"}`)
+	// The route option turns it on for UpdateThing.
+	r = do(t, "PATCH", url+"/v1/things/t?updateMask=int64Value", `{"int64Value": "12"}`)
+	if want := `{"thing":{"id":"t","int64Value":12},"updateMask":"int64Value"}`; r.body != want {
+		t.Errorf("got  %s\nwant %s", r.body, want)
+	}
+}
