@@ -20,6 +20,8 @@ type Config struct {
 	// Routes tune groups of methods (selected by name) or paths: timeout and
 	// JSON options per route.
 	Routes []Route `yaml:"routes"`
+	// WebSocket tunes the WebSocket bridge to gRPC methods.
+	WebSocket WebSocket `yaml:"websocket"`
 	// CORS allows browser clients from other origins (optional).
 	CORS *CORS `yaml:"cors"`
 	// Admin is the operator endpoint (optional).
@@ -101,6 +103,23 @@ type CORS struct {
 	AllowCredentials bool `yaml:"allow_credentials"`
 	// MaxAge is how long browsers may cache a preflight answer. Default 2h.
 	MaxAge Duration `yaml:"max_age"`
+}
+
+// WebSocket tunes the WebSocket bridge.
+type WebSocket struct {
+	// AllowedOrigins lists the browser origins (scheme://host[:port]) that
+	// may open WebSockets, "*" for any. Default: same origin only (Origin's
+	// host equals the request's Host).
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// PingInterval is how often the gateway pings an idle client. Default
+	// 30s; "0s" disables pings.
+	PingInterval *Duration `yaml:"ping_interval"`
+	// IdleTimeout closes a WebSocket with no message either way for this
+	// long. Default 5m; "0s" disables it.
+	IdleTimeout *Duration `yaml:"idle_timeout"`
+	// MaxMessageBytes caps one client message; larger ones close the
+	// socket with 1009. Default 1 MiB.
+	MaxMessageBytes int64 `yaml:"max_message_bytes"`
 }
 
 // Upstream is one backend cluster.

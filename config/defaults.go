@@ -38,6 +38,17 @@ func (c *Config) setDefaults() {
 			l.TLS.ClientAuth = "none"
 		}
 	}
+	if c.WebSocket.PingInterval == nil {
+		d := Duration(30 * time.Second)
+		c.WebSocket.PingInterval = &d
+	}
+	if c.WebSocket.IdleTimeout == nil {
+		d := Duration(5 * time.Minute)
+		c.WebSocket.IdleTimeout = &d
+	}
+	if c.WebSocket.MaxMessageBytes == 0 {
+		c.WebSocket.MaxMessageBytes = 1 << 20
+	}
 	if c.CORS != nil {
 		setDuration(&c.CORS.MaxAge, 2*time.Hour)
 	}

@@ -92,6 +92,7 @@ func (v *validator) run() {
 	c := v.c
 	v.listeners()
 	v.upstreams()
+	v.websocket()
 	for i := range c.HTTP.Rules {
 		v.rule(fmt.Sprintf("http.rules[%d]", i), &c.HTTP.Rules[i], false)
 	}
@@ -111,6 +112,23 @@ func (v *validator) run() {
 				v.report("admin.address", Pos{}, false,
 					fmt.Sprintf("address %q is also used by listeners[%d]", l.Address, i), "give the admin endpoint its own port")
 			}
+		}
+	}
+}
+
+func (v *validator) websocket() {
+	ws := &v.c.WebSocket
+	if ws.PingInterval != nil {
+		v.nonNegative("websocket.ping_interval", *ws.PingInterval)
+	}
+	if ws.IdleTimeout != nil {
+		v.nonNegative("websocket.idle_timeout", *ws.IdleTimeout)
+	}
+	v.nonNegativeInt("websocket.max_message_bytes", ws.MaxMessageBytes)
+	for i, o := range ws.AllowedOrigins {
+		if o != "*" && !strings.Contains(o, "://") {
+			v.report(fmt.Sprintf("websocket.allowed_origins[%d]", i), Pos{}, false,
+				fmt.Sprintf("invalid origin %q", o), `write scheme://host[:port], e.g. "https://app.example.com", or "*"`)
 		}
 	}
 }
