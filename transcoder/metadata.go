@@ -17,7 +17,7 @@ import (
 
 // defaultForwardHeaders are forwarded to backends as metadata by default,
 // besides Authorization and Grpc-Metadata-* headers.
-var defaultForwardHeaders = []string{"x-request-id", "traceparent", "tracestate"}
+var defaultForwardHeaders = []string{"x-request-id", "traceparent", "tracestate", "last-event-id"}
 
 // headerAllowList decides which request headers become backend metadata.
 type headerAllowList struct {

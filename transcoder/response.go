@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -132,71 +130,6 @@ func marshalField(mo protojson.MarshalOptions, m protoreflect.Message, fd protor
 		key = string(fd.Name())
 	}
 	return obj[key], nil
-}
-
-// serverStream calls a server-streaming method and writes one JSON message
-// per line (application/x-ndjson), flushed as each arrives; HttpBody
-// messages stream their raw bytes. An error before the first message gets
-// the usual error answer; after it, a final {"error": <google.rpc.Status>}
-// line.
-func (h *REST) serverStream(ctx context.Context, w http.ResponseWriter, r *http.Request, p *plan, be Backend, req *dynamicpb.Message) {
-	cs, err := be.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, p.fullMethod)
-	if err == nil {
-		err = cs.SendMsg(req)
-	}
-	if err == nil {
-		err = cs.CloseSend()
-	}
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	msg := dynamicpb.NewMessage(p.output)
-	err = cs.RecvMsg(msg)
-	hdr, _ := cs.Header()
-	setResponseMetadata(w.Header(), metadataHeaderPrefix, hdr)
-	if err != nil && !errors.Is(err, io.EOF) {
-		h.writeError(w, r, err)
-		setResponseMetadata(w.Header(), http.TrailerPrefix+metadataTrailerPrefix, cs.Trailer())
-		return
-	}
-	rc := http.NewResponseController(w)
-	ct := "application/x-ndjson"
-	if p.respRaw && err == nil {
-		ct, _, _ = p.encode(msg, false)
-	}
-	w.Header().Set("Content-Type", ct)
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	int64Numbers := p.int64Numbers || wantsInt64Numbers(r)
-	var line bytes.Buffer
-	for err == nil {
-		line.Reset()
-		_, b, encErr := p.encode(msg, int64Numbers)
-		if encErr != nil {
-			err = encErr
-			break
-		}
-		line.Write(b)
-		if !p.respRaw {
-			line.WriteByte('\n')
-		}
-		if _, werr := w.Write(line.Bytes()); werr != nil {
-			return // the client went away; ctx cancels the backend call
-		}
-		_ = rc.Flush()
-		msg = dynamicpb.NewMessage(p.output)
-		err = cs.RecvMsg(msg)
-	}
-	if !errors.Is(err, io.EOF) && !p.respRaw {
-		ce := call.FromError(err)
-		line.Reset()
-		line.WriteString(`{"error":`)
-		line.Write(h.statusJSON(ce))
-		line.WriteString("}\n")
-		_, _ = w.Write(line.Bytes())
-	}
-	setResponseMetadata(w.Header(), http.TrailerPrefix+metadataTrailerPrefix, cs.Trailer())
 }
 
 // fillFieldMask sets the request's update mask from the JSON keys of the

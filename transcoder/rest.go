@@ -229,11 +229,19 @@ func (h *REST) Serve(w http.ResponseWriter, r *http.Request, m router.Match) {
 		h.writeError(w, r, call.Errorf(codes.Unavailable, "upstream %q is not available", m.Route.Upstream))
 		return
 	}
-	if m.Route.Method.IsStreamingClient() {
-		h.writeError(w, r, &httpError{
-			err:    call.Errorf(codes.Unimplemented, "method %s streams requests; call it over gRPC, gRPC-Web or Connect", m.Route.Method.FullName()),
-			status: http.StatusNotImplemented,
-		})
+	md := m.Route.Method
+	if md.IsStreamingClient() {
+		if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		ctx, cancel, err := h.callContext(r, p, be)
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		defer cancel()
+		h.stream(ctx, w, r, p, be, m.Values, nil)
 		return
 	}
 	req, err := h.decodeRequest(r, p, m.Values)
@@ -247,8 +255,8 @@ func (h *REST) Serve(w http.ResponseWriter, r *http.Request, m router.Match) {
 		return
 	}
 	defer cancel()
-	if m.Route.Method.IsStreamingServer() {
-		h.serverStream(ctx, w, r, p, be, req)
+	if md.IsStreamingServer() {
+		h.stream(ctx, w, r, p, be, m.Values, req)
 		return
 	}
 	h.unary(ctx, w, r, p, be, req)
@@ -283,15 +291,23 @@ func (h *REST) callContext(r *http.Request, p *plan, be Backend) (context.Contex
 // variables and the query string, in that order (path values win over the
 // body, as grpc-gateway does).
 func (h *REST) decodeRequest(r *http.Request, p *plan, values []string) (*dynamicpb.Message, error) {
-	msg := dynamicpb.NewMessage(p.input)
 	var body []byte
-	rt := p.route
-	if rt.Body != "" {
+	if p.route.Body != "" {
 		var err error
 		body, err = readBody(r, p.bodyRaw)
 		if err != nil {
 			return nil, err
 		}
+	}
+	return h.buildRequest(r, p, values, body)
+}
+
+// buildRequest builds one request message from a body (already read), the
+// path variables and the query string.
+func (h *REST) buildRequest(r *http.Request, p *plan, values []string, body []byte) (*dynamicpb.Message, error) {
+	msg := dynamicpb.NewMessage(p.input)
+	rt := p.route
+	if rt.Body != "" {
 		if err := h.decodeBody(r, p, msg, body); err != nil {
 			return nil, err
 		}

@@ -139,8 +139,6 @@ func TestRESTErrors(t *testing.T) {
 		{"backend not found", "POST", "/v1/fail", `{"code": 5, "message": "missing"}`, nil, 404, `{"code": 5, "message": "missing", "details": []}`},
 		{"backend unauthenticated", "POST", "/v1/fail", `{"code": 16, "message": "who"}`, nil, 401, `{"code": 16, "message": "who", "details": []}`},
 		{"backend unavailable", "POST", "/v1/fail", `{"code": 14, "message": "down"}`, nil, 503, `{"code": 14, "message": "down", "details": []}`},
-		{"client streaming over REST", "POST", "/v1/stream:client", `{}`, nil, 501,
-			`{"code": 12, "message": "method rosetta.testing.v1.EchoService.ClientStream streams requests; call it over gRPC, gRPC-Web or Connect", "details": []}`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
