@@ -121,6 +121,13 @@ var (
 // by its JSON path in the body. prefix is the body field path ("" for
 // body "*").
 func jsonError(err error, body []byte, prefix string) *call.Error {
+	return decodeJSONError(err, body, prefix, "body")
+}
+
+// decodeJSONError is [jsonError] for any JSON document: what names it in
+// the message ("body", or "message" for a WebSocket frame) and is the
+// field blamed when the error names no field.
+func decodeJSONError(err error, body []byte, prefix, what string) *call.Error {
 	msg := strings.TrimPrefix(err.Error(), "proto: ")
 	msg = strings.TrimPrefix(msg, "proto:")
 	msg = strings.TrimSpace(strings.ReplaceAll(msg, "\u00a0", " "))
@@ -136,9 +143,9 @@ func jsonError(err error, body []byte, prefix string) *call.Error {
 		}
 	}
 	if field == "" {
-		field = "body"
+		field = what
 	}
-	return call.BadField(field, fmt.Sprintf("invalid JSON body: %s", msg))
+	return call.BadField(field, fmt.Sprintf("invalid JSON %s: %s", what, msg))
 }
 
 // fieldFromMessage picks a field name out of a protojson error message

@@ -1,7 +1,16 @@
 // Package transports owns the gateway's listeners: it accepts connections
 // and hands every request, whatever its HTTP version, to one http.Handler.
-// This file set covers HTTP/1.1 and cleartext HTTP/2 (h2c) on one port,
-// with the listener's timeouts and size limits.
+//
+// A [Server] is one configured listener: HTTP/1.1 and cleartext HTTP/2
+// (h2c) on a TCP port, or, with TLS, HTTP/1.1 and HTTP/2 chosen by ALPN,
+// plus HTTP/3 over QUIC on the same port number over UDP when http3 is on
+// (advertised to TCP clients with Alt-Svc). It applies the listener's
+// timeouts, size and stream limits.
+//
+// TLS termination (tls.go) serves a default certificate and more chosen by
+// SNI, verifies client certificates when asked, and reloads certificate
+// files when they change, without a restart and without touching open
+// connections.
 //
 // Transports know nothing about protobuf or routing.
 package transports

@@ -2,37 +2,92 @@ package transports
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rosetta-gateway/rosetta/config"
 )
 
-// Server is one HTTP listener serving HTTP/1.1 and h2c.
+// HTTP/2 limits. Go's defaults are generous (1 MiB frames); these keep the
+// memory one connection can pin small. The header list size is not set
+// here: net/http derives SETTINGS_MAX_HEADER_LIST_SIZE from
+// http.Server.MaxHeaderBytes, the listener's max_header_bytes.
+//
+// Rapid reset (CVE-2023-44487) needs no setting of ours: since Go 1.21.3
+// the net/http HTTP/2 server runs at most MaxConcurrentStreams handlers
+// per connection, queues at most 4×MaxConcurrentStreams more, and answers
+// a client that opens and resets streams faster than handlers finish with
+// GOAWAY ENHANCE_YOUR_CALM ("too_many_early_resets" in h2_bundle.go).
+// TestH2RapidReset checks it on a real socket.
+const (
+	defaultMaxStreams  = 250
+	h2MaxReadFrameSize = 64 << 10         // frames larger than this are a protocol error
+	h2HeaderTableSize  = 4 << 10          // HPACK dynamic table, both ways: the RFC default
+	h2StreamWindow     = 1 << 20          // receive window per stream
+	h2ConnectionWindow = 2 << 20          // receive window per connection, all streams together
+	h2WriteByteTimeout = 30 * time.Second // a peer that reads nothing this long is dropped
+)
+
+// Server is one listener: HTTP/1.1 and HTTP/2 on a TCP port (h2c when
+// cleartext, h2 by ALPN under TLS), and optionally HTTP/3 over QUIC on the
+// same port number over UDP. Every protocol ends in the same handler.
+//
+// Use it as NewServer, Listen, Serve, then Shutdown. Its methods are not
+// safe for concurrent use with each other; the handler runs concurrently.
 type Server struct {
-	cfg    config.Listener
-	srv    *http.Server
-	ln     net.Listener
-	logger *slog.Logger
-	done   chan error
+	cfg     config.Listener
+	handler http.Handler // body limit applied; no Alt-Svc
+	srv     *http.Server
+	certs   *certStore // nil when cleartext
+	h3      *h3Server  // nil unless http3 is on
+	tcp     net.Listener
+	ln      net.Listener // tcp, wrapped by TLS or by the cleartext sniffer
+	logger  *slog.Logger
+	served  bool
+	closed  bool
+	wg      sync.WaitGroup
+	errs    chan error
 }
 
-// NewServer prepares a server for one listener config. It does not listen
-// yet; see [Server.Listen].
-func NewServer(cfg config.Listener, h http.Handler, logger *slog.Logger) *Server {
+// NewServer prepares a server for one listener config: it loads TLS
+// certificates (an error names the file and what to fix) but does not
+// listen yet; see [Server.Listen]. logger receives transport errors at
+// Debug and certificate reloads at Info/Error; nil discards them.
+func NewServer(cfg config.Listener, h http.Handler, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.HTTP3 && cfg.TLS == nil {
+		return nil, errors.New("http3 needs tls: add tls: {cert: ..., key: ...} or tls: {self_signed: true} to the listener")
+	}
+	s := &Server{cfg: cfg, handler: limitBody(h, cfg.MaxBodyBytes), logger: logger, errs: make(chan error, 2)}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	srv := &http.Server{
-		Handler:           limitBody(h, cfg.MaxBodyBytes),
+	if cfg.TLS != nil {
+		protocols.SetHTTP2(true)
+		certs, err := newCertStore(cfg.TLS, []string{"h2", "http/1.1"}, logger)
+		if err != nil {
+			return nil, err
+		}
+		s.certs = certs
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+		s.handler = rejectPartialPreface(s.handler)
+	}
+	streams := int(cfg.MaxConcurrentStreams)
+	if streams <= 0 {
+		streams = defaultMaxStreams
+	}
+	s.srv = &http.Server{
+		Handler:           s.handler,
 		ReadHeaderTimeout: time.Duration(cfg.ReadHeaderTimeout),
 		ReadTimeout:       time.Duration(cfg.ReadTimeout),
 		WriteTimeout:      time.Duration(cfg.WriteTimeout),
@@ -40,12 +95,20 @@ func NewServer(cfg config.Listener, h http.Handler, logger *slog.Logger) *Server
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		Protocols:         &protocols,
 		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams:      1000,
-			MaxReceiveBufferPerStream: 1 << 20,
+			MaxConcurrentStreams:          streams,
+			MaxDecoderHeaderTableSize:     h2HeaderTableSize,
+			MaxEncoderHeaderTableSize:     h2HeaderTableSize,
+			MaxReadFrameSize:              h2MaxReadFrameSize,
+			MaxReceiveBufferPerStream:     h2StreamWindow,
+			MaxReceiveBufferPerConnection: h2ConnectionWindow,
+			WriteByteTimeout:              h2WriteByteTimeout,
 		},
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
-	return &Server{cfg: cfg, srv: srv, logger: logger, done: make(chan error, 1)}
+	if cfg.HTTP3 {
+		s.h3 = newH3Server(cfg, s.handler, s.certs.serverConfig(), logger.With("protocol", "h3"))
+	}
+	return s, nil
 }
 
 // limitBody caps request bodies at max bytes (413 from the adapters when
@@ -63,42 +126,201 @@ func limitBody(h http.Handler, max int64) http.Handler {
 	})
 }
 
-// Listen binds the listener's address.
+// rejectPartialPreface answers 400 to "PRI * HTTP/2.0" parsed as an
+// HTTP/1 request: a client that sent only part of the HTTP/2 preface.
+// net/http hands such requests to the handler (for the retired h2c
+// upgrade handlers); no route should see them.
+func rejectPartialPreface(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "PRI" && r.ProtoMajor == 2 {
+			http.Error(w, "incomplete HTTP/2 connection preface", http.StatusBadRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Listen binds the listener's TCP address and, with http3, the same port
+// over UDP. With port 0 both get the same free port number.
 func (s *Server) Listen() error {
-	ln, err := net.Listen("tcp", s.cfg.Address)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Address, err)
+	const attempts = 5 // port 0: the TCP port's UDP twin may be taken
+	for i := 0; ; i++ {
+		tcp, err := net.Listen("tcp", s.cfg.Address)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", s.cfg.Address, err)
+		}
+		if s.h3 != nil {
+			if err := s.h3.listen(tcp.Addr().(*net.TCPAddr)); err != nil {
+				_ = tcp.Close()
+				if strings.HasSuffix(s.cfg.Address, ":0") && i+1 < attempts {
+					continue
+				}
+				return err
+			}
+			s.srv.Handler = altSvc(s.handler, tcp.Addr().(*net.TCPAddr).Port)
+		}
+		s.tcp = tcp
+		break
 	}
-	s.ln = ln
+	if s.certs != nil {
+		// net/http runs each handshake in the connection's goroutine,
+		// bounded by read_header_timeout.
+		s.ln = tls.NewListener(s.tcp, s.certs.serverConfig())
+	} else {
+		s.ln = &cleartextListener{Listener: s.tcp, logger: s.logger}
+	}
 	return nil
 }
 
-// Addr returns the bound address (useful with port 0).
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+// Addr returns the bound TCP address (useful with port 0). HTTP/3, when
+// on, listens on the same port number over UDP.
+func (s *Server) Addr() net.Addr { return s.tcp.Addr() }
+
+// Protocols names what the listener serves, for logs: "h1,h2c",
+// "h1,h2" or "h1,h2,h3".
+func (s *Server) Protocols() string {
+	switch {
+	case s.h3 != nil:
+		return "h1,h2,h3"
+	case s.certs != nil:
+		return "h1,h2"
+	default:
+		return "h1,h2c"
+	}
+}
 
 // Serve accepts connections until Shutdown. It returns at once; the serve
-// loop runs in its own goroutine.
+// loops (TCP, and UDP for HTTP/3) run in their own goroutines.
 func (s *Server) Serve() {
+	s.served = true
+	s.wg.Add(1)
 	go func() {
+		defer s.wg.Done()
 		err := s.srv.Serve(s.ln)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
-		s.done <- err
+		s.errs <- err
 	}()
+	if s.h3 != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.errs <- s.h3.serve()
+		}()
+	}
 }
 
-// Shutdown stops accepting connections and waits for in-flight requests
-// until ctx ends, then closes what is left.
+// Shutdown stops accepting connections, tells HTTP/2 and HTTP/3 clients
+// to go away, and waits for in-flight requests until ctx ends; then it
+// closes what is left. It returns ctx's error when it had to cut requests
+// short.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		_ = s.srv.Close()
+	if s.closed {
+		return nil
 	}
-	if s.ln != nil {
-		if serr := <-s.done; serr != nil && err == nil {
-			err = serr
+	s.closed = true
+	if !s.served {
+		if s.tcp != nil {
+			_ = s.tcp.Close()
+		}
+		if s.h3 != nil {
+			s.h3.closeSocket()
+		}
+		return nil
+	}
+	h3done := make(chan error, 1)
+	if s.h3 != nil {
+		go func() { h3done <- s.h3.shutdown(ctx) }()
+	} else {
+		h3done <- nil
+	}
+	var errs []error
+	if err := s.srv.Shutdown(ctx); err != nil {
+		_ = s.srv.Close()
+		errs = append(errs, err)
+	}
+	if err := <-h3done; err != nil && (len(errs) == 0 || !errors.Is(err, ctx.Err())) {
+		errs = append(errs, fmt.Errorf("http3: %w", err))
+	}
+	s.wg.Wait()
+	close(s.errs)
+	for err := range s.errs {
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return err
+	return errors.Join(errs...)
+}
+
+// cleartextListener answers a TLS handshake sent to a cleartext port with
+// a plain-text 400 and a close, instead of letting the HTTP/1 parser wait
+// for a line end until the header timeout.
+type cleartextListener struct {
+	net.Listener
+	logger *slog.Logger
+}
+
+// Accept returns the next connection, wrapped to sniff its first bytes.
+func (l *cleartextListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &sniffConn{Conn: c, logger: l.logger}, nil
+}
+
+// errTLSOnCleartext ends a connection that began with a TLS handshake.
+var errTLSOnCleartext = errors.New("client sent a TLS handshake to a cleartext HTTP listener")
+
+const tlsOnCleartextAnswer = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n" +
+	"client sent a TLS handshake to a cleartext HTTP listener; use http:// or enable tls on this listener\n"
+
+// sniffConn checks the first bytes read for a TLS record header.
+type sniffConn struct {
+	net.Conn
+	logger *slog.Logger
+	state  atomic.Int32 // sniffUnchecked, sniffHTTP or sniffTLS
+}
+
+const (
+	sniffUnchecked = iota
+	sniffHTTP
+	sniffTLS
+)
+
+// Read reads from the connection. When the client opened with a TLS
+// handshake record, it answers with a plain-text 400 and this and every
+// later read fail with errTLSOnCleartext (net/http peeks for the h2c
+// preface first and would otherwise go on reading).
+func (c *sniffConn) Read(p []byte) (int, error) {
+	switch c.state.Load() {
+	case sniffTLS:
+		return 0, errTLSOnCleartext
+	case sniffHTTP:
+		return c.Conn.Read(p)
+	}
+	n, err := c.Conn.Read(p)
+	if n == 0 {
+		return n, err
+	}
+	// A TLS handshake record: content type 22, protocol major version 3.
+	if p[0] != 0x16 || (n > 1 && p[1] != 0x03) {
+		c.state.Store(sniffHTTP)
+		return n, err
+	}
+	c.state.Store(sniffTLS)
+	c.logger.Debug("TLS handshake on a cleartext listener", "remote", c.RemoteAddr().String())
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.Conn.Write([]byte(tlsOnCleartextAnswer))
+	return 0, errTLSOnCleartext
+}
+
+// CloseWrite half-closes the TCP connection, so net/http can linger on
+// close as it does with a bare *net.TCPConn.
+func (c *sniffConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }

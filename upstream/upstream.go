@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -28,6 +29,7 @@ type Upstream struct {
 	Config *config.Upstream
 
 	conn *grpc.ClientConn
+	h2   h2Client // see h2.go
 }
 
 // Conn returns the upstream's client connection. Calls on it are balanced
@@ -97,6 +99,16 @@ func New(cfg *config.Upstream, extra ...grpc.DialOption) (*Upstream, error) {
 	addrs := make([]resolver.Address, len(cfg.Targets))
 	for i, t := range cfg.Targets {
 		addrs[i] = resolver.Address{Addr: t}
+		if cfg.TLS != nil {
+			// Check each target's certificate against its own host (unless
+			// tls.server_name is set), not against the channel's
+			// authority, which is the upstream's name.
+			host, _, err := net.SplitHostPort(t)
+			if err != nil {
+				host = t
+			}
+			addrs[i].ServerName = host
+		}
 	}
 	r.InitialState(resolver.State{Addresses: addrs})
 	maxMsg := cfg.MaxMessageBytes
@@ -116,8 +128,12 @@ func New(cfg *config.Upstream, extra ...grpc.DialOption) (*Upstream, error) {
 	return &Upstream{Name: cfg.Name, Config: cfg, conn: conn}, nil
 }
 
-// Close closes the upstream's connection.
-func (u *Upstream) Close() error { return u.conn.Close() }
+// Close closes the upstream's connection and the idle connections of its
+// HTTP/2 transport.
+func (u *Upstream) Close() error {
+	u.closeH2()
+	return u.conn.Close()
+}
 
 // Set is every gRPC upstream of one config, by name.
 type Set struct {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/policy/cors"
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/router"
 	"github.com/rosetta-gateway/rosetta/transcoder"
@@ -31,6 +32,10 @@ type Gateway struct {
 	logger  *slog.Logger
 	reg     *registry.Registry
 	ups     *upstream.Set
+	uri     *uriRoutes
+	local   *localGRPC   // grpc_local.go
+	cors    *cors.Policy // browser.go; nil without a cors config
+	ws      wsSockets    // websocket.go
 	state   atomic.Pointer[state]
 	servers []*transports.Server
 	cancel  context.CancelFunc
@@ -43,6 +48,10 @@ type state struct {
 	snap          *registry.Snapshot
 	table         *router.Table
 	rest          *transcoder.REST
+	grpc          *transcoder.GRPCProxy
+	grpcWeb       *transcoder.GRPCWeb
+	connect       *transcoder.Connect
+	websocket     *transcoder.WebSocket
 	routeProblems []registry.Problem
 }
 
@@ -66,7 +75,15 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		_ = ups.Close()
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, logger: logger, reg: reg, ups: ups}
+	uri, err := newURIRoutes(cfg, logger)
+	if err != nil {
+		_ = reg.Close()
+		_ = ups.Close()
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, logger: logger, reg: reg, ups: ups, uri: uri}
+	g.local = newLocalGRPC(g)
+	g.cors = newCORS(cfg)
 	return g, nil
 }
 
@@ -126,7 +143,14 @@ func (g *Gateway) install(snap *registry.Snapshot) {
 		Transcoding: g.cfg.Transcoding,
 		Logger:      g.logger.With("component", "transcoder.rest"),
 	})
-	prev := g.state.Swap(&state{snap: snap, table: table, rest: rest, routeProblems: problems})
+	grpcProxy := transcoder.NewGRPCProxy(transcoder.GRPCParams{
+		Snapshot:  snap,
+		Upstreams: g.ups.Get,
+		Logger:    g.logger.With("component", "transcoder.grpc"),
+	})
+	web, connect := g.browserAdapters(snap, table)
+	ws := g.newWebSocket(snap, table, rest)
+	prev := g.state.Swap(&state{snap: snap, table: table, rest: rest, grpc: grpcProxy, grpcWeb: web, connect: connect, websocket: ws, routeProblems: problems})
 	for _, p := range problems {
 		if prev == nil || !hasProblem(prev.routeProblems, p) {
 			g.logger.Warn("route problem", "problem", p.String())
@@ -188,17 +212,24 @@ func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serveHTTP) 
 func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	st := g.state.Load()
 	defer g.recoverPanic(w, r, st)
+	if g.cors != nil && g.applyCORS(w, r) {
+		return // a preflight, answered
+	}
 	switch transcoder.Detect(r) {
 	case call.GRPC:
-		g.unsupported(w, r, st, "gRPC")
+		g.serveGRPC(w, r, st)
 	case call.GRPCWeb:
-		g.unsupported(w, r, st, "gRPC-Web")
+		g.refreshRPC(r, st).grpcWeb.ServeHTTP(w, r)
 	case call.Connect:
-		g.unsupported(w, r, st, "the Connect protocol")
+		g.refreshRPC(r, st).connect.ServeHTTP(w, r)
 	case call.WebSocket:
-		g.unsupported(w, r, st, "WebSocket")
+		if !g.serveURI(w, r, st) {
+			g.serveWebSocket(w, r, st)
+		}
 	default:
-		g.serveREST(w, r, st)
+		if !g.serveURI(w, r, st) {
+			g.serveREST(w, r, st)
+		}
 	}
 }
 
@@ -256,7 +287,11 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	h := g.Handler()
 	for _, l := range g.cfg.Listeners {
-		s := transports.NewServer(l, h, g.logger.With("component", "transports.http"))
+		s, err := transports.NewServer(l, h, g.logger.With("component", "transports.http", "listener", l.Address))
+		if err != nil {
+			g.closeServers()
+			return fmt.Errorf("listener %s: %w", l.Address, err)
+		}
 		if err := s.Listen(); err != nil {
 			g.closeServers()
 			return err
@@ -265,7 +300,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	for _, s := range g.servers {
 		s.Serve()
-		g.logger.Info("listening", "address", s.Addr().String(), "protocols", "http/1.1,h2c")
+		g.logger.Info("listening", "address", s.Addr().String(), "protocols", s.Protocols())
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
@@ -299,11 +334,14 @@ func (g *Gateway) Addrs() []net.Addr {
 // closes backend connections.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	var errs []error
+	g.local.draining()
 	for _, s := range g.servers {
 		if err := s.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	g.local.stop()
+	g.ws.close(ctx)
 	if g.cancel != nil {
 		g.cancel()
 	}
@@ -314,5 +352,6 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if err := g.ups.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	g.uri.close()
 	return errors.Join(errs...)
 }

@@ -1,8 +1,9 @@
 // Command library-server serves the library example
 // (rosetta.examples.library.v1.LibraryService) over plaintext gRPC, with gRPC
-// health and server reflection, for the README demo and `make run`.
+// health and server reflection, for the README demo and `make run`. With
+// -web it also serves the browser demo (examples/web) over HTTP.
 //
-//	library-server -listen 127.0.0.1:9000
+//	library-server -listen 127.0.0.1:9000 -web 127.0.0.1:8081
 package main
 
 import (
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/rosetta-gateway/rosetta/examples/library"
+	"github.com/rosetta-gateway/rosetta/examples/web"
 )
 
 // shutdownGrace is how long a shutdown waits for open calls to finish.
@@ -29,15 +32,16 @@ const shutdownGrace = 5 * time.Second
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9000", "address to listen on (host:port)")
+	webAddr := flag.String("web", "", "also serve the browser demo (examples/web) over HTTP on this address, e.g. 127.0.0.1:8081")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*listen, logger); err != nil {
+	if err := run(*listen, *webAddr, logger); err != nil {
 		logger.Error("library-server stopped", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, logger *slog.Logger) error {
+func run(addr, webAddr string, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -57,6 +61,17 @@ func run(addr string, logger *slog.Logger) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	logger.Info("serving", "address", lis.Addr().String(), "services", len(srv.GetServiceInfo()))
+	if webAddr != "" {
+		webLis, err := net.Listen("tcp", webAddr)
+		if err != nil {
+			srv.Stop()
+			return fmt.Errorf("listen on %s (-web): %w", webAddr, err)
+		}
+		webSrv := &http.Server{Handler: web.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = webSrv.Serve(webLis) }()
+		defer webSrv.Close()
+		logger.Info("serving the browser demo", "url", "http://"+webLis.Addr().String()+"/")
+	}
 
 	select {
 	case err := <-served:

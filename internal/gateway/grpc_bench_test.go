@@ -1,0 +1,118 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
+	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
+)
+
+// startBenchGateway starts a gateway with basicConfig in front of
+// backendAddr for a benchmark and returns its base URL.
+func startBenchGateway(b *testing.B, backendAddr string) string {
+	b.Helper()
+	file := filepath.Join(b.TempDir(), "rosetta.yaml")
+	if err := os.WriteFile(file, []byte(strings.ReplaceAll(basicConfig, "$BACKEND", backendAddr)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		b.Fatalf("config: %v", err)
+	}
+	g, err := New(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := g.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = g.Shutdown(ctx)
+	})
+	return "http://" + g.Addrs()[0].String()
+}
+
+// benchClients returns EchoService clients straight to a backend and
+// through a gateway in front of it.
+func benchClients(b *testing.B) map[string]testingv1.EchoServiceClient {
+	be := testkit.StartBackend(b)
+	url := startBenchGateway(b, be.Addr)
+	return map[string]testingv1.EchoServiceClient{
+		"direct":  testingv1.NewEchoServiceClient(be.Dial(b)),
+		"gateway": testingv1.NewEchoServiceClient(dialGateway(b, url)),
+	}
+}
+
+// BenchmarkGRPCUnary measures a unary call with a ~100-byte message,
+// straight to the backend and passed through the gateway.
+func BenchmarkGRPCUnary(b *testing.B) {
+	clients := benchClients(b)
+	req := &testingv1.Everything{StringValue: strings.Repeat("x", 100), Int64Value: 42}
+	for _, name := range []string{"direct", "gateway"} {
+		client := clients[name]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := client.Echo(context.Background(), req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkGRPCServerStream measures a server stream of 10 ~100-byte
+// messages, straight to the backend and passed through the gateway.
+func BenchmarkGRPCServerStream(b *testing.B) {
+	clients := benchClients(b)
+	req := &testingv1.StreamRequest{Count: 10, Text: strings.Repeat("y", 100)}
+	for _, name := range []string{"direct", "gateway"} {
+		client := clients[name]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := drainStream(client, req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+func drainStream(client testingv1.EchoServiceClient, req *testingv1.StreamRequest) error {
+	stream, err := client.ServerStream(context.Background(), req)
+	if err != nil {
+		return err
+	}
+	n := int32(0)
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if errors.Is(err, io.EOF) && n == req.GetCount() {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		n++
+	}
+}

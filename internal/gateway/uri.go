@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/router"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/upstream"
+)
+
+// uriRoutes is the plain HTTP routing of one config: the URI table, one
+// proxy per URI route, and the upstreams of kind http they forward to. It
+// depends on the config only, so it is built once in New.
+type uriRoutes struct {
+	table   *router.URITable
+	proxies []http.Handler // by router.URIRoute.Index
+	ups     *upstream.HTTPSet
+}
+
+// newURIRoutes builds the URI table and proxies of cfg.
+func newURIRoutes(cfg *config.Config, logger *slog.Logger) (*uriRoutes, error) {
+	ups, err := upstream.NewHTTPSet(cfg.Upstreams, logger.With("component", "upstream.http"))
+	if err != nil {
+		return nil, err
+	}
+	u := &uriRoutes{table: router.BuildURI(cfg.Routes), proxies: make([]http.Handler, len(cfg.Routes)), ups: ups}
+	for _, rt := range u.table.Routes() {
+		hu, ok := ups.Get(rt.Config.Service)
+		if !ok {
+			ups.Close()
+			return nil, fmt.Errorf("%sroutes[%d]: uri %q: upstream %q is not an upstream of kind http; set kind: http on it",
+				uriRoutePos(rt.Config.Pos), rt.Index, rt.Config.URI, rt.Config.Service)
+		}
+		u.proxies[rt.Index] = hu.Proxy(rt.Config)
+	}
+	return u, nil
+}
+
+func uriRoutePos(p config.Pos) string {
+	if s := p.String(); s != "" {
+		return s + ": "
+	}
+	return ""
+}
+
+// close closes the idle connections to the http upstreams.
+func (u *uriRoutes) close() { u.ups.Close() }
+
+// serveURI proxies r when a URI route matches its path, answering 405 (with
+// Allow) when routes match the path but not the method. It reports whether
+// it answered; false means no URI route matches and the caller goes on.
+func (g *Gateway) serveURI(w http.ResponseWriter, r *http.Request, st *state) bool {
+	if g.uri == nil || g.uri.table.Len() == 0 {
+		return false
+	}
+	rt, allow, ok := g.uri.table.Match(r.Method, r.URL.Path)
+	switch {
+	case ok:
+		g.uri.proxies[rt.Index].ServeHTTP(w, r)
+	case len(allow) > 0:
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		st.rest.WriteError(w, r, transcoder.StatusError(http.StatusMethodNotAllowed,
+			call.Errorf(codes.Unimplemented, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", "))))
+	default:
+		return false
+	}
+	return true
+}

@@ -1,0 +1,79 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"sync"
+
+	"github.com/rosetta-gateway/rosetta/registry"
+	"github.com/rosetta-gateway/rosetta/router"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+)
+
+// wsSockets tracks the open WebSockets of a gateway. Hijacked connections
+// outlive http.Server.Shutdown, so the gateway ends them itself: canceling
+// ctx closes every socket with 1001, and wg waits for their handlers. The
+// zero value is ready to use.
+type wsSockets struct {
+	once   sync.Once
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (s *wsSockets) context() context.Context {
+	s.once.Do(func() { s.ctx, s.cancel = context.WithCancel(context.Background()) })
+	return s.ctx
+}
+
+// close ends every open socket and waits for their handlers, at most until
+// ctx ends. Call it after the listeners stopped accepting.
+func (s *wsSockets) close(ctx context.Context) {
+	s.context()
+	s.cancel()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// newWebSocket builds the WebSocket bridge of one snapshot, beside its
+// REST adapter.
+func (g *Gateway) newWebSocket(snap *registry.Snapshot, table *router.Table, rest *transcoder.REST) *transcoder.WebSocket {
+	return transcoder.NewWebSocket(transcoder.WebSocketParams{
+		Params: transcoder.Params{
+			Snapshot:    snap,
+			Table:       table,
+			Backends:    g.backend,
+			Transcoding: g.cfg.Transcoding,
+			Logger:      g.logger.With("component", "transcoder.websocket"),
+		},
+		REST:      rest,
+		WebSocket: g.cfg.WebSocket,
+		Context:   g.ws.context(),
+	})
+}
+
+// serveWebSocket bridges a WebSocket upgrade to a gRPC method, refreshing
+// descriptors once when the path names a method the snapshot lacks.
+func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *state) {
+	t, err := st.websocket.Match(r)
+	if err != nil && transcoder.IsNotFound(err) && looksLikeMethodPath(r.URL.Path) {
+		if _, found := g.reg.RefreshMissing(r.Context(), r.URL.Path); found {
+			st = g.state.Load()
+			t, err = st.websocket.Match(r)
+		}
+	}
+	if err != nil {
+		st.rest.WriteError(w, r, err)
+		return
+	}
+	g.ws.wg.Add(1)
+	defer g.ws.wg.Done()
+	st.websocket.Serve(w, r, t)
+}

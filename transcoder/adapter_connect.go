@@ -1,0 +1,258 @@
+package transcoder
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/rosetta-gateway/rosetta/call"
+)
+
+// Connect serves the Connect protocol (connectrpc.com/docs/protocol):
+// unary POST with application/proto or application/json bodies, unary GET
+// for side-effect-free methods, and the streaming protocol
+// (application/connect+proto and +json) for server, client and bidi
+// streams. Protobuf messages are forwarded to the backend as raw bytes;
+// JSON is converted with the snapshot's descriptors.
+//
+// A Connect is built once per snapshot, is immutable, and is safe for
+// concurrent use.
+type Connect struct {
+	rpcBase
+}
+
+// NewConnect builds the Connect adapter of one snapshot. It uses
+// p.Snapshot, p.Table (for route timeouts), p.Backends, p.Transcoding.JSON
+// (discard_unknown) and p.Logger.
+func NewConnect(p Params) *Connect {
+	return &Connect{rpcBase: newRPCBase(p)}
+}
+
+// ServeHTTP serves one Connect call routed by its "/pkg.Service/Method"
+// path. An unknown method answers 404 with code "unimplemented".
+func (h *Connect) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(strings.ToLower(r.Header.Get("Content-Type")), "application/connect+") {
+		h.serveStream(w, r)
+		return
+	}
+	if v := r.Header.Get("Connect-Protocol-Version"); v != "" && v != "1" {
+		h.writeError(w, r, call.Errorf(codes.InvalidArgument, "unsupported Connect-Protocol-Version %q: the gateway speaks version 1", v), 0)
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		h.servePost(w, r)
+	case http.MethodGet:
+		h.serveGet(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		h.writeError(w, r, call.Errorf(codes.Unimplemented, "Connect unary calls are POST (or GET for side-effect-free methods), not %s", r.Method), http.StatusMethodNotAllowed)
+	}
+}
+
+// unaryTarget resolves a unary method; unknown methods are a 404.
+func (h *Connect) unaryTarget(w http.ResponseWriter, r *http.Request) (*target, bool) {
+	t, ce := h.resolve(r.URL.Path)
+	if ce != nil {
+		status := 0
+		if ce.Code == codes.Unimplemented {
+			status = http.StatusNotFound
+		}
+		h.writeError(w, r, ce, status)
+		return nil, false
+	}
+	if t.method.IsStreamingClient() || t.method.IsStreamingServer() {
+		h.writeError(w, r, call.Errorf(codes.Unimplemented, "method %s streams: call it with the Connect streaming protocol (Content-Type application/connect+proto or application/connect+json)", t.method.FullName()), http.StatusUnsupportedMediaType)
+		return nil, false
+	}
+	return t, true
+}
+
+// servePost serves a unary POST.
+func (h *Connect) servePost(w http.ResponseWriter, r *http.Request) {
+	ct := r.Header.Get("Content-Type")
+	mt, _, _ := mime.ParseMediaType(ct)
+	var codec string
+	switch strings.ToLower(mt) {
+	case "application/proto":
+		codec = "proto"
+	case "application/json":
+		codec = "json"
+	default:
+		w.Header().Set("Accept-Post", "application/json, application/proto")
+		h.writeError(w, r, call.Errorf(codes.InvalidArgument, "unsupported Content-Type %q: send application/proto or application/json", ct), http.StatusUnsupportedMediaType)
+		return
+	}
+	t, ok := h.unaryTarget(w, r)
+	if !ok {
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(h.max)+1))
+	if err != nil {
+		h.writeError(w, r, call.FromError(readError(err, "request body")), 0)
+		return
+	}
+	if len(body) > h.max {
+		h.writeError(w, r, call.Errorf(codes.ResourceExhausted, "request message is larger than the limit of %d bytes", h.max), 0)
+		return
+	}
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != "identity" {
+		if body, err = decompress(enc, body, h.max); err != nil {
+			h.writeError(w, r, call.FromError(err), 0)
+			return
+		}
+	}
+	h.unary(w, r, t, codec, body)
+}
+
+// serveGet serves a unary GET: ?connect=v1&encoding=json|proto&message=...
+// [&base64=1][&compression=gzip]. Only methods whose options say
+// idempotency_level = NO_SIDE_EFFECTS may be called with GET; others answer
+// 405 with Allow: POST.
+func (h *Connect) serveGet(w http.ResponseWriter, r *http.Request) {
+	t, ok := h.unaryTarget(w, r)
+	if !ok {
+		return
+	}
+	if opts, _ := t.method.Options().(*descriptorpb.MethodOptions); opts.GetIdempotencyLevel() != descriptorpb.MethodOptions_NO_SIDE_EFFECTS {
+		w.Header().Set("Allow", http.MethodPost)
+		h.writeError(w, r, call.Errorf(codes.Unimplemented, "method %s may have side effects, so it is not served over GET: call it with POST (GET needs option idempotency_level = NO_SIDE_EFFECTS)", t.method.FullName()), http.StatusMethodNotAllowed)
+		return
+	}
+	q, err := parseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.writeError(w, r, call.FromError(err), 0)
+		return
+	}
+	if v := q.Get("connect"); v != "" && v != "v1" {
+		h.writeError(w, r, call.Errorf(codes.InvalidArgument, "unsupported connect=%s query parameter: the gateway speaks v1", v), 0)
+		return
+	}
+	codec := q.Get("encoding")
+	if codec != "json" && codec != "proto" {
+		h.writeError(w, r, call.BadField("encoding", "query parameter encoding must be json or proto"), 0)
+		return
+	}
+	body := []byte(q.Get("message"))
+	if q.Get("base64") == "1" {
+		if body, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(string(body), "=")); err != nil {
+			h.writeError(w, r, call.BadField("message", "query parameter message is not URL-safe base64 (base64=1)"), 0)
+			return
+		}
+	}
+	if enc := q.Get("compression"); enc != "" && enc != "identity" {
+		if body, err = decompress(enc, body, h.max); err != nil {
+			h.writeError(w, r, call.FromError(err), 0)
+			return
+		}
+	}
+	h.unary(w, r, t, codec, body)
+}
+
+// unary calls a unary method with a request message in codec ("proto" or
+// "json") and writes the response: header metadata as headers, trailer
+// metadata as Trailer-<key> headers.
+func (h *Connect) unary(w http.ResponseWriter, r *http.Request, t *target, codec string, body []byte) {
+	timeout, ce := connectTimeout(r)
+	if ce != nil {
+		h.writeError(w, r, ce, 0)
+		return
+	}
+	md, ce := requestMetadata(r)
+	if ce != nil {
+		h.writeError(w, r, ce, 0)
+		return
+	}
+	req := body
+	if codec == "json" {
+		var err error
+		if req, err = h.jsonToProto(t.method.Input(), body); err != nil {
+			h.writeError(w, r, call.FromError(err), 0)
+			return
+		}
+	}
+	ctx, cancel := t.callContext(r, timeout, md)
+	defer cancel()
+	var resp []byte
+	var hdr, trl metadata.MD
+	err := t.backend.Conn.Invoke(ctx, t.path, &req, &resp, rawCall, grpc.Header(&hdr), grpc.Trailer(&trl))
+	setResponseMetadata(w.Header(), "", hdr)
+	setResponseMetadata(w.Header(), "Trailer-", trl)
+	if err != nil {
+		h.writeError(w, r, call.FromError(err), 0)
+		return
+	}
+	ct := "application/proto"
+	if codec == "json" {
+		ct = "application/json"
+		if resp, err = h.protoToJSON(t.method.Output(), resp); err != nil {
+			h.writeError(w, r, call.FromError(err), 0)
+			return
+		}
+	}
+	if len(resp) >= compressMinBytes && acceptsEncoding(r.Header.Values("Accept-Encoding"), "gzip") {
+		resp = gzipBytes(resp)
+		w.Header().Set("Content-Encoding", "gzip")
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Length", strconv.Itoa(len(resp)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(resp)
+}
+
+// connectTimeout parses the Connect-Timeout-Ms header (0: none).
+func connectTimeout(r *http.Request) (time.Duration, *call.Error) {
+	v := r.Header.Get("Connect-Timeout-Ms")
+	if v == "" {
+		return 0, nil
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms < 0 || len(v) > 10 {
+		return 0, call.BadField("Connect-Timeout-Ms", "invalid Connect-Timeout-Ms header "+strconv.Quote(v)+": want a positive integer of at most 10 digits (milliseconds)")
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// writeError writes a unary Connect error: the error JSON with the HTTP
+// status of its code, or status when not 0. 5xx-class errors are logged
+// with an error ID sent in the Rosetta-Error-Id header.
+func (h *Connect) writeError(w http.ResponseWriter, r *http.Request, ce *call.Error, status int) {
+	if id := h.logFailure(r, "connect", ce); id != "" {
+		w.Header().Set(ErrorIDHeader, id)
+	}
+	if status == 0 {
+		status = ConnectHTTPStatus(ce.Code)
+	}
+	body, _ := json.Marshal(h.connectError(ce))
+	hdr := w.Header()
+	hdr.Del("Content-Encoding")
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// readMessage reads one request message in codec ("proto" or "json") and
+// returns it as protobuf bytes.
+func (h *Connect) readMessage(in *envelopeReader, t *target, codec string) ([]byte, error) {
+	msg, err := in.next()
+	if err != nil {
+		return nil, err
+	}
+	if codec == "json" {
+		return h.jsonToProto(t.method.Input(), msg)
+	}
+	return msg, nil
+}
+
+var _ http.Handler = (*Connect)(nil)

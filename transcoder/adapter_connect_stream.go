@@ -1,0 +1,225 @@
+package transcoder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/rosetta-gateway/rosetta/call"
+)
+
+// serveStream serves the Connect streaming protocol. Once the method is
+// known, the answer is HTTP 200 and every error travels in the
+// end-of-stream message. Client and bidi streams are full duplex over
+// HTTP/2 (and over HTTP/1.1 where net/http allows it); server streams read
+// their one request message first.
+func (h *Connect) serveStream(w http.ResponseWriter, r *http.Request) {
+	ct := r.Header.Get("Content-Type")
+	mt, _, _ := mime.ParseMediaType(ct)
+	mt = strings.ToLower(mt)
+	codec := strings.TrimPrefix(mt, "application/connect+")
+	if codec != "proto" && codec != "json" {
+		h.writeError(w, r, call.Errorf(codes.InvalidArgument, "unsupported Content-Type %q: send application/connect+proto or application/connect+json", ct), http.StatusUnsupportedMediaType)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.writeError(w, r, call.Errorf(codes.Unimplemented, "Connect streaming calls are POST requests, not %s", r.Method), http.StatusMethodNotAllowed)
+		return
+	}
+	t, ce := h.resolve(r.URL.Path)
+	if ce != nil {
+		status := 0
+		if ce.Code == codes.Unimplemented {
+			status = http.StatusNotFound
+		}
+		h.writeError(w, r, ce, status)
+		return
+	}
+	out := &connectStreamWriter{
+		w:           w,
+		rc:          http.NewResponseController(w),
+		contentType: mt,
+		gzip:        acceptsEncoding(r.Header.Values("Connect-Accept-Encoding"), "gzip"),
+	}
+	timeout, ce := connectTimeout(r)
+	if ce != nil {
+		h.end(out, r, ce, nil)
+		return
+	}
+	md, ce := requestMetadata(r)
+	if ce != nil {
+		h.end(out, r, ce, nil)
+		return
+	}
+	in := &envelopeReader{r: r.Body, max: h.max, encoding: r.Header.Get("Connect-Content-Encoding"), what: "Connect envelope"}
+	if enc := in.encoding; enc != "" && enc != "identity" && enc != "gzip" {
+		h.end(out, r, call.Errorf(codes.Unimplemented, "unsupported Connect-Content-Encoding %q: send gzip or identity", enc), nil)
+		return
+	}
+	// Let HTTP/1.1 read the request while writing the response, as HTTP/2
+	// always can; it fails harmlessly where it is not needed.
+	_ = out.rc.EnableFullDuplex()
+	base, cancel := t.callContext(r, timeout, md)
+	defer cancel()
+	ctx, abort := context.WithCancelCause(base)
+	defer abort(nil)
+	clientStreams := t.method.IsStreamingClient()
+	cs, err := t.backend.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: clientStreams}, t.path, rawCall)
+	if err != nil {
+		h.end(out, r, call.FromError(err), nil)
+		return
+	}
+	if clientStreams {
+		go h.pump(in, cs, t, codec, abort)
+	} else {
+		req, err := h.readMessage(in, t, codec)
+		if errors.Is(err, io.EOF) {
+			err = call.Errorf(codes.InvalidArgument, "the request has no message: method %s takes one", t.method.FullName())
+		}
+		if err == nil {
+			err = checkNoMore(in, string(t.method.FullName()))
+		}
+		if err != nil {
+			h.end(out, r, call.FromError(err), nil)
+			return
+		}
+		if err := cs.SendMsg(&req); err == nil {
+			_ = cs.CloseSend()
+		}
+	}
+	var msg []byte
+	err = cs.RecvMsg(&msg)
+	hdr, _ := cs.Header()
+	out.start(hdr)
+	for err == nil {
+		if codec == "json" {
+			js, cerr := h.protoToJSON(t.method.Output(), msg)
+			if cerr != nil {
+				err = cerr
+				break
+			}
+			msg = js
+		}
+		if werr := out.message(msg); werr != nil {
+			return // the client went away; cancel ends the backend call
+		}
+		msg = nil
+		err = cs.RecvMsg(&msg)
+	}
+	if errors.Is(err, io.EOF) {
+		h.end(out, r, nil, cs.Trailer())
+		return
+	}
+	// A request the gateway could not read aborted the call: report why.
+	var cause *call.Error
+	if errors.As(context.Cause(ctx), &cause) {
+		err = cause
+	}
+	h.end(out, r, call.FromError(err), cs.Trailer())
+}
+
+// pump forwards the client's messages to the backend and half-closes when
+// the request body ends. A malformed request aborts the call with the
+// reason as the context's cause.
+func (h *Connect) pump(in *envelopeReader, cs grpc.ClientStream, t *target, codec string, abort context.CancelCauseFunc) {
+	for {
+		msg, err := h.readMessage(in, t, codec)
+		if errors.Is(err, io.EOF) {
+			_ = cs.CloseSend()
+			return
+		}
+		if err != nil {
+			abort(call.FromError(err))
+			return
+		}
+		if err := cs.SendMsg(&msg); err != nil {
+			return // the call ended; RecvMsg reports how
+		}
+	}
+}
+
+// end logs 5xx-class errors and ends the stream with ce (nil: OK).
+func (h *Connect) end(out *connectStreamWriter, r *http.Request, ce *call.Error, trl metadata.MD) {
+	var id string
+	if ce != nil {
+		id = h.logFailure(r, "connect", ce)
+	}
+	out.endWith(h.endMessage(ce, trl, id))
+}
+
+// endStream is the JSON of a Connect end-of-stream message.
+type endStream struct {
+	Error    *connectError       `json:"error,omitempty"`
+	Metadata map[string][]string `json:"metadata,omitempty"`
+}
+
+func (h *Connect) endMessage(ce *call.Error, trl metadata.MD, errID string) []byte {
+	es := endStream{Metadata: endStreamMetadata(trl, errID)}
+	if ce != nil {
+		es.Error = h.connectError(ce)
+	}
+	b, _ := json.Marshal(es)
+	return b
+}
+
+// connectStreamWriter writes a Connect streaming response: headers, one
+// envelope per message (gzip-compressed when the client accepts gzip and
+// the message is large enough), and the end-of-stream message.
+type connectStreamWriter struct {
+	w           http.ResponseWriter
+	rc          *http.ResponseController
+	contentType string
+	gzip        bool
+	started     bool
+	buf         []byte
+}
+
+// start writes the 200 response headers with the backend's header
+// metadata.
+func (o *connectStreamWriter) start(hdr metadata.MD) {
+	h := o.w.Header()
+	h.Set("Content-Type", o.contentType)
+	h.Del("Content-Length")
+	if o.gzip {
+		h.Set("Connect-Content-Encoding", "gzip")
+	}
+	setResponseMetadata(h, "", hdr)
+	o.w.WriteHeader(http.StatusOK)
+	o.started = true
+}
+
+// message writes one message envelope and flushes it.
+func (o *connectStreamWriter) message(payload []byte) error {
+	var flags byte
+	if o.gzip && len(payload) >= compressMinBytes {
+		payload = gzipBytes(payload)
+		flags |= flagCompressed
+	}
+	return o.write(flags, payload)
+}
+
+func (o *connectStreamWriter) write(flags byte, payload []byte) error {
+	o.buf = appendEnvelope(o.buf[:0], flags, payload)
+	if _, err := o.w.Write(o.buf); err != nil {
+		return err
+	}
+	return o.rc.Flush()
+}
+
+// endWith writes the end-of-stream message, starting the response first
+// when nothing was written yet.
+func (o *connectStreamWriter) endWith(msg []byte) {
+	if !o.started {
+		o.start(nil)
+	}
+	_ = o.write(flagEndStream, msg)
+}

@@ -1,0 +1,389 @@
+package transcoder
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/registry"
+	"github.com/rosetta-gateway/rosetta/upstream"
+)
+
+// ErrUnknownMethod is the cause of [GRPCProxy.Match]'s error when the
+// snapshot has no such service or method; branch on it with errors.Is (the
+// gateway refreshes descriptors once and matches again).
+var ErrUnknownMethod = errors.New("unknown gRPC method")
+
+// GRPCParams configures [NewGRPCProxy].
+type GRPCParams struct {
+	// Snapshot is the descriptor snapshot whose services are routed.
+	Snapshot *registry.Snapshot
+	// Upstreams returns the upstream of a name from the snapshot.
+	Upstreams func(name string) (*upstream.Upstream, bool)
+	// Logger receives upstream failures (nil: discard).
+	Logger *slog.Logger
+}
+
+// GRPCProxy is the gRPC pass-through adapter: it forwards gRPC requests
+// to the upstream serving the method as HTTP/2 requests (h2c, or h2 over
+// TLS) without decoding a message. Headers (metadata, grpc-timeout,
+// grpc-encoding, te...), both body streams and the trailers go through as
+// they are, flushed as they arrive, so every streaming shape is full
+// duplex. It only reads the 5-byte length prefixes, to enforce the
+// upstream's max_message_bytes in both directions.
+//
+// A GRPCProxy belongs to one snapshot; build a new one per snapshot. It is
+// safe for concurrent use.
+type GRPCProxy struct {
+	routes map[string]*GRPCRoute
+	logger *slog.Logger
+}
+
+// GRPCRoute is one method that [GRPCProxy.Match] resolved.
+type GRPCRoute struct {
+	// Service and Method are the names from the request path.
+	Service, Method string
+	// Upstream serves the method.
+	Upstream *upstream.Upstream
+	// unary is true for methods that stream neither way; they get the
+	// upstream's default timeout when the client sets no deadline, and
+	// their one-message answer is not flushed piecemeal.
+	unary bool
+}
+
+// NewGRPCProxy builds the proxy of one snapshot: a table from every
+// "/pkg.Service/Method" path to its upstream, so that matching a request
+// costs one map lookup. Services whose upstream is not in Upstreams are
+// left out (they answer UNIMPLEMENTED).
+func NewGRPCProxy(p GRPCParams) *GRPCProxy {
+	logger := p.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &GRPCProxy{routes: map[string]*GRPCRoute{}, logger: logger}
+	if p.Snapshot == nil || p.Upstreams == nil {
+		return g
+	}
+	for _, svc := range p.Snapshot.Services() {
+		u, ok := p.Upstreams(svc.Upstream)
+		if !ok {
+			continue
+		}
+		name := string(svc.Desc.FullName())
+		methods := svc.Desc.Methods()
+		for i := 0; i < methods.Len(); i++ {
+			md := methods.Get(i)
+			g.routes["/"+name+"/"+string(md.Name())] = &GRPCRoute{
+				Service:  name,
+				Method:   string(md.Name()),
+				Upstream: u,
+				unary:    !md.IsStreamingClient() && !md.IsStreamingServer(),
+			}
+		}
+	}
+	return g
+}
+
+// errNeedHTTP2 answers gRPC requests that came over HTTP/1.x.
+var errNeedHTTP2 = call.Errorf(codes.Unimplemented,
+	"gRPC requires HTTP/2: use h2c (prior knowledge) or HTTP/2 over TLS; this request came over HTTP/1.x")
+
+// Match resolves the request path "/pkg.Service/Method" to its route. Its
+// errors are gRPC UNIMPLEMENTED statuses worded as grpc-go words them, with
+// cause [ErrUnknownMethod] for names the snapshot lacks.
+func (p *GRPCProxy) Match(r *http.Request) (*GRPCRoute, error) {
+	if r.ProtoMajor < 2 {
+		return nil, errNeedHTTP2
+	}
+	path := r.URL.Path
+	if rt, ok := p.routes[path]; ok {
+		return rt, nil
+	}
+	svc, method, ok := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	if !strings.HasPrefix(path, "/") || !ok || svc == "" || method == "" || strings.Contains(method, "/") {
+		return nil, call.Errorf(codes.Unimplemented, "malformed method name: %q", path).WithCause(ErrUnknownMethod)
+	}
+	for k, rt := range p.routes {
+		if rt.Service == svc && strings.HasPrefix(k, "/"+svc+"/") {
+			return nil, call.Errorf(codes.Unimplemented, "unknown method %s for service %s", method, svc).WithCause(ErrUnknownMethod)
+		}
+	}
+	return nil, call.Errorf(codes.Unimplemented, "unknown service %s", svc).WithCause(ErrUnknownMethod)
+}
+
+// ServeHTTP matches the request and serves it.
+func (p *GRPCProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, err := p.Match(r)
+	if err != nil {
+		p.WriteError(w, r, err)
+		return
+	}
+	p.Serve(w, r, rt)
+}
+
+// copyBufSize is the size of the pooled buffers that response bodies are
+// copied through.
+const copyBufSize = 32 << 10
+
+var copyBufs = sync.Pool{New: func() any {
+	b := make([]byte, copyBufSize)
+	return &b
+}}
+
+// grpcCall is the per-RPC state of one proxied call: one allocation that
+// holds the request body wrapper.
+type grpcCall struct {
+	body    io.ReadCloser
+	scan    frameScanner
+	tooBig  atomic.Uint32 // size of the request message over the limit
+	flusher *http.ResponseController
+}
+
+// Read reads the client's request stream and checks its message sizes. A
+// message over the limit ends the stream with an error, which aborts the
+// upstream request; Serve then answers RESOURCE_EXHAUSTED.
+func (c *grpcCall) Read(p []byte) (int, error) {
+	n, err := c.body.Read(p)
+	if n > 0 {
+		if size := c.scan.consume(p[:n]); size > 0 {
+			c.tooBig.Store(size)
+			return 0, errRequestTooBig
+		}
+	}
+	return n, err
+}
+
+// Close closes the client's request stream.
+func (c *grpcCall) Close() error { return c.body.Close() }
+
+var errRequestTooBig = errors.New("request message over the size limit")
+
+// teTrailers is the TE value of every upstream request; never modified.
+var teTrailers = []string{"trailers"}
+
+// Serve forwards one call to rt's upstream and streams the answer back.
+func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute) {
+	u := rt.Upstream
+	maxMsg := uint32(4 << 20)
+	if m := u.Config.MaxMessageBytes; m > 0 {
+		maxMsg = uint32(m)
+	}
+	header := make(http.Header, len(r.Header)+1)
+	for k, vv := range r.Header {
+		if !hopByHop[k] {
+			header[k] = vv
+		}
+	}
+	// gRPC requires "te: trailers"; it is the only TE value HTTP/2 allows.
+	header["Te"] = teTrailers
+
+	var timeout time.Duration
+	hasTimeout := false
+	if v := r.Header.Get("Grpc-Timeout"); v != "" {
+		d, err := parseGRPCTimeout(v)
+		if err != nil {
+			p.WriteError(w, r, call.Errorf(codes.Internal, "malformed grpc-timeout header %q: %v", v, err))
+			return
+		}
+		timeout, hasTimeout = d, true
+	}
+	if !hasTimeout && rt.unary && u.Config.Timeout > 0 {
+		// A unary call without a deadline gets the upstream's timeout,
+		// as REST calls do.
+		timeout, hasTimeout = time.Duration(u.Config.Timeout), true
+		header["Grpc-Timeout"] = []string{formatGRPCTimeout(timeout)}
+	}
+	// The request context ends when the client resets the stream, which
+	// resets the upstream stream too. Nothing else needs to cancel: a
+	// request message over the limit fails the body read (aborting the
+	// upstream request) and closing resp.Body aborts the response.
+	ctx := r.Context()
+	if hasTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+
+	c := &grpcCall{body: r.Body, scan: frameScanner{max: maxMsg}}
+	out := (&http.Request{
+		Method:        http.MethodPost,
+		URL:           &url.URL{Scheme: u.Scheme(), Host: u.Pick(), Path: r.URL.Path, RawPath: r.URL.RawPath},
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        header,
+		Body:          c,
+		ContentLength: r.ContentLength,
+	}).WithContext(ctx)
+	out.Host = out.URL.Host
+
+	resp, err := u.HTTP2().RoundTrip(out)
+	if err != nil {
+		p.fail(ctx, w, r, c, rt, false, err)
+		return
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode != http.StatusOK && resp.Header.Get("Grpc-Status") == "" {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		p.WriteError(w, r, call.Errorf(grpcCodeForHTTP(resp.StatusCode),
+			"upstream %s answered HTTP %d instead of a gRPC response", u.Name, resp.StatusCode))
+		return
+	}
+	dst := w.Header()
+	for k, vv := range resp.Header {
+		if !hopByHop[k] {
+			dst[k] = vv
+		}
+	}
+	if resp.Header.Get("Grpc-Status") != "" {
+		// Trailers-only: the status came with the headers and there is
+		// no body; answer the same way.
+		w.WriteHeader(resp.StatusCode)
+		return
+	}
+	w.WriteHeader(resp.StatusCode)
+	if !rt.unary {
+		// Streams flush the headers now and every write after them, so
+		// each side sees the other's messages as they come. A unary
+		// answer is one message: headers, message and trailers leave
+		// together when the handler returns, saving two writes.
+		c.flusher = http.NewResponseController(w)
+		_ = c.flusher.Flush()
+	}
+
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	rs := frameScanner{max: maxMsg}
+	pending := 0 // bytes at buf[:pending]: a partial header held back
+	for {
+		n, rerr := resp.Body.Read(buf[pending:])
+		if end := pending + n; end > pending {
+			writable, tooBig := rs.boundary(buf[:end])
+			if writable > 0 {
+				if _, werr := w.Write(buf[:writable]); werr != nil {
+					return // the client went away; closing resp.Body resets the upstream stream
+				}
+				if c.flusher != nil {
+					_ = c.flusher.Flush()
+				}
+			}
+			if tooBig > 0 {
+				p.writeStatus(w, r, true, call.Errorf(codes.ResourceExhausted,
+					"response message of %d bytes is larger than the limit of %d bytes (upstream %s max_message_bytes)", tooBig, maxMsg, u.Name))
+				return
+			}
+			pending = copy(buf, buf[writable:end])
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			p.fail(ctx, w, r, c, rt, true, rerr)
+			return
+		}
+	}
+	if pending > 0 {
+		// The upstream ended inside a message header; pass it on as is
+		// and let the client report the truncated stream.
+		_, _ = w.Write(buf[:pending])
+	}
+	if size := c.tooBig.Load(); size > 0 {
+		p.writeStatus(w, r, true, tooBigError(size, maxMsg, u.Name))
+		return
+	}
+	if len(resp.Trailer) == 0 || resp.Trailer.Get("Grpc-Status") == "" {
+		p.writeStatus(w, r, true, call.Errorf(codes.Internal, "upstream %s ended the stream without a gRPC status", u.Name))
+		return
+	}
+	for k, vv := range resp.Trailer {
+		dst[trailerKey(k)] = vv
+	}
+}
+
+// trailerKey returns k with [http.TrailerPrefix], without allocating for
+// the trailers every gRPC call has.
+func trailerKey(k string) string {
+	switch k {
+	case "Grpc-Status":
+		return http.TrailerPrefix + "Grpc-Status"
+	case "Grpc-Message":
+		return http.TrailerPrefix + "Grpc-Message"
+	case "Grpc-Status-Details-Bin":
+		return http.TrailerPrefix + "Grpc-Status-Details-Bin"
+	}
+	return http.TrailerPrefix + k
+}
+
+func tooBigError(size, limit uint32, name string) *call.Error {
+	return call.Errorf(codes.ResourceExhausted,
+		"request message of %d bytes is larger than the limit of %d bytes (upstream %s max_message_bytes)", size, limit, name)
+}
+
+// fail answers a call whose upstream request failed, before or after the
+// response started: a request message over the limit, the client gone
+// (nothing to answer), the deadline, or an unreachable or broken upstream.
+func (p *GRPCProxy) fail(ctx context.Context, w http.ResponseWriter, r *http.Request, c *grpcCall, rt *GRPCRoute, started bool, err error) {
+	u := rt.Upstream
+	switch {
+	case c.tooBig.Load() > 0:
+		p.writeStatus(w, r, started, tooBigError(c.tooBig.Load(), c.scan.max, u.Name))
+	case r.Context().Err() != nil:
+		// The client canceled (RST_STREAM) or went away: the upstream
+		// request was canceled with it and there is no one to answer.
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		p.writeStatus(w, r, started, call.Errorf(codes.DeadlineExceeded, "deadline exceeded while waiting for upstream %s", u.Name))
+	case started:
+		p.writeStatus(w, r, started, call.Errorf(codes.Unavailable, "the stream from upstream %s broke", u.Name).WithCause(err))
+	default:
+		p.writeStatus(w, r, started, call.Errorf(codes.Unavailable, "upstream %s is unavailable", u.Name).WithCause(err))
+	}
+}
+
+// WriteError answers err as a trailers-only gRPC response (the status in
+// the response headers); nothing may have been written yet. Server-side
+// failures (Internal, Unavailable, Unknown, DataLoss) get an error ID,
+// logged with the cause and sent in the Rosetta-Error-Id header.
+func (p *GRPCProxy) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	writeGRPCStatus(w, r, p.logger, false, err)
+}
+
+func (p *GRPCProxy) writeStatus(w http.ResponseWriter, r *http.Request, started bool, err error) {
+	writeGRPCStatus(w, r, p.logger, started, err)
+}
+
+// writeGRPCStatus renders err as a gRPC status: in the response headers
+// (trailers-only) when the response has not started, else in trailers.
+func writeGRPCStatus(w http.ResponseWriter, r *http.Request, logger *slog.Logger, started bool, err error) {
+	// logger is never nil: NewGRPCProxy defaults it.
+	ce := call.FromError(err)
+	h := w.Header()
+	prefix := ""
+	if started {
+		prefix = http.TrailerPrefix
+	}
+	switch ce.Code {
+	case codes.Internal, codes.Unavailable, codes.Unknown, codes.DataLoss:
+		id := newErrorID()
+		h[prefix+ErrorIDHeader] = []string{id}
+		logger.LogAttrs(r.Context(), slog.LevelError, "grpc call failed",
+			slog.String("path", r.URL.Path), slog.String("code", ce.Code.String()),
+			slog.String("error_id", id), slog.Any("error", ce))
+	}
+	setGRPCStatus(h, prefix, ce)
+	if !started {
+		h.Set("Content-Type", "application/grpc")
+		h.Del("Content-Length")
+		w.WriteHeader(http.StatusOK)
+	}
+}

@@ -1,0 +1,179 @@
+package transcoder
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/config"
+	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
+	"github.com/rosetta-gateway/rosetta/registry"
+	"github.com/rosetta-gateway/rosetta/upstream"
+)
+
+// frames builds a gRPC stream of messages with the given payload sizes.
+func frames(sizes ...int) []byte {
+	var out []byte
+	for i, n := range sizes {
+		var h [grpcHeaderLen]byte
+		h[0] = byte(i % 2) // alternate the compressed flag; it is not checked
+		binary.BigEndian.PutUint32(h[1:], uint32(n))
+		out = append(out, h[:]...)
+		out = append(out, make([]byte, n)...)
+	}
+	return out
+}
+
+func TestFrameScannerConsume(t *testing.T) {
+	stream := frames(0, 3, 100, 0, 7, 101, 2)
+	// Every chunk size, so headers are split at every offset.
+	for chunk := 1; chunk <= len(stream); chunk++ {
+		s := frameScanner{max: 100}
+		var got uint32
+		for p := stream; len(p) > 0 && got == 0; {
+			n := min(chunk, len(p))
+			got = s.consume(p[:n])
+			p = p[n:]
+		}
+		if got != 101 {
+			t.Fatalf("chunk %d: over-limit size %d; want 101", chunk, got)
+		}
+	}
+	s := frameScanner{max: 100}
+	if got := s.consume(frames(100, 0, 100)); got != 0 {
+		t.Errorf("messages at the limit: reported %d", got)
+	}
+}
+
+func TestFrameScannerBoundary(t *testing.T) {
+	stream := frames(3, 0, 10, 200, 1)
+	tooBigAt := len(frames(3, 0, 10))
+	for chunk := 1; chunk <= len(stream); chunk++ {
+		s := frameScanner{max: 100}
+		var written []byte
+		buf := make([]byte, 0, len(stream))
+		var found uint32
+		for p := stream; len(p) > 0; {
+			n := min(chunk, len(p))
+			buf = append(buf, p[:n]...)
+			p = p[n:]
+			w, big := s.boundary(buf)
+			written = append(written, buf[:w]...)
+			buf = append(buf[:0], buf[w:]...)
+			if big > 0 {
+				found = big
+				break
+			}
+		}
+		if found != 200 {
+			t.Fatalf("chunk %d: over-limit size %d; want 200", chunk, found)
+		}
+		if len(written) != tooBigAt {
+			t.Fatalf("chunk %d: wrote %d bytes before refusing; want exactly the %d before the big header", chunk, len(written), tooBigAt)
+		}
+	}
+}
+
+func TestGRPCTimeoutRoundTrip(t *testing.T) {
+	for _, d := range []time.Duration{time.Millisecond, 1500 * time.Microsecond, 30 * time.Second, 2000 * time.Hour} {
+		v := formatGRPCTimeout(d)
+		got, err := parseGRPCTimeout(v)
+		if err != nil {
+			t.Fatalf("%v → %q: %v", d, v, err)
+		}
+		if got < d || got > d+time.Second {
+			t.Errorf("%v → %q → %v", d, v, got)
+		}
+	}
+}
+
+func TestEncodeGRPCMessage(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text":  "plain text",
+		"100% sure":   "100%25 sure",
+		"ünï\ncode\t": "%C3%BCn%C3%AF%0Acode%09",
+	} {
+		if got := encodeGRPCMessage(in); got != want {
+			t.Errorf("encodeGRPCMessage(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+func newTestGRPCProxy(t *testing.T) *GRPCProxy {
+	t.Helper()
+	files := new(protoregistry.Files)
+	if err := files.RegisterFile(testingv1.File_rosetta_testing_v1_echo_proto); err != nil {
+		t.Fatal(err)
+	}
+	sd := testingv1.File_rosetta_testing_v1_echo_proto.Services().Get(0)
+	snap := registry.NewSnapshot(1, files, new(protoregistry.Types), []*registry.Service{{Desc: sd, Upstream: "test"}}, nil)
+	u, err := upstream.New(&config.Upstream{Name: "test", Targets: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = u.Close() })
+	return NewGRPCProxy(GRPCParams{Snapshot: snap, Upstreams: func(name string) (*upstream.Upstream, bool) {
+		return u, name == "test"
+	}})
+}
+
+func TestGRPCProxyMatch(t *testing.T) {
+	p := newTestGRPCProxy(t)
+	for path, want := range map[string]string{
+		"/rosetta.testing.v1.EchoService/Echo": "",
+		"/rosetta.testing.v1.EchoService/Nope": "unknown method Nope for service rosetta.testing.v1.EchoService",
+		"/no.Such/Echo":                        "unknown service no.Such",
+		"/justone":                             `malformed method name: "/justone"`,
+	} {
+		r := httptest.NewRequest(http.MethodPost, path, nil)
+		r.ProtoMajor = 2
+		rt, err := p.Match(r)
+		if want == "" {
+			if err != nil || rt.Method != "Echo" || rt.Upstream.Name != "test" || !rt.unary {
+				t.Errorf("%s: got %+v, %v", path, rt, err)
+			}
+			continue
+		}
+		var ce *call.Error
+		if !errors.As(err, &ce) || ce.Code != codes.Unimplemented || ce.Msg != want || !errors.Is(err, ErrUnknownMethod) {
+			t.Errorf("%s: got %v; want UNIMPLEMENTED %q", path, err, want)
+		}
+	}
+}
+
+func TestGRPCProxyTrailersOnlyErrors(t *testing.T) {
+	p := newTestGRPCProxy(t)
+
+	// HTTP/1.1 is refused with a message naming HTTP/2.
+	r := httptest.NewRequest(http.MethodPost, "/rosetta.testing.v1.EchoService/Echo", nil)
+	r.Header.Set("Content-Type", "application/grpc")
+	w := httptest.NewRecorder()
+	p.ServeHTTP(w, r)
+	if w.Code != http.StatusOK || w.Header().Get("Grpc-Status") != "12" || w.Header().Get("Content-Type") != "application/grpc" {
+		t.Errorf("HTTP/1.1: got %d %v", w.Code, w.Header())
+	}
+
+	// An unreachable upstream is UNAVAILABLE, with an error ID.
+	r = httptest.NewRequest(http.MethodPost, "/rosetta.testing.v1.EchoService/Echo", nil)
+	r.ProtoMajor, r.Proto = 2, "HTTP/2.0"
+	w = httptest.NewRecorder()
+	p.ServeHTTP(w, r)
+	if w.Header().Get("Grpc-Status") != "14" || w.Header().Get("Grpc-Message") != "upstream test is unavailable" || w.Header().Get(ErrorIDHeader) == "" {
+		t.Errorf("unreachable upstream: got %v", w.Header())
+	}
+
+	// A malformed grpc-timeout is INTERNAL, naming the header.
+	r.Header.Set("Grpc-Timeout", "soon")
+	w = httptest.NewRecorder()
+	p.ServeHTTP(w, r)
+	if w.Header().Get("Grpc-Status") != "13" {
+		t.Errorf("bad grpc-timeout: got %v", w.Header())
+	}
+}

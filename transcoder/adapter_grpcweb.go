@@ -1,0 +1,281 @@
+package transcoder
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rosetta-gateway/rosetta/call"
+)
+
+// GRPCWeb serves gRPC-Web (binary application/grpc-web[+proto] and base64
+// application/grpc-web-text[+proto]) by forwarding each message to the
+// backend as raw bytes, without decoding it. It serves unary and
+// server-streaming methods; gRPC-Web has no client streams, so
+// client-streaming and bidi methods answer UNIMPLEMENTED.
+//
+// A GRPCWeb is built once per snapshot, is immutable, and is safe for
+// concurrent use. It works the same over HTTP/1.1, HTTP/2 and HTTP/3.
+type GRPCWeb struct {
+	rpcBase
+}
+
+// NewGRPCWeb builds the gRPC-Web adapter of one snapshot. It uses
+// p.Snapshot, p.Table (for route timeouts), p.Backends and p.Logger.
+func NewGRPCWeb(p Params) *GRPCWeb {
+	return &GRPCWeb{rpcBase: newRPCBase(p)}
+}
+
+// ServeHTTP serves one gRPC-Web call routed by its "/pkg.Service/Method"
+// path. Errors before the first response message are "trailers-only":
+// HTTP 200 with grpc-status, grpc-message and grpc-status-details-bin as
+// headers and an empty body (as connect-go and Envoy answer); later errors
+// travel in the trailer frame.
+func (h *GRPCWeb) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	out := newWebWriter(w, r.Header.Get("Content-Type"))
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.fail(out, r, call.Errorf(codes.Unimplemented, "gRPC-Web calls are POST requests, not %s", r.Method), nil)
+		return
+	}
+	if out.codec != "proto" {
+		h.fail(out, r, call.Errorf(codes.Unimplemented, "unsupported gRPC-Web codec %q: the gateway forwards protobuf messages only (send application/grpc-web+proto)", out.codec), nil)
+		return
+	}
+	t, ce := h.resolve(r.URL.Path)
+	if ce != nil {
+		h.fail(out, r, ce, nil)
+		return
+	}
+	if t.method.IsStreamingClient() {
+		h.fail(out, r, call.Errorf(codes.Unimplemented, "method %s streams requests, which gRPC-Web cannot carry: call it over Connect (HTTP/2) or gRPC", t.method.FullName()), nil)
+		return
+	}
+	var timeout time.Duration
+	if v := r.Header.Get("Grpc-Timeout"); v != "" {
+		d, err := parseGRPCTimeout(v)
+		if err != nil {
+			h.fail(out, r, call.Errorf(codes.InvalidArgument, "invalid grpc-timeout header %q: %v", v, err), nil)
+			return
+		}
+		timeout = d
+	}
+	md, ce := requestMetadata(r)
+	if ce != nil {
+		h.fail(out, r, ce, nil)
+		return
+	}
+	var body io.Reader = r.Body
+	if out.text {
+		body = newBase64Reader(body)
+	}
+	in := &envelopeReader{r: body, max: h.max, encoding: r.Header.Get("Grpc-Encoding"), what: "gRPC-Web frame"}
+	req, err := in.next()
+	if errors.Is(err, io.EOF) {
+		err = call.Errorf(codes.InvalidArgument, "the request has no message: a gRPC-Web request body is one length-prefixed message")
+	}
+	if err == nil {
+		err = checkNoMore(in, string(t.method.FullName()))
+	}
+	if err != nil {
+		h.fail(out, r, call.FromError(err), nil)
+		return
+	}
+	ctx, cancel := t.callContext(r, timeout, md)
+	defer cancel()
+	cs, err := t.backend.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, t.path, rawCall)
+	if err != nil {
+		h.fail(out, r, call.FromError(err), nil)
+		return
+	}
+	// An io.EOF from SendMsg means the backend already ended the call;
+	// RecvMsg returns its status.
+	if err := cs.SendMsg(&req); err == nil {
+		_ = cs.CloseSend()
+	}
+	var msg []byte
+	err = cs.RecvMsg(&msg)
+	hdr, _ := cs.Header()
+	if err != nil && !errors.Is(err, io.EOF) && len(hdr) == 0 {
+		h.fail(out, r, call.FromError(err), cs.Trailer())
+		return
+	}
+	out.start(hdr)
+	for err == nil {
+		if werr := out.frame(0, msg); werr != nil {
+			return // the client went away; cancel ends the backend call
+		}
+		msg = nil
+		err = cs.RecvMsg(&msg)
+	}
+	if errors.Is(err, io.EOF) {
+		out.finish(nil, cs.Trailer(), "")
+		return
+	}
+	h.fail(out, r, call.FromError(err), cs.Trailer())
+}
+
+// fail logs 5xx-class errors and writes ce as the call's final status.
+func (h *GRPCWeb) fail(out *webWriter, r *http.Request, ce *call.Error, trl metadata.MD) {
+	id := h.logFailure(r, "grpc_web", ce)
+	out.finish(ce, trl, id)
+}
+
+// webWriter writes a gRPC-Web response: headers, data frames, and the
+// trailer frame, each base64-encoded on its own (padded) for the text
+// variant.
+type webWriter struct {
+	w           http.ResponseWriter
+	rc          *http.ResponseController
+	text        bool
+	codec       string
+	contentType string
+	started     bool
+	buf         []byte
+}
+
+// newWebWriter parses the request's Content-Type: the response echoes its
+// variant (binary or text, with or without +proto).
+func newWebWriter(w http.ResponseWriter, ct string) *webWriter {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		mt = "application/grpc-web"
+	}
+	mt = strings.ToLower(mt)
+	ww := &webWriter{w: w, rc: http.NewResponseController(w), contentType: mt, codec: "proto"}
+	base, codec, _ := strings.Cut(mt, "+")
+	ww.text = base == "application/grpc-web-text"
+	if codec != "" {
+		ww.codec = codec
+	}
+	if base != "application/grpc-web" && base != "application/grpc-web-text" {
+		ww.contentType = "application/grpc-web+proto"
+	}
+	return ww
+}
+
+// start writes the response headers: the Content-Type and the backend's
+// header metadata.
+func (ww *webWriter) start(hdr metadata.MD) {
+	h := ww.w.Header()
+	h.Set("Content-Type", ww.contentType)
+	h.Del("Content-Length")
+	setResponseMetadata(h, "", hdr)
+	ww.w.WriteHeader(http.StatusOK)
+	ww.started = true
+}
+
+// frame writes one frame and flushes it.
+func (ww *webWriter) frame(flags byte, payload []byte) error {
+	ww.buf = appendEnvelope(ww.buf[:0], flags, payload)
+	data := ww.buf
+	if ww.text {
+		data = base64.StdEncoding.AppendEncode(nil, ww.buf)
+	}
+	if _, err := ww.w.Write(data); err != nil {
+		return err
+	}
+	return ww.rc.Flush()
+}
+
+// finish ends the response with the call's status (ce nil: OK) and trailer
+// metadata: as headers of an empty response when nothing was written yet
+// (trailers-only), otherwise as the trailer frame.
+func (ww *webWriter) finish(ce *call.Error, trl metadata.MD, errID string) {
+	pairs := statusTrailers(ce, trl, errID)
+	if !ww.started {
+		h := ww.w.Header()
+		h.Set("Content-Type", ww.contentType)
+		h.Del("Content-Length")
+		for _, kv := range pairs {
+			h.Add(kv[0], kv[1])
+		}
+		if errID != "" {
+			h.Set(ErrorIDHeader, errID)
+		}
+		status := http.StatusOK
+		if h.Get("Allow") != "" {
+			status = http.StatusMethodNotAllowed
+		}
+		ww.w.WriteHeader(status)
+		ww.started = true
+		return
+	}
+	var block strings.Builder
+	for _, kv := range pairs {
+		block.WriteString(kv[0])
+		block.WriteString(": ")
+		block.WriteString(kv[1])
+		block.WriteString("\r\n")
+	}
+	_ = ww.frame(flagTrailer, []byte(block.String()))
+}
+
+// statusTrailers lists the trailers of a gRPC response, lowercase and in a
+// stable order: grpc-status, grpc-message (percent-encoded),
+// grpc-status-details-bin (a base64 google.rpc.Status), the error ID, then
+// the backend's trailer metadata (-bin values base64).
+func statusTrailers(ce *call.Error, trl metadata.MD, errID string) [][2]string {
+	code := codes.OK
+	if ce != nil {
+		code = ce.Code
+	}
+	out := [][2]string{{"grpc-status", strconv.Itoa(int(code))}}
+	if ce != nil && ce.Msg != "" {
+		out = append(out, [2]string{"grpc-message", percentEncode(ce.Msg)})
+	}
+	if ce != nil && len(ce.Details) > 0 {
+		if b, err := proto.Marshal(ce.Proto()); err == nil {
+			out = append(out, [2]string{"grpc-status-details-bin", base64.StdEncoding.EncodeToString(b)})
+		}
+	}
+	if errID != "" {
+		out = append(out, [2]string{strings.ToLower(ErrorIDHeader), errID})
+	}
+	keys := make([]string, 0, len(trl))
+	for k := range trl {
+		if k == "content-type" || strings.HasPrefix(k, "grpc-") || strings.HasPrefix(k, ":") || !validMetadataKey(k) {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, v := range trl[k] {
+			if strings.HasSuffix(k, "-bin") {
+				v = base64.StdEncoding.EncodeToString([]byte(v))
+			}
+			out = append(out, [2]string{k, v})
+		}
+	}
+	return out
+}
+
+// percentEncode encodes a grpc-message value as the gRPC spec says: bytes
+// outside printable ASCII, and '%', become %XX.
+func percentEncode(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+var _ http.Handler = (*GRPCWeb)(nil)

@@ -1,0 +1,384 @@
+package transcoder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/coder/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/router"
+)
+
+// WebSocketParams are the inputs of [NewWebSocket].
+type WebSocketParams struct {
+	// Params are the snapshot, route table, backends and transcoding
+	// options, the same as for [NewREST].
+	Params
+	// REST is the REST adapter built from the same Params. The bridge
+	// shares its path/query mapping, metadata rules and error rendering.
+	REST *REST
+	// WebSocket tunes origins, keepalive and the message size limit.
+	// Zero durations disable pings and the idle timeout; the config
+	// package fills the documented defaults.
+	WebSocket config.WebSocket
+	// Context ends every open socket when it is canceled (status frame
+	// UNAVAILABLE, close 1001): the gateway cancels it on shutdown. Nil
+	// means never.
+	Context context.Context
+}
+
+// WebSocket bridges WebSocket connections to gRPC methods of every kind
+// (unary, server, client and bidi streaming): each frame is one message.
+// The wire protocol is described in README.md ("WebSocket bridge"). A
+// WebSocket is built once per snapshot, is immutable and is safe for
+// concurrent use.
+type WebSocket struct {
+	rest     *REST
+	table    *router.Table
+	routes   map[*router.Route]*plan // binding plans, without a body
+	methods  map[string]wsMethod     // by "/pkg.Service/Method"
+	origins  originPolicy
+	ping     time.Duration
+	idle     time.Duration
+	maxBytes int64
+	base     context.Context
+	logger   *slog.Logger
+}
+
+// wsMethod is a method reachable on its gRPC path.
+type wsMethod struct {
+	plan     *plan
+	upstream string
+}
+
+// WebSocketTarget is what [WebSocket.Match] resolved a request to: a
+// method, its upstream and the path variable values.
+type WebSocketTarget struct {
+	plan     *plan
+	upstream string
+	values   []string
+}
+
+// NewWebSocket builds the WebSocket bridge of one snapshot.
+func NewWebSocket(p WebSocketParams) *WebSocket {
+	logger := p.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	base := p.Context
+	if base == nil {
+		base = context.Background()
+	}
+	h := &WebSocket{
+		rest:     p.REST,
+		table:    p.Table,
+		routes:   make(map[*router.Route]*plan),
+		methods:  make(map[string]wsMethod),
+		origins:  newOriginPolicy(p.WebSocket.AllowedOrigins),
+		maxBytes: p.WebSocket.MaxMessageBytes,
+		base:     base,
+		logger:   logger,
+	}
+	if d := p.WebSocket.PingInterval; d != nil {
+		h.ping = time.Duration(*d)
+	}
+	if d := p.WebSocket.IdleTimeout; d != nil {
+		h.idle = time.Duration(*d)
+	}
+	if h.maxBytes <= 0 {
+		h.maxBytes = 1 << 20
+	}
+	json := p.Transcoding.JSON
+	for _, rt := range p.Table.Routes() {
+		// Over a WebSocket the messages come in frames, not in an HTTP
+		// body: the query may fill every field the path does not bind.
+		cp := *rt
+		cp.Body, cp.BodyField = "", nil
+		cp.ResponseBody, cp.ResponseBodyField = "", nil
+		h.routes[rt] = p.REST.newPlan(&cp, json)
+	}
+	if p.Snapshot != nil {
+		for _, svc := range p.Snapshot.Services() {
+			methods := svc.Desc.Methods()
+			for i := 0; i < methods.Len(); i++ {
+				md := methods.Get(i)
+				path := "/" + string(svc.Desc.FullName()) + "/" + string(md.Name())
+				rt := &router.Route{Method: md, Upstream: svc.Upstream, HTTPMethod: http.MethodGet, Pattern: path}
+				if bound := p.Table.RouteFor(md.FullName()); len(bound) > 0 {
+					rt.Config = bound[0].Config
+				}
+				h.methods[path] = wsMethod{plan: p.REST.newPlan(rt, json), upstream: svc.Upstream}
+			}
+		}
+	}
+	return h
+}
+
+// Match resolves an upgrade request to a method: its gRPC path
+// "/pkg.Service/Method" first, then its HTTP bindings (GET, or the first
+// method the path allows when GET is not one of them). It returns a 404
+// error when nothing matches.
+func (h *WebSocket) Match(r *http.Request) (WebSocketTarget, error) {
+	if m, ok := h.methods[r.URL.Path]; ok {
+		return WebSocketTarget{plan: m.plan, upstream: m.upstream}, nil
+	}
+	path := r.URL.EscapedPath()
+	m, allow, ok := h.table.Match(http.MethodGet, path)
+	if !ok && len(allow) > 0 {
+		m, _, ok = h.table.Match(allow[0], path)
+	}
+	if ok {
+		if p := h.routes[m.Route]; p != nil {
+			return WebSocketTarget{plan: p, upstream: m.Route.Upstream, values: m.Values}, nil
+		}
+	}
+	return WebSocketTarget{}, &httpError{
+		err:    call.Errorf(codes.NotFound, "no WebSocket route matches %s: use a method's HTTP binding path or /<package.Service>/<Method>", r.URL.Path),
+		status: http.StatusNotFound,
+	}
+}
+
+// ServeHTTP matches the upgrade request and serves it.
+func (h *WebSocket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t, err := h.Match(r)
+	if err != nil {
+		h.rest.WriteError(w, r, err)
+		return
+	}
+	h.Serve(w, r, t)
+}
+
+// Serve upgrades a request already matched to a method and bridges the
+// socket to the method until either side ends. Problems found before the
+// upgrade (origin, subprotocol, path or query values, upstream) are
+// answered as REST errors; after it, as a status frame and a close code.
+func (h *WebSocket) Serve(w http.ResponseWriter, r *http.Request, t WebSocketTarget) {
+	if !h.origins.allows(r) {
+		h.rest.WriteError(w, r, call.Errorf(codes.PermissionDenied,
+			"origin %q may not open WebSockets on this gateway: add it to websocket.allowed_origins", r.Header.Get("Origin")))
+		return
+	}
+	neg, cerr := negotiate(r.Header)
+	if cerr != nil {
+		h.rest.WriteError(w, r, cerr)
+		return
+	}
+	be, ok := h.rest.backends(t.upstream)
+	if !ok {
+		h.rest.WriteError(w, r, call.Errorf(codes.Unavailable, "upstream %q is not available", t.upstream))
+		return
+	}
+	q, err := parseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.rest.WriteError(w, r, err)
+		return
+	}
+	token := q.Get(AccessTokenParam)
+	q.Del(AccessTokenParam)
+	req, cerr := h.newRequest(t, neg.mode, q)
+	if cerr != nil {
+		h.rest.WriteError(w, r, cerr)
+		return
+	}
+	md := h.rest.outgoingMetadata(r)
+	if neg.bearer != "" {
+		token = neg.bearer
+	}
+	addBearer(md, token)
+
+	opts := &websocket.AcceptOptions{InsecureSkipVerify: true} // origins checked above
+	if neg.selected != "" {
+		opts.Subprotocols = []string{neg.selected}
+	}
+	conn, err := websocket.Accept(w, r, opts)
+	if err != nil {
+		return // Accept answered the client
+	}
+	s := newWSSession(h, conn, r, t.plan, be, req, md)
+	s.run()
+}
+
+// wsRequest builds request messages from frames: the frame's message
+// merged over the query values, then the path values, which win.
+type wsRequest struct {
+	p    *plan
+	mode wsMode
+	// base holds the query and path values and path only the path values
+	// (nil when there are none); proto mode keeps them encoded.
+	base, path           *dynamicpb.Message
+	baseBytes, pathBytes []byte
+	unmarshal            proto.UnmarshalOptions
+}
+
+// newRequest prepares the request mapping of one socket from the path
+// variables and the query string.
+func (h *WebSocket) newRequest(t WebSocketTarget, mode wsMode, q url.Values) (*wsRequest, *call.Error) {
+	p := t.plan
+	req := &wsRequest{p: p, mode: mode, unmarshal: proto.UnmarshalOptions{Resolver: p.resolver}}
+	base := dynamicpb.NewMessage(p.input)
+	if len(q) > 0 {
+		if err := populateQuery(base, q, p.isBound, h.rest.strict); err != nil {
+			return nil, err
+		}
+	}
+	if len(p.route.Vars) > 0 {
+		path := dynamicpb.NewMessage(p.input)
+		for i, v := range p.route.Vars {
+			if err := setFieldPath(path, v.Fields, v.FieldPath, []string{t.values[i]}); err != nil {
+				return nil, err
+			}
+		}
+		proto.Merge(base, path)
+		req.path = path
+	}
+	if proto.Size(base) > 0 {
+		req.base = base
+	}
+	if mode == modeProto {
+		mo := proto.MarshalOptions{Deterministic: true}
+		var err error
+		if req.base != nil {
+			if req.baseBytes, err = mo.Marshal(req.base); err != nil {
+				return nil, call.Errorf(codes.Internal, "encode request fields: %v", err).WithCause(err)
+			}
+		}
+		if req.path != nil {
+			if req.pathBytes, err = mo.Marshal(req.path); err != nil {
+				return nil, call.Errorf(codes.Internal, "encode path fields: %v", err).WithCause(err)
+			}
+		}
+	}
+	return req, nil
+}
+
+// decode turns a data frame into the message to send: a
+// *dynamicpb.Message in JSON mode, a *[]byte of protobuf in proto mode.
+func (q *wsRequest) decode(frame []byte) (any, *call.Error) {
+	if q.mode == modeProto {
+		// Check the frame against the request type, then send its bytes
+		// as they are: protobuf concatenation is a merge, so the path
+		// values appended last win.
+		scratch := dynamicpb.NewMessage(q.p.input)
+		if err := q.unmarshal.Unmarshal(frame, scratch); err != nil {
+			return nil, call.BadField("message", fmt.Sprintf("frame is not a valid %s protobuf message: %v", q.p.input.FullName(), err))
+		}
+		b := make([]byte, 0, len(q.baseBytes)+len(frame)+len(q.pathBytes))
+		b = append(append(append(b, q.baseBytes...), frame...), q.pathBytes...)
+		return &b, nil
+	}
+	msg := dynamicpb.NewMessage(q.p.input)
+	if err := q.p.unmarshal.Unmarshal(frame, msg); err != nil {
+		return nil, decodeJSONError(err, frame, "", "message")
+	}
+	if q.base == nil {
+		return msg, nil
+	}
+	out := proto.Clone(q.base)
+	proto.Merge(out, msg)
+	if q.path != nil {
+		proto.Merge(out, q.path)
+	}
+	return out, nil
+}
+
+// fieldsOnly is the request of a unary or server-streaming call whose
+// client half-closed without sending a message: the query and path values
+// alone.
+func (q *wsRequest) fieldsOnly() any {
+	if q.mode == modeProto {
+		b := append([]byte(nil), q.baseBytes...)
+		return &b
+	}
+	if q.base == nil {
+		return dynamicpb.NewMessage(q.p.input)
+	}
+	return proto.Clone(q.base)
+}
+
+// newResponse returns an empty response message for RecvMsg.
+func (q *wsRequest) newResponse() any {
+	if q.mode == modeProto {
+		return new([]byte)
+	}
+	return dynamicpb.NewMessage(q.p.output)
+}
+
+// encode renders a response message as a frame.
+func (q *wsRequest) encode(msg any, int64Numbers bool) (websocket.MessageType, []byte, error) {
+	if q.mode == modeProto {
+		return websocket.MessageBinary, *msg.(*[]byte), nil
+	}
+	m := msg.(*dynamicpb.Message)
+	b, err := q.p.marshal.Marshal(m)
+	if err == nil && int64Numbers {
+		b, err = int64AsNumbers(b, q.p.output, q.p.resolver)
+	}
+	if err != nil {
+		return 0, nil, call.Errorf(codes.Internal, "encode response: %v", err).WithCause(err)
+	}
+	return websocket.MessageText, b, nil
+}
+
+// callOptions are the grpc call options of a mode: proto mode passes
+// bytes through unchanged.
+func (q *wsRequest) callOptions() []grpc.CallOption {
+	if q.mode == modeProto {
+		return []grpc.CallOption{rawCall}
+	}
+	return nil
+}
+
+// newStream opens the backend stream of a socket's call.
+func (q *wsRequest) newStream(ctx context.Context, be Backend) (grpc.ClientStream, error) {
+	md := q.p.route.Method
+	desc := &grpc.StreamDesc{ServerStreams: md.IsStreamingServer(), ClientStreams: md.IsStreamingClient()}
+	return be.Conn.NewStream(ctx, desc, q.p.fullMethod, q.callOptions()...)
+}
+
+// callTimeout is a call's deadline: the route's timeout, else the
+// upstream's for unary methods; streams get none unless the route sets one.
+func callTimeout(p *plan, be Backend, md protoreflect.MethodDescriptor) time.Duration {
+	if p.timeout > 0 {
+		return p.timeout
+	}
+	if !md.IsStreamingClient() && !md.IsStreamingServer() {
+		return be.Timeout
+	}
+	return 0
+}
+
+// errTooBig is returned by readFrame for a message over the size limit.
+var errTooBig = errors.New("message too big")
+
+// wsFailure is how a socket ends when something other than the backend
+// call's own status ends it.
+type wsFailure struct {
+	err  *call.Error
+	code websocket.StatusCode
+	// quiet: the client is gone or unresponsive, so no status frame or
+	// close handshake is attempted.
+	quiet bool
+}
+
+// logFinish logs calls that ended with a server-side error, once.
+func (h *WebSocket) logFinish(ctx context.Context, method string, ce *call.Error) {
+	if ce == nil || HTTPStatus(ce.Code) < 500 || ce.Code == codes.Unavailable && ce.Msg == msgShutdown {
+		return
+	}
+	h.logger.LogAttrs(ctx, slog.LevelError, "websocket call failed",
+		slog.String("procedure", method), slog.String("code", ce.Code.String()), slog.Any("error", ce))
+}
+
+var _ http.Handler = (*WebSocket)(nil)

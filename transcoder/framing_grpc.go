@@ -1,0 +1,167 @@
+package transcoder
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rosetta-gateway/rosetta/call"
+)
+
+// grpcHeaderLen is the size of the gRPC length prefix: one flag byte
+// (compressed or not) and a big-endian uint32 message length.
+const grpcHeaderLen = 5
+
+// frameScanner follows the gRPC length prefixes of a byte stream without
+// buffering messages, to enforce a size limit while the bytes are copied.
+// Its zero value (with max set) is at a message boundary.
+type frameScanner struct {
+	max  uint32 // largest message allowed
+	need uint64 // payload bytes of the current message still to come
+	hdrN int    // header bytes seen of the next message (0..4)
+	size uint32 // length accumulated from the header bytes seen
+}
+
+// consume scans p, which may split headers anywhere, and reports the size
+// of the first message over the limit (0 when none).
+func (s *frameScanner) consume(p []byte) uint32 {
+	for len(p) > 0 {
+		if s.need > 0 {
+			k := min(s.need, uint64(len(p)))
+			p = p[k:]
+			s.need -= k
+			continue
+		}
+		if s.hdrN > 0 {
+			s.size = s.size<<8 | uint32(p[0])
+		}
+		s.hdrN++
+		p = p[1:]
+		if s.hdrN == grpcHeaderLen {
+			if s.size > s.max {
+				return s.size
+			}
+			s.need, s.hdrN, s.size = uint64(s.size), 0, 0
+		}
+	}
+	return 0
+}
+
+// boundary scans chunk, which starts where the previous call stopped, and
+// returns how many of its bytes may be written: everything up to a partial
+// header at the end (held back until the rest arrives) or up to the header
+// of a message over the limit, whose size it then returns. Holding back
+// partial headers means an oversized message is refused before any of its
+// bytes reach the client.
+func (s *frameScanner) boundary(chunk []byte) (writable int, tooBig uint32) {
+	i := 0
+	for i < len(chunk) {
+		if s.need > 0 {
+			k := min(s.need, uint64(len(chunk)-i))
+			i += int(k)
+			s.need -= k
+			continue
+		}
+		if len(chunk)-i < grpcHeaderLen {
+			return i, 0
+		}
+		n := uint32(chunk[i+1])<<24 | uint32(chunk[i+2])<<16 | uint32(chunk[i+3])<<8 | uint32(chunk[i+4])
+		if n > s.max {
+			return i, n
+		}
+		s.need = uint64(n)
+		i += grpcHeaderLen
+	}
+	return i, 0
+}
+
+// formatGRPCTimeout formats d as a grpc-timeout value in milliseconds
+// (rounded up, at most 8 digits).
+func formatGRPCTimeout(d time.Duration) string {
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	if ms > 99999999 {
+		return strconv.FormatInt(int64(d/time.Second+1), 10) + "S"
+	}
+	return strconv.FormatInt(int64(ms), 10) + "m"
+}
+
+// encodeGRPCMessage percent-encodes a grpc-message value as the gRPC
+// HTTP/2 spec asks: bytes outside printable ASCII, and '%'.
+func encodeGRPCMessage(msg string) string {
+	clean := true
+	for i := 0; i < len(msg); i++ {
+		if c := msg[i]; c < 0x20 || c > 0x7e || c == '%' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return msg
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(msg) + 8)
+	for i := 0; i < len(msg); i++ {
+		c := msg[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xf])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// grpcCodeForHTTP maps the HTTP status of a non-gRPC answer to a gRPC code,
+// as gRPC clients do ("HTTP to gRPC Status Code Mapping").
+func grpcCodeForHTTP(status int) codes.Code {
+	switch status {
+	case http.StatusBadRequest:
+		return codes.Internal
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusForbidden:
+		return codes.PermissionDenied
+	case http.StatusNotFound:
+		return codes.Unimplemented
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return codes.Unavailable
+	}
+	return codes.Unknown
+}
+
+// setGRPCStatus puts ce's status fields in h under prefix (""
+// for trailers-only headers, [http.TrailerPrefix] for trailers).
+func setGRPCStatus(h http.Header, prefix string, ce *call.Error) {
+	h[prefix+"Grpc-Status"] = []string{strconv.Itoa(int(ce.Code))}
+	if ce.Msg != "" {
+		h[prefix+"Grpc-Message"] = []string{encodeGRPCMessage(ce.Msg)}
+	}
+	if len(ce.Details) > 0 {
+		if b, err := proto.Marshal(ce.Proto()); err == nil {
+			h[prefix+"Grpc-Status-Details-Bin"] = []string{base64.RawStdEncoding.EncodeToString(b)}
+		}
+	}
+}
+
+// hopByHop lists the request and response headers a proxy must not
+// forward (RFC 9110 §7.6.1), in canonical form. TE is handled apart:
+// "te: trailers" is end-to-end in gRPC.
+var hopByHop = map[string]bool{
+	"Connection":          true,
+	"Proxy-Connection":    true,
+	"Keep-Alive":          true,
+	"Proxy-Authenticate":  true,
+	"Proxy-Authorization": true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
+	"Trailer":             true,
+	"Content-Length":      true,
+}

@@ -1,0 +1,228 @@
+package transcoder
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/registry"
+	"github.com/rosetta-gateway/rosetta/router"
+)
+
+// rpcBase is what the RPC-shaped adapters (gRPC-Web and Connect) share:
+// they route by the "/pkg.Service/Method" path through the snapshot, not
+// by HTTP rules, and forward request metadata as it came.
+type rpcBase struct {
+	snap     *registry.Snapshot
+	table    *router.Table
+	backends func(string) (Backend, bool)
+	resolver *typeResolver
+	logger   *slog.Logger
+	jsonIn   protojson.UnmarshalOptions
+	jsonOut  protojson.MarshalOptions
+	max      int
+}
+
+func newRPCBase(p Params) rpcBase {
+	logger := p.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	res := newTypeResolver(p.Snapshot)
+	return rpcBase{
+		snap:     p.Snapshot,
+		table:    p.Table,
+		backends: p.Backends,
+		resolver: res,
+		logger:   logger,
+		jsonIn:   protojson.UnmarshalOptions{DiscardUnknown: isSet(p.Transcoding.JSON.DiscardUnknown), Resolver: res},
+		jsonOut:  protojson.MarshalOptions{Resolver: res},
+		max:      maxMessageBytes,
+	}
+}
+
+// target is one resolved RPC: its method, gRPC path and backend.
+type target struct {
+	path    string
+	method  protoreflect.MethodDescriptor
+	backend Backend
+	timeout time.Duration // the route's timeout, else the backend's for unary calls; 0: none
+}
+
+// Knows reports whether the snapshot has the method a "/pkg.Service/Method"
+// path names, so the gateway can refresh descriptors before answering
+// UNIMPLEMENTED.
+func (b *rpcBase) Knows(path string) bool {
+	if b.snap == nil {
+		return false
+	}
+	_, _, ok := b.snap.Method(path)
+	return ok
+}
+
+// resolve finds the method of a "/pkg.Service/Method" path and its backend.
+func (b *rpcBase) resolve(path string) (*target, *call.Error) {
+	if b.snap == nil || !looksLikeRPCPath(path) {
+		return nil, call.Errorf(codes.Unimplemented, "%s is not a gRPC method path: want /package.Service/Method", path)
+	}
+	md, upstream, ok := b.snap.Method(path)
+	if !ok {
+		return nil, call.Errorf(codes.Unimplemented, "unknown method %s: no upstream serves it (check the service name and that its backend is up)", path)
+	}
+	be, ok := b.backends(upstream)
+	if !ok {
+		return nil, call.Errorf(codes.Unavailable, "upstream %q of method %s is not available", upstream, path)
+	}
+	t := &target{path: path, method: md, backend: be}
+	streaming := md.IsStreamingClient() || md.IsStreamingServer()
+	if !streaming {
+		t.timeout = be.Timeout
+	}
+	if routes := b.table.RouteFor(md.FullName()); len(routes) > 0 && routes[0].Config != nil && routes[0].Config.Timeout > 0 {
+		t.timeout = time.Duration(routes[0].Config.Timeout)
+	}
+	return t, nil
+}
+
+// looksLikeRPCPath reports whether p has the "/pkg.Service/Method" shape.
+func looksLikeRPCPath(p string) bool {
+	svc, method, ok := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	return ok && strings.HasPrefix(p, "/") && svc != "" && method != "" && !strings.Contains(method, "/")
+}
+
+// callContext derives a backend call's context: the target's timeout,
+// shortened by the client's (0: none), with md as outgoing metadata.
+func (t *target) callContext(r *http.Request, client time.Duration, md metadata.MD) (context.Context, context.CancelFunc) {
+	timeout := t.timeout
+	if client > 0 && (timeout == 0 || client < timeout) {
+		timeout = client
+	}
+	ctx := metadata.NewOutgoingContext(r.Context(), md)
+	if timeout > 0 {
+		return context.WithTimeout(ctx, timeout)
+	}
+	return context.WithCancel(ctx)
+}
+
+// dropHeaders are request headers that never become backend metadata:
+// hop-by-hop and transport headers, and the gRPC-Web, Connect and CORS
+// protocol headers the adapters consume themselves.
+var dropHeaders = map[string]bool{
+	"accept-encoding":   true,
+	"content-encoding":  true,
+	"content-length":    true,
+	"content-type":      true,
+	"connection":        true,
+	"host":              true,
+	"keep-alive":        true,
+	"proxy-connection":  true,
+	"te":                true,
+	"trailer":           true,
+	"transfer-encoding": true,
+	"upgrade":           true,
+	"user-agent":        true,
+	"x-grpc-web":        true,
+	"x-user-agent":      true,
+}
+
+// requestMetadata turns the request headers of a gRPC-Web or Connect call
+// into backend metadata: every header except reserved (grpc-*), Connect
+// (connect-*), CORS and hop-by-hop ones, with -bin values base64-decoded,
+// plus X-Forwarded-For, -Host and -Proto.
+func requestMetadata(r *http.Request) (metadata.MD, *call.Error) {
+	md := make(metadata.MD, len(r.Header)+3)
+	for k, vs := range r.Header {
+		lk := strings.ToLower(k)
+		if dropHeaders[lk] || strings.HasPrefix(lk, "connect-") || strings.HasPrefix(lk, "access-control-") ||
+			strings.HasPrefix(lk, "x-forwarded-") || !validMetadataKey(lk) {
+			continue
+		}
+		if strings.HasSuffix(lk, "-bin") {
+			for _, v := range vs {
+				for _, part := range strings.Split(v, ",") {
+					b, err := decodeBase64(strings.TrimSpace(part))
+					if err != nil {
+						return nil, call.BadField(k, "header "+k+" is binary metadata (its name ends in -bin) and must be base64")
+					}
+					md[lk] = append(md[lk], string(b))
+				}
+			}
+			continue
+		}
+		md[lk] = append(md[lk], vs...)
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
+			host = prior + ", " + host
+		}
+		md["x-forwarded-for"] = []string{host}
+	}
+	fwdHost := r.Header.Get("X-Forwarded-Host")
+	if fwdHost == "" {
+		fwdHost = r.Host
+	}
+	md["x-forwarded-host"] = []string{fwdHost}
+	scheme := r.Header.Get("X-Forwarded-Proto")
+	if scheme == "" {
+		scheme = "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+	}
+	md["x-forwarded-proto"] = []string{scheme}
+	return md, nil
+}
+
+// logFailure logs an error answered with a 5xx-class code and returns the
+// error ID to send with it; it returns "" for client errors.
+func (b *rpcBase) logFailure(r *http.Request, protocol string, ce *call.Error) string {
+	if HTTPStatus(ce.Code) < 500 {
+		return ""
+	}
+	id := newErrorID()
+	b.logger.LogAttrs(r.Context(), slog.LevelError, "request failed",
+		slog.String("inbound", protocol), slog.String("procedure", r.URL.Path),
+		slog.String("code", ce.Code.String()), slog.String("error_id", id), slog.Any("error", ce))
+	return id
+}
+
+// jsonToProto decodes a JSON message of type md and encodes it as
+// protobuf. An empty body is the empty message.
+func (b *rpcBase) jsonToProto(md protoreflect.MessageDescriptor, body []byte) ([]byte, error) {
+	msg := dynamicpb.NewMessage(md)
+	if len(body) > 0 {
+		if err := b.jsonIn.Unmarshal(body, msg); err != nil {
+			return nil, jsonError(err, body, "")
+		}
+	}
+	out, err := proto.Marshal(msg)
+	if err != nil {
+		return nil, call.Errorf(codes.InvalidArgument, "encode request: %v", err).WithCause(err)
+	}
+	return out, nil
+}
+
+// protoToJSON decodes a protobuf message of type md from a backend and
+// renders it as JSON.
+func (b *rpcBase) protoToJSON(md protoreflect.MessageDescriptor, raw []byte) ([]byte, error) {
+	msg := dynamicpb.NewMessage(md)
+	if err := (proto.UnmarshalOptions{Resolver: b.resolver}).Unmarshal(raw, msg); err != nil {
+		return nil, call.Errorf(codes.Internal, "decode backend response: %v", err).WithCause(err)
+	}
+	out, err := b.jsonOut.Marshal(msg)
+	if err != nil {
+		return nil, call.Errorf(codes.Internal, "encode response as JSON: %v", err).WithCause(err)
+	}
+	return out, nil
+}

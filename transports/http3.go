@@ -1,0 +1,112 @@
+package transports
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/rosetta-gateway/rosetta/config"
+)
+
+// altSvcMaxAge is how long, in seconds, clients may remember that HTTP/3
+// is offered (the ma= parameter of Alt-Svc): one day.
+const altSvcMaxAge = 86400
+
+// HTTP/3 flow-control windows, the same budget as HTTP/2's.
+const (
+	h3StreamWindow     = 1 << 20
+	h3ConnectionWindow = 2 << 20
+)
+
+// h3Server serves HTTP/3 over QUIC on a UDP socket bound to the TCP
+// listener's port.
+type h3Server struct {
+	srv *http3.Server
+	udp net.PacketConn
+}
+
+// newH3Server configures an HTTP/3 server for one listener. The TLS
+// config's ALPN is replaced by "h3" per connection by quic-go.
+func newH3Server(cfg config.Listener, h http.Handler, tlsConf *tls.Config, logger *slog.Logger) *h3Server {
+	streams := int64(cfg.MaxConcurrentStreams)
+	if streams <= 0 {
+		streams = defaultMaxStreams
+	}
+	qc := &quic.Config{
+		MaxIncomingStreams:         streams,
+		MaxStreamReceiveWindow:     h3StreamWindow,
+		MaxConnectionReceiveWindow: h3ConnectionWindow,
+		// 0-RTT requests can be replayed by an attacker; leave it off until
+		// the policy layer can tell idempotent calls apart.
+		Allow0RTT: false,
+	}
+	if d := time.Duration(cfg.IdleTimeout); d > 0 {
+		qc.MaxIdleTimeout = d
+	}
+	if d := time.Duration(cfg.ReadHeaderTimeout); d > 0 {
+		qc.HandshakeIdleTimeout = d
+	}
+	return &h3Server{srv: &http3.Server{
+		Handler:        h,
+		TLSConfig:      tlsConf,
+		QUICConfig:     qc,
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		IdleTimeout:    time.Duration(cfg.IdleTimeout),
+		Logger:         logger,
+	}}
+}
+
+// listen binds UDP on the address and port the TCP listener got. An
+// unspecified address (":8443") listens on every interface, as TCP does.
+func (h *h3Server) listen(tcp *net.TCPAddr) error {
+	addr := &net.UDPAddr{IP: tcp.IP, Port: tcp.Port, Zone: tcp.Zone}
+	udp, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return fmt.Errorf("listen for HTTP/3 on udp %s: %w (the UDP port must be free as well as the TCP one)", addr, err)
+	}
+	h.udp = udp
+	return nil
+}
+
+// serve runs the QUIC accept loop until shutdown.
+func (h *h3Server) serve() error {
+	err := h.srv.Serve(h.udp)
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, quic.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// shutdown sends GOAWAY, waits for requests in flight until ctx ends,
+// then closes the connections and the UDP socket.
+func (h *h3Server) shutdown(ctx context.Context) error {
+	err := h.srv.Shutdown(ctx)
+	if cerr := h.udp.Close(); cerr != nil && err == nil && !errors.Is(cerr, net.ErrClosed) {
+		err = cerr
+	}
+	return err
+}
+
+// closeSocket releases the UDP socket of a server that never served.
+func (h *h3Server) closeSocket() {
+	if h.udp != nil {
+		_ = h.udp.Close()
+	}
+}
+
+// altSvc advertises HTTP/3 on TCP responses: Alt-Svc: h3=":PORT"; ma=86400.
+func altSvc(h http.Handler, port int) http.Handler {
+	value := []string{fmt.Sprintf(`h3=":%d"; ma=%d`, port, altSvcMaxAge)}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Alt-Svc"] = value
+		h.ServeHTTP(w, r)
+	})
+}

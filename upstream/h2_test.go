@@ -1,0 +1,84 @@
+package upstream
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
+)
+
+func newTestUpstream(t *testing.T, cfg *config.Upstream) *Upstream {
+	t.Helper()
+	u, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = u.Close() })
+	return u
+}
+
+func TestPickRoundRobin(t *testing.T) {
+	u := newTestUpstream(t, &config.Upstream{Name: "rr", Targets: []string{"a:1", "b:2", "c:3"}})
+	var got []string
+	for range 7 {
+		got = append(got, u.Pick())
+	}
+	if want := "a:1 b:2 c:3 a:1 b:2 c:3 a:1"; strings.Join(got, " ") != want {
+		t.Errorf("Pick sequence: got %q; want %q", got, want)
+	}
+	if u.Scheme() != "http" {
+		t.Errorf("Scheme: got %q; want http", u.Scheme())
+	}
+}
+
+// TestHTTP2H2C sends a raw grpc.health.v1.Health/Check over the upstream's
+// h2c transport to a real grpc-go backend and reads the trailers.
+func TestHTTP2H2C(t *testing.T) {
+	be := testkit.StartBackend(t)
+	u := newTestUpstream(t, &config.Upstream{Name: "h2c", Targets: []string{be.Addr}})
+	req, err := http.NewRequest(http.MethodPost, u.Scheme()+"://"+u.Pick()+"/grpc.health.v1.Health/Check",
+		bytes.NewReader([]byte{0, 0, 0, 0, 0})) // one empty, uncompressed message
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	resp, err := u.HTTP2().RoundTrip(req)
+	if err != nil {
+		t.Fatalf("RoundTrip: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ProtoMajor != 2 {
+		t.Errorf("protocol: got %s; want HTTP/2.0", resp.Proto)
+	}
+	// HealthCheckResponse{status: SERVING} is 08 01, after the 5-byte prefix.
+	if want := []byte{0, 0, 0, 0, 2, 8, 1}; !bytes.Equal(body, want) {
+		t.Errorf("body: got %x; want %x", body, want)
+	}
+	if got := resp.Trailer.Get("Grpc-Status"); got != "0" {
+		t.Errorf("grpc-status trailer: got %q; want 0", got)
+	}
+}
+
+func TestHTTP2BadTLSConfig(t *testing.T) {
+	cfg := &config.Upstream{Name: "tls", Targets: []string{"127.0.0.1:1"}, TLS: &config.ClientTLS{InsecureSkipVerify: true}}
+	u := newTestUpstream(t, cfg)
+	if u.Scheme() != "https" {
+		t.Errorf("Scheme: got %q; want https", u.Scheme())
+	}
+	// The CA disappears after New validated the config.
+	cfg.TLS.CA = "/nonexistent/ca.pem"
+	req, _ := http.NewRequest(http.MethodPost, "https://127.0.0.1:1/x.Y/Z", nil)
+	_, err := u.HTTP2().RoundTrip(req)
+	if err == nil || !strings.Contains(err.Error(), "upstream tls: read upstream CA") {
+		t.Errorf("RoundTrip: got %v; want the CA read error", err)
+	}
+}
