@@ -132,10 +132,11 @@ func (u *HTTPUpstream) Proxy(route *config.Route) http.Handler {
 		}
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    u.transport,
-		BufferPool:   bufferPool{},
-		ErrorHandler: p.fail,
+		Rewrite:        p.rewrite,
+		Transport:      u.transport,
+		BufferPool:     bufferPool{},
+		ErrorHandler:   p.fail,
+		ModifyResponse: stopHeaderTimer,
 		// Zero FlushInterval buffers responses of known length; the
 		// ReverseProxy flushes every write (as FlushInterval -1) for
 		// text/event-stream and for bodies of unknown length, so streams
@@ -155,14 +156,35 @@ type routeProxy struct {
 	rp      *httputil.ReverseProxy
 }
 
-// ServeHTTP forwards r, with the route's deadline unless r is an upgrade.
+// errNoResponse is the cancel cause when the route's timeout passes
+// before the upstream answers.
+var errNoResponse = errors.New("no response within the route timeout")
+
+// headerTimerKey carries the per-request timer that ModifyResponse stops.
+type headerTimerKey struct{}
+
+// ServeHTTP forwards r. The route's timeout bounds the wait for the
+// response headers, not the body: a streamed response (SSE, downloads)
+// may last as long as it flows. Upgrades have no timeout.
 func (p *routeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.timeout > 0 && !isUpgrade(r.Header) {
-		ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
-		defer cancel()
-		r = r.WithContext(ctx)
+		ctx, cancel := context.WithCancelCause(r.Context())
+		t := time.AfterFunc(p.timeout, func() { cancel(errNoResponse) })
+		defer func() {
+			t.Stop()
+			cancel(nil)
+		}()
+		r = r.WithContext(context.WithValue(ctx, headerTimerKey{}, t))
 	}
 	p.rp.ServeHTTP(w, r)
+}
+
+// stopHeaderTimer runs when the upstream's response headers arrive.
+func stopHeaderTimer(resp *http.Response) error {
+	if t, ok := resp.Request.Context().Value(headerTimerKey{}).(*time.Timer); ok {
+		t.Stop()
+	}
+	return nil
 }
 
 // isUpgrade reports whether h asks for a protocol switch (Connection:
@@ -263,7 +285,7 @@ func (p *routeProxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &mbe):
 		status = http.StatusRequestEntityTooLarge
 		ce = call.Errorf(codes.ResourceExhausted, "request body is larger than the limit of %d bytes", mbe.Limit)
-	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(context.Cause(ctx), errNoResponse) || errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusGatewayTimeout
 		ce = call.Errorf(codes.DeadlineExceeded, "upstream %s: no response from %s within %s", p.u.Name, target, p.timeout)
 	case ctx.Err() != nil:
