@@ -129,7 +129,8 @@ type Upstream struct {
 	// Targets are host:port addresses, balanced round-robin per RPC, for
 	// example ["10.0.0.5:9000", "10.0.0.6:9000"]. At least one.
 	Targets []string `yaml:"targets"`
-	// TLS enables TLS to the targets; omitted means plaintext (h2c).
+	// TLS enables TLS to the targets; omitted means plaintext (h2c for
+	// gRPC upstreams, HTTP/1.1 for http upstreams).
 	TLS *ClientTLS `yaml:"tls"`
 	// Descriptors says where this upstream's descriptors come from.
 	// Default: reflection.
@@ -287,8 +288,9 @@ type Route struct {
 	// Host.
 	HostHeader string `yaml:"host_header"`
 	// Timeout is the deadline for calls on this route; a client's
-	// Grpc-Timeout header may shorten it, never extend it. Default 0: the
-	// upstream's timeout applies.
+	// Grpc-Timeout header may shorten it, never extend it. For URI routes
+	// it bounds the wait for the response headers (a streamed body may
+	// last longer). Default 0: the upstream's timeout applies.
 	Timeout Duration `yaml:"timeout"`
 	// JSON overrides the gateway-wide JSON options for this route.
 	JSON JSONOptions `yaml:"json"`
