@@ -112,18 +112,24 @@ func NewServer(cfg config.Listener, h http.Handler, logger *slog.Logger) (*Serve
 }
 
 // limitBody caps request bodies at max bytes (413 from the adapters when
-// exceeded). gRPC requests are streams limited per message instead, so
-// they are left alone.
+// exceeded). Enveloped streams (gRPC, gRPC-Web, Connect streaming) are
+// limited per message by their adapters instead, so they are left alone.
 func limitBody(h http.Handler, max int64) http.Handler {
 	if max <= 0 {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		if r.Body != nil && !isEnvelopedStream(r.Header.Get("Content-Type")) {
 			r.Body = http.MaxBytesReader(w, r.Body, max)
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// isEnvelopedStream reports whether a Content-Type carries length-prefixed
+// messages that the protocol adapters limit one by one.
+func isEnvelopedStream(ct string) bool {
+	return strings.HasPrefix(ct, "application/grpc") || strings.HasPrefix(ct, "application/connect+")
 }
 
 // rejectPartialPreface answers 400 to "PRI * HTTP/2.0" parsed as an

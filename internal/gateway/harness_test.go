@@ -44,7 +44,10 @@ func startGateway(t *testing.T, backendAddr, yamlText string) (string, *Gateway)
 		t.Fatalf("gateway.Start: %v", err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// A connection a client opened but never used holds up
+		// net/http's Shutdown for 5s; close ours first.
+		http.DefaultClient.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		if err := g.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
