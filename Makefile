@@ -32,17 +32,26 @@ build: ## Build bin/rosetta and bin/library-server
 	go build -o bin/library-server ./examples/library/cmd/library-server
 
 .PHONY: run
-run: build ## Start the example library backend on :9000 and the gateway on 127.0.0.1:8080
-	@bin/library-server -listen 127.0.0.1:9000 & backend=$$!; \
+run: build ## Start the library backend on :9000 (browser demo on :8081) and the gateway on 127.0.0.1:8080
+	@bin/library-server -listen 127.0.0.1:9000 -web 127.0.0.1:8081 & backend=$$!; \
 	trap 'kill $$backend 2>/dev/null; wait $$backend 2>/dev/null' EXIT INT TERM; \
 	for i in $$(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null && break; sleep 0.1; done; \
 	echo "gateway on http://127.0.0.1:8080 (Ctrl-C stops both); try: curl http://127.0.0.1:8080/v1/shelves"; \
-	bin/rosetta serve --listen 127.0.0.1:8080 --upstream library=127.0.0.1:9000
+	echo "browser demo (WebSocket chat, live books over SSE): http://127.0.0.1:8081/"; \
+	bin/rosetta serve --config examples/rosetta.yaml
 
 .PHONY: test
-test: lint ## Run every test with the race detector, plus lint and checkgenerate
+test: lint chromium ## Run every test with the race detector, plus lint and checkgenerate
 	go test -race -count=1 -timeout 15m $(GO_PACKAGES)
 	$(MAKE) --no-print-directory checkgenerate
+
+.PHONY: chromium
+chromium: ## Install Debian's chromium for the browser test (examples/web) if missing
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+.PHONY: bench-websocket
+bench-websocket: ## Benchmark the WebSocket bridge: 10,000 idle streams, msg/s vs direct gRPC
+	go run ./bench/websocket -streams 10000 -messages 200000
 
 .PHONY: lint
 lint: lint-go lint-proto ## Run go vet, gofmt and buf lint

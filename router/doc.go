@@ -12,6 +12,10 @@
 // then only read, so one Table serves any number of concurrent requests;
 // callers swap tables atomically.
 //
+// Config routes with a uri (plain HTTP routes to upstreams of kind http)
+// have their own small table, [URITable] (see [BuildURI]): exact paths and
+// "/prefix/*" prefixes, longest first, with an optional method filter.
+//
 // The package does not decode request bodies or query parameters, map
 // values into messages, or choose a protocol adapter: the transcoder does
 // that with the [Route] and values it gets from here. Nor does it apply

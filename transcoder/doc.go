@@ -4,7 +4,15 @@
 // request messages, the proto3 JSON mapping (protojson with the snapshot's
 // types), response_body, google.api.HttpBody, server streams as
 // newline-delimited JSON, metadata and deadline propagation, and the
-// google.rpc.Status JSON error shape.
+// google.rpc.Status JSON error shape. [GRPCProxy] passes gRPC calls
+// through to their upstream as raw HTTP/2 streams, without decoding a
+// message. [GRPCWeb] and [Connect] serve browser protocols: they route by
+// the "/pkg.Service/Method" path through the snapshot and forward protobuf
+// messages as raw bytes with a pass-through codec; Connect JSON is
+// converted with the snapshot's descriptors. [WebSocket] bridges
+// WebSocket connections to methods of every streaming kind, one message
+// per frame (proto3 JSON text or binary protobuf), with a final status
+// frame and a close code.
 //
 // It does not own routing (package router), descriptors (package registry)
 // or backend connections (package upstream).

@@ -22,13 +22,12 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/descriptorpb"
 
-	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
 )
 
 func TestConnectClient(t *testing.T) {
 	t.Parallel()
-	url := startDefault(t)
+	url := startBrowserGateway(t, "")
 	codecs := map[string][]connect.ClientOption{
 		"proto":      nil,
 		"json":       {connect.WithProtoJSON()},
@@ -112,7 +111,7 @@ func runConnectStreams(t *testing.T, url string, hc *http.Client, h2 bool, opts 
 
 func TestConnectWire(t *testing.T) {
 	t.Parallel()
-	url := startDefault(t)
+	url := startBrowserGateway(t, "")
 	post := func(t *testing.T, path, body string, headers ...string) response {
 		t.Helper()
 		return do(t, "POST", url+path, body, append([]string{"Connect-Protocol-Version: 1"}, headers...)...)
@@ -280,9 +279,8 @@ func writeSideEffectFreeDescriptors(t *testing.T) string {
 
 func TestConnectGet(t *testing.T) {
 	t.Parallel()
-	be := testkit.StartBackend(t)
 	file := writeSideEffectFreeDescriptors(t)
-	url, _ := startGateway(t, be.Addr, `
+	url := startBrowserGateway(t, `
 listeners:
   - address: "127.0.0.1:0"
 upstreams:

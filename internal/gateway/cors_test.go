@@ -9,7 +9,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
 )
 
@@ -40,8 +39,7 @@ func corsHeaders(h http.Header) map[string]string {
 
 func TestCORS(t *testing.T) {
 	t.Parallel()
-	be := testkit.StartBackend(t)
-	url, _ := startGateway(t, be.Addr, corsConfig)
+	url := startBrowserGateway(t, corsConfig)
 	preflight := func(origin string) response {
 		return do(t, "OPTIONS", url+echoService+"Echo", "",
 			"Origin: "+origin,
@@ -101,8 +99,7 @@ func TestCORS(t *testing.T) {
 	})
 	t.Run("any origin", func(t *testing.T) {
 		t.Parallel()
-		be := testkit.StartBackend(t)
-		url, _ := startGateway(t, be.Addr, basicConfig+"cors:\n  allowed_origins: [\"*\"]\n")
+		url := startBrowserGateway(t, basicConfig+"cors:\n  allowed_origins: [\"*\"]\n")
 		r := do(t, "POST", url+echoService+"Echo", `{}`, "Connect-Protocol-Version: 1", "Origin: https://x.test")
 		if r.header.Get("Access-Control-Allow-Origin") != "*" || r.header.Get("Access-Control-Expose-Headers") == "" {
 			t.Errorf("got %v; want Access-Control-Allow-Origin: * and exposed headers", r.header)

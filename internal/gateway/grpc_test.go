@@ -13,6 +13,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -533,5 +534,20 @@ func TestGRPCOverHTTP1(t *testing.T) {
 	cc := dialGateway(t, url)
 	if _, err := testingv1.NewEchoServiceClient(cc).Echo(testContext(t), &testingv1.Everything{Id: "still"}); err != nil {
 		t.Fatalf("Echo after garbage: %v", err)
+	}
+}
+
+func TestGRPCTLSUpstream(t *testing.T) {
+	ca := testkit.NewCA(t, "rosetta test CA")
+	leaf := ca.Issue(t, "backend", "backend.test", "127.0.0.1")
+	be := testkit.StartBackend(t, testkit.WithServerOptions(grpc.Creds(credentials.NewServerTLSFromCert(&leaf.TLS))))
+	url, _ := startGateway(t, be.Addr, basicConfig+"    tls: { ca: "+ca.CertFile+", server_name: backend.test }\n")
+	client := testingv1.NewEchoServiceClient(dialGateway(t, url))
+	out, err := client.Echo(testContext(t), &testingv1.Everything{Id: "over tls"})
+	if err != nil || out.GetId() != "over tls" {
+		t.Fatalf("Echo over TLS: %v, %v", out, err)
+	}
+	if err := drainStream(client, &testingv1.StreamRequest{Count: 3, Text: "s"}); err != nil {
+		t.Fatalf("server stream over TLS: %v", err)
 	}
 }

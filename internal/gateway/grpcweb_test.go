@@ -20,10 +20,26 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
 )
 
 const echoService = "/rosetta.testing.v1.EchoService/"
+
+// startBrowserGateway starts a backend and a gateway with cfg (basicConfig
+// when ""). It also closes http.DefaultClient's idle connections before
+// the gateway shuts down: a connection the client dialed but never used is
+// "new" to the server, and Shutdown waits 5s for such connections.
+func startBrowserGateway(t *testing.T, cfg string) string {
+	t.Helper()
+	if cfg == "" {
+		cfg = basicConfig
+	}
+	be := testkit.StartBackend(t)
+	url, _ := startGateway(t, be.Addr, cfg)
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	return url
+}
 
 // newH2CClient returns an HTTP client that speaks cleartext HTTP/2 only,
 // its idle connections closed when the test ends.
@@ -240,7 +256,7 @@ func runClientSuite(t *testing.T, url string, hc *http.Client, opts ...connect.C
 
 func TestGRPCWebClient(t *testing.T) {
 	t.Parallel()
-	url := startDefault(t)
+	url := startBrowserGateway(t, "")
 	for name, hc := range transportsFor(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -334,7 +350,7 @@ func doWeb(t *testing.T, url, contentType string, body []byte) webResponse {
 
 func TestGRPCWebText(t *testing.T) {
 	t.Parallel()
-	url := startDefault(t)
+	url := startBrowserGateway(t, "")
 	const ct = "application/grpc-web-text+proto"
 	t.Run("unary in split padded chunks", func(t *testing.T) {
 		t.Parallel()
@@ -380,7 +396,7 @@ func TestGRPCWebText(t *testing.T) {
 
 func TestGRPCWebMalformed(t *testing.T) {
 	t.Parallel()
-	url := startDefault(t)
+	url := startBrowserGateway(t, "")
 	good, _ := proto.Marshal(&testingv1.Everything{StringValue: "ok"})
 	tests := []struct {
 		name, ct string
