@@ -40,6 +40,9 @@ type Gateway struct {
 	servers []*transports.Server
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // state is everything built from one descriptor snapshot. It is immutable;
@@ -211,11 +214,12 @@ func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serveHTTP) 
 // of the current state.
 func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	st := g.state.Load()
-	defer g.recoverPanic(w, r, st)
+	proto := transcoder.Detect(r)
+	defer g.recoverPanic(w, r, st, proto)
 	if g.cors != nil && g.applyCORS(w, r) {
 		return // a preflight, answered
 	}
-	switch transcoder.Detect(r) {
+	switch proto {
 	case call.GRPC:
 		g.serveGRPC(w, r, st)
 	case call.GRPCWeb:
@@ -241,7 +245,7 @@ func (g *Gateway) unsupported(w http.ResponseWriter, r *http.Request, st *state,
 
 // recoverPanic turns a panic in any adapter into a 500 with an error ID,
 // logged with its stack, so one bad request never takes the gateway down.
-func (g *Gateway) recoverPanic(w http.ResponseWriter, r *http.Request, st *state) {
+func (g *Gateway) recoverPanic(w http.ResponseWriter, r *http.Request, st *state, proto call.Protocol) {
 	v := recover()
 	if v == nil || v == http.ErrAbortHandler {
 		if v != nil {
@@ -250,7 +254,15 @@ func (g *Gateway) recoverPanic(w http.ResponseWriter, r *http.Request, st *state
 		return
 	}
 	g.logger.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-	st.rest.WriteError(w, r, call.Errorf(codes.Internal, "internal error"))
+	ce := call.Errorf(codes.Internal, "internal error")
+	switch proto {
+	case call.GRPC, call.GRPCWeb:
+		// A trailers-only answer: grpc-status in the headers, which both
+		// gRPC and gRPC-Web clients read.
+		st.grpc.WriteError(w, r, ce)
+	default:
+		st.rest.WriteError(w, r, ce)
+	}
 }
 
 // serveREST serves REST/JSON by the route table, refreshing descriptors
@@ -331,8 +343,13 @@ func (g *Gateway) Addrs() []net.Addr {
 }
 
 // Shutdown stops accepting, drains in-flight requests until ctx ends, and
-// closes backend connections.
+// closes backend connections. Calling it again returns the first result.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.shutdownOnce.Do(func() { g.shutdownErr = g.shutdown(ctx) })
+	return g.shutdownErr
+}
+
+func (g *Gateway) shutdown(ctx context.Context) error {
 	var errs []error
 	g.local.draining()
 	for _, s := range g.servers {
