@@ -20,7 +20,7 @@ help: ## Describe useful make targets
 
 GO_PACKAGES := ./...
 # Fuzz targets run by `make fuzz`, as package:FuzzName.
-FUZZ_TARGETS := ./router:FuzzParseTemplate ./router:FuzzMatch ./config:FuzzParse ./transcoder:FuzzDecodeRequest
+FUZZ_TARGETS := ./router:FuzzParseTemplate ./router:FuzzMatch ./config:FuzzParse ./transcoder:FuzzDecodeRequest ./transcoder:FuzzWebSocketFrame
 FUZZ_TIME ?= 30s
 
 .PHONY: all
