@@ -535,3 +535,25 @@ func TestWebSocketSlowReader(t *testing.T) {
 	_ = c.CloseNow()
 	<-w.returned
 }
+
+func TestWebSocketGatewayShutdown(t *testing.T) {
+	t.Parallel()
+	be := testkit.StartBackend(t)
+	base, g := startGateway(t, be.Addr, basicConfig)
+	c := dialWS(t, wsURL(base, "/v1/stream:bidi"), nil)
+	wsSend(t, c, `{"text": "a"}`)
+	wsRead(t, c, websocket.MessageText)
+	// What Shutdown does once the listeners stopped: end every socket
+	// (and wait for the close handshake, so read meanwhile).
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		g.ws.close(wsContext(t))
+	}()
+	st := wsReadStatus(t, c)
+	if st.Status.Code != 14 {
+		t.Errorf("status: got %+v; want UNAVAILABLE", st.Status)
+	}
+	wsExpectClose(t, c, websocket.StatusGoingAway, "")
+	<-closed
+}
