@@ -97,17 +97,17 @@ func (h *Connect) servePost(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(h.max)+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(t.max)+1))
 	if err != nil {
 		h.writeError(w, r, call.FromError(readError(err, "request body")), 0)
 		return
 	}
-	if len(body) > h.max {
-		h.writeError(w, r, call.Errorf(codes.ResourceExhausted, "request message is larger than the limit of %d bytes", h.max), 0)
+	if len(body) > t.max {
+		h.writeError(w, r, call.Errorf(codes.ResourceExhausted, "request message is larger than the limit of %d bytes", t.max), 0)
 		return
 	}
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != "identity" {
-		if body, err = decompress(enc, body, h.max); err != nil {
+		if body, err = decompress(enc, body, t.max); err != nil {
 			h.writeError(w, r, call.FromError(err), 0)
 			return
 		}
@@ -151,7 +151,7 @@ func (h *Connect) serveGet(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if enc := q.Get("compression"); enc != "" && enc != "identity" {
-		if body, err = decompress(enc, body, h.max); err != nil {
+		if body, err = decompress(enc, body, t.max); err != nil {
 			h.writeError(w, r, call.FromError(err), 0)
 			return
 		}

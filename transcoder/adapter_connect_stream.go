@@ -60,7 +60,7 @@ func (h *Connect) serveStream(w http.ResponseWriter, r *http.Request) {
 		h.end(out, r, ce, nil)
 		return
 	}
-	in := &envelopeReader{r: r.Body, max: h.max, encoding: r.Header.Get("Connect-Content-Encoding"), what: "Connect envelope"}
+	in := &envelopeReader{r: r.Body, max: t.max, encoding: r.Header.Get("Connect-Content-Encoding"), what: "Connect envelope"}
 	if enc := in.encoding; enc != "" && enc != "identity" && enc != "gzip" {
 		h.end(out, r, call.Errorf(codes.Unimplemented, "unsupported Connect-Content-Encoding %q: send gzip or identity", enc), nil)
 		return

@@ -81,7 +81,7 @@ func (h *GRPCWeb) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if out.text {
 		body = newBase64Reader(body)
 	}
-	in := &envelopeReader{r: body, max: h.max, encoding: r.Header.Get("Grpc-Encoding"), what: "gRPC-Web frame"}
+	in := &envelopeReader{r: body, max: t.max, encoding: r.Header.Get("Grpc-Encoding"), what: "gRPC-Web frame"}
 	req, err := in.next()
 	if errors.Is(err, io.EOF) {
 		err = call.Errorf(codes.InvalidArgument, "the request has no message: a gRPC-Web request body is one length-prefixed message")

@@ -29,6 +29,9 @@ import (
 type Backend struct {
 	Conn    grpc.ClientConnInterface
 	Timeout time.Duration
+	// MaxMessageBytes caps one message to or from the backend for the
+	// enveloped protocols (gRPC-Web, Connect). 0: 4 MiB.
+	MaxMessageBytes int
 }
 
 // Params are the inputs of [NewREST].

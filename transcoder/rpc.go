@@ -58,6 +58,7 @@ type target struct {
 	method  protoreflect.MethodDescriptor
 	backend Backend
 	timeout time.Duration // the route's timeout, else the backend's for unary calls; 0: none
+	max     int           // the largest message accepted, from the upstream's config
 }
 
 // Knows reports whether the snapshot has the method a "/pkg.Service/Method"
@@ -84,7 +85,10 @@ func (b *rpcBase) resolve(path string) (*target, *call.Error) {
 	if !ok {
 		return nil, call.Errorf(codes.Unavailable, "upstream %q of method %s is not available", upstream, path)
 	}
-	t := &target{path: path, method: md, backend: be}
+	t := &target{path: path, method: md, backend: be, max: b.max}
+	if be.MaxMessageBytes > 0 {
+		t.max = be.MaxMessageBytes
+	}
 	streaming := md.IsStreamingClient() || md.IsStreamingServer()
 	if !streaming {
 		t.timeout = be.Timeout
