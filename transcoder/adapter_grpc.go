@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/registry"
@@ -32,6 +33,10 @@ type GRPCParams struct {
 	Upstreams func(name string) (*upstream.Upstream, bool)
 	// Logger receives upstream failures (nil: discard).
 	Logger *slog.Logger
+	// RouteTimeout returns the configured route timeout of a method (0:
+	// none). It caps a client's grpc-timeout and applies when the client
+	// sets none. Nil: no route timeouts.
+	RouteTimeout func(protoreflect.MethodDescriptor) time.Duration
 }
 
 // GRPCProxy is the gRPC pass-through adapter: it forwards gRPC requests
@@ -59,6 +64,8 @@ type GRPCRoute struct {
 	// upstream's default timeout when the client sets no deadline, and
 	// their one-message answer is not flushed piecemeal.
 	unary bool
+	// timeout is the route's timeout (0: none).
+	timeout time.Duration
 }
 
 // NewGRPCProxy builds the proxy of one snapshot: a table from every
@@ -83,12 +90,16 @@ func NewGRPCProxy(p GRPCParams) *GRPCProxy {
 		methods := svc.Desc.Methods()
 		for i := 0; i < methods.Len(); i++ {
 			md := methods.Get(i)
-			g.routes["/"+name+"/"+string(md.Name())] = &GRPCRoute{
+			rt := &GRPCRoute{
 				Service:  name,
 				Method:   string(md.Name()),
 				Upstream: u,
 				unary:    !md.IsStreamingClient() && !md.IsStreamingServer(),
 			}
+			if p.RouteTimeout != nil {
+				rt.timeout = p.RouteTimeout(md)
+			}
+			g.routes["/"+name+"/"+string(md.Name())] = rt
 		}
 	}
 	return g
@@ -197,7 +208,12 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 		}
 		timeout, hasTimeout = d, true
 	}
-	if !hasTimeout && rt.unary && u.Config.Timeout > 0 {
+	switch {
+	case rt.timeout > 0 && (!hasTimeout || rt.timeout < timeout):
+		// The route's timeout caps the client's deadline.
+		timeout, hasTimeout = rt.timeout, true
+		header["Grpc-Timeout"] = []string{formatGRPCTimeout(timeout)}
+	case !hasTimeout && rt.unary && u.Config.Timeout > 0:
 		// A unary call without a deadline gets the upstream's timeout,
 		// as REST calls do.
 		timeout, hasTimeout = time.Duration(u.Config.Timeout), true

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
@@ -147,9 +148,10 @@ func (g *Gateway) install(snap *registry.Snapshot) {
 		Logger:      g.logger.With("component", "transcoder.rest"),
 	})
 	grpcProxy := transcoder.NewGRPCProxy(transcoder.GRPCParams{
-		Snapshot:  snap,
-		Upstreams: g.ups.Get,
-		Logger:    g.logger.With("component", "transcoder.grpc"),
+		Snapshot:     snap,
+		Upstreams:    g.ups.Get,
+		Logger:       g.logger.With("component", "transcoder.grpc"),
+		RouteTimeout: g.routeTimeout,
 	})
 	web, connect := g.browserAdapters(snap, table)
 	ws := g.newWebSocket(snap, table, rest)
@@ -160,6 +162,22 @@ func (g *Gateway) install(snap *registry.Snapshot) {
 		}
 	}
 	g.logger.Info("routes installed", "snapshot", snap.Version, "routes", len(table.Routes()), "services", len(snap.Services()))
+}
+
+// routeTimeout returns the timeout of the first config route whose
+// selector matches md ("pkg.Svc.Method", "pkg.Svc.*", "pkg.*" or "*").
+func (g *Gateway) routeTimeout(md protoreflect.MethodDescriptor) time.Duration {
+	name := string(md.FullName())
+	for _, r := range g.cfg.Routes {
+		sel := r.Selector
+		if sel == "" {
+			continue
+		}
+		if sel == name || sel == "*" || (strings.HasSuffix(sel, ".*") && strings.HasPrefix(name, sel[:len(sel)-1])) {
+			return time.Duration(r.Timeout)
+		}
+	}
+	return 0
 }
 
 func hasProblem(list []registry.Problem, p registry.Problem) bool {
