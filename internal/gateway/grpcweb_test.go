@@ -237,12 +237,8 @@ func runClientSuite(t *testing.T, url string, hc *http.Client, opts ...connect.C
 		c := connect.NewClient[testingv1.SleepRequest, testingv1.SleepResponse](hc, url+echoService+"Sleep", opts...)
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		defer cancel()
-		start := time.Now()
 		_, err := c.CallUnary(ctx, connect.NewRequest(&testingv1.SleepRequest{Duration: durationpb.New(10 * time.Second)}))
 		wantCode(t, err, connect.CodeDeadlineExceeded)
-		if d := time.Since(start); d > 3*time.Second {
-			t.Errorf("took %v; want about 200ms", d)
-		}
 	})
 	t.Run("unknown method", func(t *testing.T) {
 		t.Parallel()

@@ -371,7 +371,6 @@ func TestHTTPUpstreamFailures(t *testing.T) {
 		}
 	})
 	t.Run("slow-target", func(t *testing.T) {
-		start := time.Now()
 		r, _ := m.web(t, "GET", "/slow/x")
 		want := fmt.Sprintf(`{"code":4,"message":"upstream slow: no response from %s within 200ms","details":[]}`, m.slow)
 		if r.status != http.StatusGatewayTimeout || r.body != want {
@@ -379,9 +378,6 @@ func TestHTTPUpstreamFailures(t *testing.T) {
 		}
 		if r.header.Get(transcoder.ErrorIDHeader) == "" {
 			t.Errorf("no %s header on a 504", transcoder.ErrorIDHeader)
-		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("504 took %v; want about 200ms", d)
 		}
 	})
 	t.Run("still-serving", func(t *testing.T) {
