@@ -47,7 +47,7 @@ test: lint chromium ## Run every test with the race detector, plus lint and chec
 
 .PHONY: chromium
 chromium: ## Install Debian's chromium for the browser test (examples/web) if missing
-	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 .PHONY: bench-websocket
 bench-websocket: ## Benchmark the WebSocket bridge: 10,000 idle streams, msg/s vs direct gRPC
