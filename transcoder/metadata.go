@@ -78,6 +78,13 @@ func (h *REST) outgoingMetadata(r *http.Request) metadata.MD {
 			}
 		}
 	}
+	setForwarded(md, r)
+	return md
+}
+
+// setForwarded adds x-forwarded-for (the client's chain plus its address),
+// x-forwarded-host and x-forwarded-proto metadata for r.
+func setForwarded(md metadata.MD, r *http.Request) {
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
 			host = prior + ", " + host
@@ -89,15 +96,14 @@ func (h *REST) outgoingMetadata(r *http.Request) metadata.MD {
 		fwdHost = r.Host
 	}
 	md["x-forwarded-host"] = []string{fwdHost}
-	proto := r.Header.Get("X-Forwarded-Proto")
-	if proto == "" {
-		proto = "http"
+	scheme := r.Header.Get("X-Forwarded-Proto")
+	if scheme == "" {
+		scheme = "http"
 		if r.TLS != nil {
-			proto = "https"
+			scheme = "https"
 		}
 	}
-	md["x-forwarded-proto"] = []string{proto}
-	return md
+	md["x-forwarded-proto"] = []string{scheme}
 }
 
 // validMetadataKey reports whether key may be sent as gRPC metadata: not

@@ -3,7 +3,6 @@ package transcoder
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -166,25 +165,7 @@ func requestMetadata(r *http.Request) (metadata.MD, *call.Error) {
 		}
 		md[lk] = append(md[lk], vs...)
 	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
-			host = prior + ", " + host
-		}
-		md["x-forwarded-for"] = []string{host}
-	}
-	fwdHost := r.Header.Get("X-Forwarded-Host")
-	if fwdHost == "" {
-		fwdHost = r.Host
-	}
-	md["x-forwarded-host"] = []string{fwdHost}
-	scheme := r.Header.Get("X-Forwarded-Proto")
-	if scheme == "" {
-		scheme = "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-	}
-	md["x-forwarded-proto"] = []string{scheme}
+	setForwarded(md, r)
 	return md, nil
 }
 
