@@ -105,6 +105,10 @@ func NewGRPCProxy(p GRPCParams) *GRPCProxy {
 	return g
 }
 
+// deadlineGrace is how long past a call's deadline the gateway waits for
+// the backend's own DEADLINE_EXCEEDED before ending the call itself.
+const deadlineGrace = 500 * time.Millisecond
+
 // errNeedHTTP2 answers gRPC requests that came over HTTP/1.x.
 var errNeedHTTP2 = call.Errorf(codes.Unimplemented,
 	"gRPC requires HTTP/2: use h2c (prior knowledge) or HTTP/2 over TLS; this request came over HTTP/1.x")
@@ -224,9 +228,15 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 	// request message over the limit fails the body read (aborting the
 	// upstream request) and closing resp.Body aborts the response.
 	ctx := r.Context()
+	var deadline time.Time // the call's deadline; zero: none
 	if hasTimeout {
+		deadline = time.Now().Add(timeout)
+		// The backend enforces the forwarded grpc-timeout and answers
+		// DEADLINE_EXCEEDED itself; the gateway's own bound comes a little
+		// later, as a safety net for a backend that does not answer, so
+		// the two timers never race.
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout+deadlineGrace)
 		defer cancel()
 	}
 
@@ -244,7 +254,7 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 
 	resp, err := u.HTTP2().RoundTrip(out)
 	if err != nil {
-		p.fail(ctx, w, r, c, rt, false, err)
+		p.fail(ctx, deadline, w, r, c, rt, false, err)
 		return
 	}
 	defer resp.Body.Close()
@@ -305,7 +315,7 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 			break
 		}
 		if rerr != nil {
-			p.fail(ctx, w, r, c, rt, true, rerr)
+			p.fail(ctx, deadline, w, r, c, rt, true, rerr)
 			return
 		}
 	}
@@ -349,7 +359,7 @@ func tooBigError(size, limit uint32, name string) *call.Error {
 // fail answers a call whose upstream request failed, before or after the
 // response started: a request message over the limit, the client gone
 // (nothing to answer), the deadline, or an unreachable or broken upstream.
-func (p *GRPCProxy) fail(ctx context.Context, w http.ResponseWriter, r *http.Request, c *grpcCall, rt *GRPCRoute, started bool, err error) {
+func (p *GRPCProxy) fail(ctx context.Context, deadline time.Time, w http.ResponseWriter, r *http.Request, c *grpcCall, rt *GRPCRoute, started bool, err error) {
 	u := rt.Upstream
 	switch {
 	case c.tooBig.Load() > 0:
@@ -357,7 +367,9 @@ func (p *GRPCProxy) fail(ctx context.Context, w http.ResponseWriter, r *http.Req
 	case r.Context().Err() != nil:
 		// The client canceled (RST_STREAM) or went away: the upstream
 		// request was canceled with it and there is no one to answer.
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || (!deadline.IsZero() && !time.Now().Before(deadline)):
+		// Past the deadline, a reset upstream stream is the backend
+		// giving up on the deadline too.
 		p.writeStatus(w, r, started, call.Errorf(codes.DeadlineExceeded, "deadline exceeded while waiting for upstream %s", u.Name))
 	case started:
 		p.writeStatus(w, r, started, call.Errorf(codes.Unavailable, "the stream from upstream %s broke", u.Name).WithCause(err))
