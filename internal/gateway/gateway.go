@@ -255,12 +255,6 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// unsupported answers protocols this build does not serve yet.
-func (g *Gateway) unsupported(w http.ResponseWriter, r *http.Request, st *state, what string) {
-	st.rest.WriteError(w, r, transcoder.StatusError(http.StatusNotImplemented,
-		call.Errorf(codes.Unimplemented, "%s is not served by this gateway yet", what)))
-}
-
 // recoverPanic turns a panic in any adapter into a 500 with an error ID,
 // logged with its stack, so one bad request never takes the gateway down.
 func (g *Gateway) recoverPanic(w http.ResponseWriter, r *http.Request, st *state, proto call.Protocol) {

@@ -134,13 +134,3 @@ func expect(t *testing.T, r response, status int, wantJSON string) {
 		assertJSON(t, r.body, wantJSON)
 	}
 }
-
-// compactJSON is used to build exact NDJSON expectations.
-func compactJSON(t *testing.T, s string) string {
-	t.Helper()
-	var b bytes.Buffer
-	if err := json.Compact(&b, []byte(s)); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
