@@ -17,10 +17,16 @@ import (
 
 // echoConn answers every unary call with the request itself, marshalled
 // and unmarshalled as a real connection would, so a benchmark measures the
-// gateway's own work (route, decode, encode) without the network.
+// gateway's own work (route, decode, encode) without the network. It
+// echoes with whatever codec the call uses: messages, or wire bytes
+// (*[]byte) for the raw codec, copied as a connection would deliver them.
 type echoConn struct{}
 
 func (echoConn) Invoke(_ context.Context, _ string, args, reply any, _ ...grpc.CallOption) error {
+	if b, ok := args.(*[]byte); ok {
+		*reply.(*[]byte) = append([]byte(nil), *b...)
+		return nil
+	}
 	b, err := proto.Marshal(args.(proto.Message))
 	if err != nil {
 		return err

@@ -1,8 +1,10 @@
 // Package transcoder holds the protocol adapters that turn what a client
 // sent into backend messages and back. This file set covers REST/JSON
 // transcoding by google.api.http rules: path, query and body mapping into
-// request messages, the proto3 JSON mapping (protojson with the snapshot's
-// types), response_body, google.api.HttpBody, server streams as
+// request messages, the proto3 JSON mapping (precompiled per route with
+// package wirejson, straight between JSON and the wire format, with
+// protojson and dynamicpb kept for the routes wirejson does not cover),
+// response_body, google.api.HttpBody, server streams as
 // newline-delimited JSON, metadata and deadline propagation, and the
 // google.rpc.Status JSON error shape. [GRPCProxy] passes gRPC calls
 // through to their upstream as raw HTTP/2 streams, without decoding a

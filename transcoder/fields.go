@@ -34,29 +34,49 @@ func setField(msg protoreflect.Message, fd protoreflect.FieldDescriptor, name st
 			return call.BadField(name, fmt.Sprintf("field %q cannot be set: oneof %q already has %q set", name, of.Name(), set.Name()))
 		}
 	}
-	switch {
-	case fd.IsMap():
-		return call.BadField(name, fmt.Sprintf("map field %q must be set as %s[key]=value", name, name))
-	case fd.IsList():
+	if err := checkValueCount(fd, name, values); err != nil {
+		return err
+	}
+	if fd.IsList() {
 		list := msg.Mutable(fd).List()
 		for _, s := range values {
-			v, err := parseValue(fd, s)
+			v, err := parseFieldValue(fd, name, s)
 			if err != nil {
-				return call.BadField(name, fmt.Sprintf("invalid value %q for field %q: %v", s, name, err))
+				return err
 			}
 			list.Append(v)
 		}
 		return nil
 	}
-	if len(values) != 1 {
-		return call.BadField(name, fmt.Sprintf("field %q takes one value, got %d", name, len(values)))
-	}
-	v, err := parseValue(fd, values[0])
+	v, err := parseFieldValue(fd, name, values[0])
 	if err != nil {
-		return call.BadField(name, fmt.Sprintf("invalid value %q for field %q: %v", values[0], name, err))
+		return err
 	}
 	msg.Set(fd, v)
 	return nil
+}
+
+// checkValueCount checks that fd may be set from len(values) text values.
+func checkValueCount(fd protoreflect.FieldDescriptor, name string, values []string) *call.Error {
+	switch {
+	case fd.IsMap():
+		return call.BadField(name, fmt.Sprintf("map field %q must be set as %s[key]=value", name, name))
+	case fd.IsList():
+		return nil
+	case len(values) != 1:
+		return call.BadField(name, fmt.Sprintf("field %q takes one value, got %d", name, len(values)))
+	}
+	return nil
+}
+
+// parseFieldValue is [parseValue] with the 400 a client gets for a bad
+// value.
+func parseFieldValue(fd protoreflect.FieldDescriptor, name, s string) (protoreflect.Value, *call.Error) {
+	v, err := parseValue(fd, s)
+	if err != nil {
+		return v, call.BadField(name, fmt.Sprintf("invalid value %q for field %q: %v", s, name, err))
+	}
+	return v, nil
 }
 
 // parseValue converts text from a path or query parameter to a field value.
@@ -276,12 +296,38 @@ func camelToSnakePath(p string) string {
 // key. Keys naming fields bound by the path or the body are skipped (skip
 // reports them). Unknown keys are ignored unless strict.
 func populateQuery(msg protoreflect.Message, q url.Values, skip func([]protoreflect.FieldDescriptor) bool, strict bool) *call.Error {
+	return walkQuery(msg.Descriptor(), q, skip, strict, messageSink{msg})
+}
+
+// querySink receives the fields a query string sets, resolved and
+// checked by [walkQuery].
+type querySink interface {
+	// setField sets the field at the end of fields (a resolved path).
+	setField(fields []protoreflect.FieldDescriptor, key string, values []string) *call.Error
+	// setMapEntry sets one entry of the map field at the end of fields.
+	setMapEntry(fields []protoreflect.FieldDescriptor, key, mapKey string, values []string) *call.Error
+}
+
+// messageSink sets query fields in a message.
+type messageSink struct{ msg protoreflect.Message }
+
+func (s messageSink) setField(fields []protoreflect.FieldDescriptor, key string, values []string) *call.Error {
+	return setFieldPath(s.msg, fields, key, values)
+}
+
+func (s messageSink) setMapEntry(fields []protoreflect.FieldDescriptor, key, mapKey string, values []string) *call.Error {
+	return setMapEntry(s.msg, fields, key, mapKey, values)
+}
+
+// walkQuery resolves the keys of a query string against md and hands each
+// field to sink (see [populateQuery]).
+func walkQuery(md protoreflect.MessageDescriptor, q url.Values, skip func([]protoreflect.FieldDescriptor) bool, strict bool, sink querySink) *call.Error {
 	for key, values := range q {
 		path, mapKey := key, ""
 		if i := strings.IndexByte(key, '['); i > 0 && strings.HasSuffix(key, "]") {
 			path, mapKey = key[:i], key[i+1:len(key)-1]
 		}
-		fields, ok := resolvePath(msg.Descriptor(), path)
+		fields, ok := resolvePath(md, path)
 		if !ok {
 			if strict {
 				return call.BadField(key, fmt.Sprintf("unknown query parameter %q", key))
@@ -299,7 +345,7 @@ func populateQuery(msg protoreflect.Message, q url.Values, skip func([]protorefl
 			if mapKey == "" {
 				return call.BadField(key, fmt.Sprintf("map field %q must be set as %s[key]=value", path, path))
 			}
-			if err := setMapEntry(msg, fields, key, mapKey, values); err != nil {
+			if err := sink.setMapEntry(fields, key, mapKey, values); err != nil {
 				return err
 			}
 			continue
@@ -307,7 +353,7 @@ func populateQuery(msg protoreflect.Message, q url.Values, skip func([]protorefl
 		if leaf.Kind() == protoreflect.MessageKind && leaf.IsList() {
 			return call.BadField(key, fmt.Sprintf("repeated message field %q cannot be set from the query string", path))
 		}
-		if err := setFieldPath(msg, fields, key, values); err != nil {
+		if err := sink.setField(fields, key, values); err != nil {
 			return err
 		}
 	}
@@ -319,19 +365,29 @@ func setMapEntry(msg protoreflect.Message, fields []protoreflect.FieldDescriptor
 		msg = msg.Mutable(fd).Message()
 	}
 	fd := fields[len(fields)-1]
-	if len(values) != 1 {
-		return call.BadField(key, fmt.Sprintf("map entry %q takes one value, got %d", key, len(values)))
-	}
-	k, err := parseScalar(fd.MapKey(), mapKey)
+	k, v, err := parseMapEntry(fd, key, mapKey, values)
 	if err != nil {
-		return call.BadField(key, fmt.Sprintf("invalid map key %q for field %q: %v", mapKey, key, err))
-	}
-	v, err := parseValue(fd.MapValue(), values[0])
-	if err != nil {
-		return call.BadField(key, fmt.Sprintf("invalid value %q for field %q: %v", values[0], key, err))
+		return err
 	}
 	msg.Mutable(fd).Map().Set(k.MapKey(), v)
 	return nil
+}
+
+// parseMapEntry parses the key and value of a map entry set from the
+// query string.
+func parseMapEntry(fd protoreflect.FieldDescriptor, key, mapKey string, values []string) (protoreflect.Value, protoreflect.Value, *call.Error) {
+	if len(values) != 1 {
+		return protoreflect.Value{}, protoreflect.Value{}, call.BadField(key, fmt.Sprintf("map entry %q takes one value, got %d", key, len(values)))
+	}
+	k, err := parseScalar(fd.MapKey(), mapKey)
+	if err != nil {
+		return protoreflect.Value{}, protoreflect.Value{}, call.BadField(key, fmt.Sprintf("invalid map key %q for field %q: %v", mapKey, key, err))
+	}
+	v, err := parseValue(fd.MapValue(), values[0])
+	if err != nil {
+		return protoreflect.Value{}, protoreflect.Value{}, call.BadField(key, fmt.Sprintf("invalid value %q for field %q: %v", values[0], key, err))
+	}
+	return k, v, nil
 }
 
 // resolvePath resolves a dotted field path of proto or JSON names. Only

@@ -1,6 +1,7 @@
 package transcoder
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -56,7 +57,18 @@ func FuzzDecodeRequest(f *testing.F) {
 			return
 		}
 		p := h.plans[m.Route]
+		var wire *[]byte
+		var wireErr error
+		if p.fast != nil {
+			r2 := r.Clone(r.Context())
+			r2.Body = io.NopCloser(strings.NewReader(body))
+			wire, wireErr = h.decodeWireRequest(r2, p, m.Values)
+		}
 		msg, err := h.decodeRequest(r, p, m.Values)
+		if p.fast != nil {
+			q, _ := url.ParseQuery(query)
+			checkSameRequest(t, p, msg, err, wire, wireErr, len(q) <= 1)
+		}
 		if m.Route.Body == "*" && !p.bodyRaw && body != "" {
 			ref := dynamicpb.NewMessage(p.input)
 			refErr := protojson.UnmarshalOptions{Resolver: h.resolver}.Unmarshal([]byte(body), ref)
@@ -71,4 +83,28 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("decoded message does not marshal: %v", err)
 		}
 	})
+}
+
+// checkSameRequest checks that the fast path built the request the
+// dynamicpb path built, or failed with the same error.
+// Which error a request with several bad query parameters gets depends on
+// map order, so sameError only holds for at most one parameter.
+func checkSameRequest(t *testing.T, p *plan, msg *dynamicpb.Message, err error, wire *[]byte, wireErr error, sameError bool) {
+	t.Helper()
+	if (err == nil) != (wireErr == nil) {
+		t.Fatalf("dynamicpb path error %v; fast path error %v", err, wireErr)
+	}
+	if err != nil {
+		if sameError && err.Error() != wireErr.Error() {
+			t.Fatalf("errors differ:\ndynamicpb %v\nfast      %v", err, wireErr)
+		}
+		return
+	}
+	got := dynamicpb.NewMessage(p.input)
+	if err := proto.Unmarshal(*wire, got); err != nil {
+		t.Fatalf("fast path request does not unmarshal: %v", err)
+	}
+	if !proto.Equal(got, msg) {
+		t.Fatalf("requests differ:\ndynamicpb %v\nfast      %v", msg, got)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
@@ -23,10 +24,16 @@ const (
 )
 
 // unary calls a unary method and writes its response.
-func (h *REST) unary(ctx context.Context, w http.ResponseWriter, r *http.Request, p *plan, be Backend, req *dynamicpb.Message) {
-	resp := dynamicpb.NewMessage(p.output)
+// req is a *dynamicpb.Message, or wire bytes (*[]byte) on the fast path.
+func (h *REST) unary(ctx context.Context, w http.ResponseWriter, r *http.Request, p *plan, be Backend, req any) {
+	resp := p.newResponse()
 	var hdr, trl metadata.MD
-	err := be.Conn.Invoke(ctx, p.fullMethod, req, resp, grpc.Header(&hdr), grpc.Trailer(&trl))
+	var err error
+	if p.fast != nil {
+		err = be.Conn.Invoke(ctx, p.fullMethod, req, resp, rawCall, grpc.Header(&hdr), grpc.Trailer(&trl))
+	} else {
+		err = be.Conn.Invoke(ctx, p.fullMethod, req, resp, grpc.Header(&hdr), grpc.Trailer(&trl))
+	}
 	setResponseMetadata(w.Header(), metadataHeaderPrefix, hdr)
 	trailers := acceptsTrailers(r)
 	if !trailers {
@@ -44,7 +51,9 @@ func (h *REST) unary(ctx context.Context, w http.ResponseWriter, r *http.Request
 		h.writeError(w, r, err)
 		return
 	}
-	ct, body, err := p.encode(resp, p.int64Numbers || wantsInt64Numbers(r))
+	buf := jsonBuffers.Get().(*[]byte)
+	defer jsonBuffers.Put(buf)
+	ct, body, err := p.encodeAny((*buf)[:0], resp, p.int64Numbers || wantsInt64Numbers(r))
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -52,6 +61,34 @@ func (h *REST) unary(ctx context.Context, w http.ResponseWriter, r *http.Request
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+	if cap(body) <= maxPooledBuffer {
+		*buf = body[:0]
+	}
+}
+
+// maxPooledBuffer bounds the buffers kept for reuse.
+const maxPooledBuffer = 64 << 10
+
+// jsonBuffers holds response JSON buffers (*[]byte) for reuse.
+var jsonBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// newResponse returns what a response message is received into: wire
+// bytes (*[]byte) on the fast path, else a dynamicpb message.
+func (p *plan) newResponse() any {
+	if p.fast != nil {
+		return new([]byte)
+	}
+	return dynamicpb.NewMessage(p.output)
+}
+
+// encodeAny is [plan.encode] for a response from [plan.newResponse]; the
+// fast path appends the JSON to dst.
+func (p *plan) encodeAny(dst []byte, resp any, int64Numbers bool) (string, []byte, error) {
+	if b, ok := resp.(*[]byte); ok {
+		out, err := p.encodeWire(dst, *b, int64Numbers)
+		return "application/json", out, err
+	}
+	return p.encode(resp.(protoreflect.Message), int64Numbers)
 }
 
 // declareTrailers announces the Grpc-Trailer-* trailers of md in the

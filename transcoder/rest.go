@@ -59,6 +59,8 @@ type REST struct {
 	logger   *slog.Logger
 	strict   bool
 	forward  headerAllowList
+	// compilers holds the wirejson plans of the snapshot.
+	compilers compilers
 }
 
 // plan is everything about one route that does not change per request.
@@ -74,11 +76,11 @@ type plan struct {
 	// also ask per request).
 	int64Numbers bool
 	timeout      time.Duration // 0: the upstream's default
-	streamOnly   bool          // route timeout applies to streams only when set explicitly
 	bodyRaw      bool          // request body is a google.api.HttpBody
 	respRaw      bool          // response (or response_body) is a google.api.HttpBody
 	maskField    protoreflect.FieldDescriptor
 	bound        [][]protoreflect.FieldDescriptor // path and body fields, skipped in the query
+	fast         *fastPlan                        // the wire-level path; nil: dynamicpb
 }
 
 const httpBodyName = "google.api.HttpBody"
@@ -146,6 +148,7 @@ func (h *REST) newPlan(rt *router.Route, base config.JSONOptions) *plan {
 	if rt.HTTPMethod == http.MethodPatch && rt.BodyField != nil && rt.BodyField.Message() != nil && !p.bodyRaw {
 		p.maskField = fieldMaskField(p.input)
 	}
+	p.fast = h.newFastPlan(p, rt, opts)
 	return p
 }
 
@@ -247,7 +250,13 @@ func (h *REST) Serve(w http.ResponseWriter, r *http.Request, m router.Match) {
 		h.stream(ctx, w, r, p, be, m.Values, nil)
 		return
 	}
-	req, err := h.decodeRequest(r, p, m.Values)
+	var req any
+	var err error
+	if p.fast != nil {
+		req, err = h.decodeWireRequest(r, p, m.Values)
+	} else {
+		req, err = h.decodeRequest(r, p, m.Values)
+	}
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -303,6 +312,23 @@ func (h *REST) decodeRequest(r *http.Request, p *plan, values []string) (*dynami
 		}
 	}
 	return h.buildRequest(r, p, values, body)
+}
+
+// decodeWireRequest is [REST.decodeRequest] for routes on the fast path:
+// it returns the request as wire bytes (a *[]byte, for the raw codec).
+func (h *REST) decodeWireRequest(r *http.Request, p *plan, values []string) (*[]byte, error) {
+	var body []byte
+	if p.route.Body != "" {
+		var err error
+		if body, err = readBody(r, false); err != nil {
+			return nil, err
+		}
+	}
+	b, err := h.buildWire(r, p, values, body, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
 }
 
 // buildRequest builds one request message from a body (already read), the

@@ -13,7 +13,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/rosetta-gateway/rosetta/call"
 )
@@ -31,12 +30,19 @@ const sseKeepAlive = 15 * time.Second
 // Responses of a server or bidi stream are framed by the Accept header
 // (see [framingFor]); a client stream's single response is written like a
 // unary one.
-func (h *REST) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, p *plan, be Backend, values []string, first *dynamicpb.Message) {
+//
+// On the fast path, first and the messages sent and received are wire
+// bytes (*[]byte) and the call uses the raw codec.
+func (h *REST) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, p *plan, be Backend, values []string, first any) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	md := p.route.Method
 	desc := &grpc.StreamDesc{ServerStreams: md.IsStreamingServer(), ClientStreams: md.IsStreamingClient()}
-	cs, err := be.Conn.NewStream(ctx, desc, p.fullMethod)
+	var opts []grpc.CallOption
+	if p.fast != nil {
+		opts = append(opts, rawCall)
+	}
+	cs, err := be.Conn.NewStream(ctx, desc, p.fullMethod, opts...)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -70,12 +76,12 @@ func (h *REST) stream(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		return err
 	}
 
-	msg := dynamicpb.NewMessage(p.output)
+	msg := p.newResponse()
 	err = cs.RecvMsg(msg)
 	if !md.IsStreamingServer() {
 		// Client streaming: one response, written like a unary one.
 		if err == nil {
-			err = cs.RecvMsg(dynamicpb.NewMessage(p.output))
+			err = cs.RecvMsg(p.newResponse())
 			if errors.Is(err, io.EOF) {
 				err = nil
 			}
@@ -87,7 +93,7 @@ func (h *REST) stream(ctx context.Context, w http.ResponseWriter, r *http.Reques
 			h.writeError(w, r, failure(err))
 			return
 		}
-		ct, body, err := p.encode(msg, p.int64Numbers || wantsInt64Numbers(r))
+		ct, body, err := p.encodeAny(nil, msg, p.int64Numbers || wantsInt64Numbers(r))
 		if err != nil {
 			h.writeError(w, r, err)
 			return
@@ -107,7 +113,7 @@ func (h *REST) stream(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	}
 	fr := framingFor(r, p)
 	if fr == framingRaw && err == nil {
-		ct, _, _ := p.encode(msg, false)
+		ct, _, _ := p.encodeAny(nil, msg, false)
 		w.Header().Set("Content-Type", ct)
 	} else {
 		w.Header().Set("Content-Type", fr.contentType())
@@ -124,19 +130,21 @@ func (h *REST) stream(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	}
 	int64Numbers := p.int64Numbers || wantsInt64Numbers(r)
 	var buf bytes.Buffer
+	var jsonBuf []byte
 	fr.begin(&buf)
 	for seq := 1; err == nil; seq++ {
-		_, b, encErr := p.encode(msg, int64Numbers)
+		_, b, encErr := p.encodeAny(jsonBuf[:0], msg, int64Numbers)
 		if encErr != nil {
 			err = encErr
 			break
 		}
 		fr.message(&buf, b, seq)
+		jsonBuf = b
 		if werr := out.write(buf.Bytes()); werr != nil {
 			return // the client went away; ctx cancels the backend call
 		}
 		buf.Reset()
-		msg = dynamicpb.NewMessage(p.output)
+		msg = p.newResponse()
 		err = cs.RecvMsg(msg)
 	}
 	if !errors.Is(err, io.EOF) {
@@ -164,9 +172,19 @@ func (h *REST) pumpRequests(r *http.Request, p *plan, values []string, cs grpc.C
 			}
 			return call.BadField("body", "invalid JSON in request stream: "+err.Error())
 		}
-		msg, err := h.buildRequest(r, p, values, raw)
-		if err != nil {
-			return err
+		var msg any
+		if p.fast != nil {
+			b, err := h.buildWire(r, p, values, raw, nil)
+			if err != nil {
+				return err
+			}
+			msg = &b
+		} else {
+			m, err := h.buildRequest(r, p, values, raw)
+			if err != nil {
+				return err
+			}
+			msg = m
 		}
 		if err := cs.SendMsg(msg); err != nil {
 			// The backend ended the call; RecvMsg reports why.
