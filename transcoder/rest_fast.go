@@ -40,6 +40,7 @@ type fastPlan struct {
 	body    *wirejson.Plan // the body field's message (body: "field"); nil otherwise
 	bodyTag []byte         // the body field's tag
 	out     *wirejson.Plan // the response message, or its response_body field's
+	out64   *wirejson.Plan // out, writing 64-bit integers as JSON numbers
 	outNum  protowire.Number
 }
 
@@ -86,23 +87,27 @@ func (h *REST) newFastPlan(p *plan, rt *router.Route, opts config.JSONOptions) *
 			}
 		}
 	}
-	wc := h.compilers.get(wirejson.Options{
+	wo := wirejson.Options{
 		UseProtoNames:   isSet(opts.UseProtoNames),
 		EmitUnpopulated: isSet(opts.EmitUnpopulated),
 		UseEnumNumbers:  isSet(opts.UseEnumNumbers),
 		DiscardUnknown:  isSet(opts.DiscardUnknown),
 		Resolver:        h.resolver,
-	})
-	f := &fastPlan{in: wc.Compile(p.input), out: wc.Compile(p.output)}
+	}
+	wc := h.compilers.get(wo)
+	wo.Int64AsNumbers = true
+	wc64 := h.compilers.get(wo)
+	f := &fastPlan{in: wc.Compile(p.input), out: wc.Compile(p.output), out64: wc64.Compile(p.output)}
 	if fd := rt.BodyField; fd != nil {
 		f.body = f.in.Field(fd)
 		f.bodyTag = protowire.AppendTag(nil, fd.Number(), protowire.BytesType)
 	}
 	if fd := rt.ResponseBodyField; fd != nil {
 		f.out = f.out.Field(fd)
+		f.out64 = f.out64.Field(fd)
 		f.outNum = fd.Number()
 	}
-	if f.out == nil || (rt.BodyField != nil && f.body == nil) {
+	if f.out == nil || f.out64 == nil || (rt.BodyField != nil && f.body == nil) {
 		return nil
 	}
 	return f
@@ -335,7 +340,11 @@ func (p *plan) encodeWire(dst, resp []byte, int64Numbers bool) ([]byte, error) {
 	}
 	out, err := dst, errSlowPath
 	if ok {
-		out, err = f.out.AppendJSON(dst, msg)
+		enc := f.out
+		if int64Numbers {
+			enc = f.out64
+		}
+		out, err = enc.AppendJSON(dst, msg)
 	}
 	if err != nil {
 		// The dynamicpb path decides what the answer is.
@@ -346,17 +355,6 @@ func (p *plan) encodeWire(dst, resp []byte, int64Numbers bool) ([]byte, error) {
 		_, b, err := p.encode(m, int64Numbers)
 		if err != nil {
 			return dst, err
-		}
-		return append(dst, b...), nil
-	}
-	if int64Numbers {
-		md := p.output
-		if p.route.ResponseBodyField != nil {
-			md = p.route.ResponseBodyField.Message()
-		}
-		b, err := int64AsNumbers(out[len(dst):], md, p.resolver)
-		if err != nil {
-			return dst, call.Errorf(codes.Internal, "encode response: %v", err).WithCause(err)
 		}
 		return append(dst, b...), nil
 	}
