@@ -28,23 +28,117 @@ func wantsInt64Numbers(r *http.Request) bool {
 // int64AsNumbers rewrites the proto3 JSON of a message of type md so that
 // 64-bit integer fields (int64, uint64, sint64, fixed64, sfixed64 and
 // their wrappers, also in maps, lists and Any) are JSON numbers instead of
-// strings, for clients whose JSON parsers handle big numbers. Object keys
-// come out sorted.
+// strings, for clients whose JSON parsers handle big numbers. Key order is
+// kept. It serves the dynamicpb path; the fast path writes numbers
+// directly.
 func int64AsNumbers(js []byte, md protoreflect.MessageDescriptor, res *typeResolver) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	v, err := decodeOrdered(dec)
+	if err != nil {
 		return nil, err
 	}
 	v = numbersInMessage(v, md, res)
 	var out bytes.Buffer
-	enc := json.NewEncoder(&out)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	if err := encodeOrdered(&out, v); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
+	return out.Bytes(), nil
+}
+
+// orderedObject is a JSON object that remembers its key order.
+type orderedObject struct {
+	keys []string
+	vals map[string]any
+}
+
+func decodeOrdered(dec *json.Decoder) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch tok {
+	case json.Delim('{'):
+		obj := &orderedObject{vals: map[string]any{}}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			k, _ := kt.(string)
+			v, err := decodeOrdered(dec)
+			if err != nil {
+				return nil, err
+			}
+			obj.keys = append(obj.keys, k)
+			obj.vals[k] = v
+		}
+		_, err := dec.Token()
+		return obj, err
+	case json.Delim('['):
+		var list []any
+		for dec.More() {
+			v, err := decodeOrdered(dec)
+			if err != nil {
+				return nil, err
+			}
+			list = append(list, v)
+		}
+		_, err := dec.Token()
+		if list == nil {
+			list = []any{}
+		}
+		return list, err
+	}
+	return tok, nil
+}
+
+func encodeOrdered(b *bytes.Buffer, v any) error {
+	switch x := v.(type) {
+	case *orderedObject:
+		b.WriteByte('{')
+		for i, k := range x.keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if err := encodeScalar(b, k); err != nil {
+				return err
+			}
+			b.WriteByte(':')
+			if err := encodeOrdered(b, x.vals[k]); err != nil {
+				return err
+			}
+		}
+		b.WriteByte('}')
+	case []any:
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if err := encodeOrdered(b, e); err != nil {
+				return err
+			}
+		}
+		b.WriteByte(']')
+	default:
+		return encodeScalar(b, x)
+	}
+	return nil
+}
+
+func encodeScalar(b *bytes.Buffer, v any) error {
+	if n, ok := v.(json.Number); ok {
+		b.WriteString(string(n))
+		return nil
+	}
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	b.Truncate(b.Len() - 1) // Encode's newline
+	return nil
 }
 
 func numbersInMessage(v any, md protoreflect.MessageDescriptor, res *typeResolver) any {
@@ -52,23 +146,23 @@ func numbersInMessage(v any, md protoreflect.MessageDescriptor, res *typeResolve
 	case "google.protobuf.Int64Value", "google.protobuf.UInt64Value":
 		return toNumber(v)
 	case "google.protobuf.Any":
-		obj, ok := v.(map[string]any)
+		obj, ok := v.(*orderedObject)
 		if !ok {
 			return v
 		}
-		url, _ := obj["@type"].(string)
+		url, _ := obj.vals["@type"].(string)
 		mt, err := res.FindMessageByURL(url)
 		if err != nil {
 			return v
 		}
 		inner := mt.Descriptor()
-		if _, wkt := obj["value"]; wkt && isWellKnownJSON(inner) {
-			obj["value"] = numbersInMessage(obj["value"], inner, res)
+		if _, wkt := obj.vals["value"]; wkt && isWellKnownJSON(inner) {
+			obj.vals["value"] = numbersInMessage(obj.vals["value"], inner, res)
 			return obj
 		}
-		for k, fv := range obj {
+		for k, fv := range obj.vals {
 			if k != "@type" {
-				obj[k] = numbersInField(inner, k, fv, res)
+				obj.vals[k] = numbersInField(inner, k, fv, res)
 			}
 		}
 		return obj
@@ -76,12 +170,12 @@ func numbersInMessage(v any, md protoreflect.MessageDescriptor, res *typeResolve
 	if isWellKnownJSON(md) {
 		return v
 	}
-	obj, ok := v.(map[string]any)
+	obj, ok := v.(*orderedObject)
 	if !ok {
 		return v
 	}
-	for k, fv := range obj {
-		obj[k] = numbersInField(md, k, fv, res)
+	for k, fv := range obj.vals {
+		obj.vals[k] = numbersInField(md, k, fv, res)
 	}
 	return obj
 }
@@ -96,9 +190,9 @@ func numbersInField(md protoreflect.MessageDescriptor, key string, v any, res *t
 	}
 	switch {
 	case fd.IsMap():
-		if m, ok := v.(map[string]any); ok {
-			for k, mv := range m {
-				m[k] = numbersInValue(fd.MapValue(), mv, res)
+		if m, ok := v.(*orderedObject); ok {
+			for k, mv := range m.vals {
+				m.vals[k] = numbersInValue(fd.MapValue(), mv, res)
 			}
 		}
 		return v
