@@ -2,15 +2,9 @@ package transcoder
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
@@ -26,28 +20,7 @@ func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
 // backend.
 func newTestREST(tb testing.TB, conn grpc.ClientConnInterface, tc config.Transcoding) *REST {
 	tb.Helper()
-	var set descriptorpb.FileDescriptorSet
-	seen := map[string]bool{}
-	var add func(fd protoreflect.FileDescriptor)
-	add = func(fd protoreflect.FileDescriptor) {
-		if seen[fd.Path()] {
-			return
-		}
-		seen[fd.Path()] = true
-		for i := 0; i < fd.Imports().Len(); i++ {
-			add(fd.Imports().Get(i).FileDescriptor)
-		}
-		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
-	}
-	add(testingv1.File_rosetta_testing_v1_echo_proto)
-	b, err := proto.Marshal(&set)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	path := filepath.Join(tb.TempDir(), "echo.binpb")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		tb.Fatal(err)
-	}
+	path := testkit.WriteDescriptorSet(tb, testingv1.File_rosetta_testing_v1_echo_proto)
 	reg, err := registry.New(registry.Params{Upstreams: []registry.UpstreamSpec{{Name: "test", Files: []string{path}}}})
 	if err != nil {
 		tb.Fatal(err)

@@ -6,15 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
@@ -284,30 +278,7 @@ func TestRESTBackendDown(t *testing.T) {
 // a FileDescriptorSet, as `buf build -o` would.
 func descriptorSetFile(t *testing.T) string {
 	t.Helper()
-	var set descriptorpb.FileDescriptorSet
-	seen := map[string]bool{}
-	var add func(fd protoreflect.FileDescriptor)
-	add = func(fd protoreflect.FileDescriptor) {
-		if seen[fd.Path()] {
-			return
-		}
-		seen[fd.Path()] = true
-		imports := fd.Imports()
-		for i := 0; i < imports.Len(); i++ {
-			add(imports.Get(i).FileDescriptor)
-		}
-		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
-	}
-	add(testingv1.File_rosetta_testing_v1_echo_proto)
-	b, err := proto.Marshal(&set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "echo.binpb")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testkit.WriteDescriptorSet(t, testingv1.File_rosetta_testing_v1_echo_proto)
 }
 
 func TestRESTDescriptorSources(t *testing.T) {
