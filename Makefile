@@ -13,6 +13,11 @@ export PATH := $(BIN):$(PATH)
 BUF_VERSION := v1.75.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+# Load benchmark (bench/, its own Go module): grpc-gateway's generator for
+# the bench protos, and ghz, installed into bench/.tmp/bin.
+PROTOC_GEN_GRPC_GATEWAY_VERSION := v2.33.0
+GHZ_VERSION := v0.93.0
+BENCH_BIN := $(abspath bench/.tmp/bin)
 
 .PHONY: help
 help: ## Describe useful make targets
@@ -51,7 +56,29 @@ chromium: ## Install Debian's chromium for the browser test (examples/web) if mi
 
 .PHONY: bench-websocket
 bench-websocket: ## Benchmark the WebSocket bridge: 10,000 idle streams, msg/s vs direct gRPC
-	go run ./bench/websocket -streams 10000 -messages 200000
+	cd bench && go run ./websocket -streams 10000 -messages 200000
+
+.PHONY: bench
+bench: bench-deps ## Load benchmark: Rosetta beside its peers, 3 rounds (~8 min on 2 cores); writes bench/results/latest.md
+	cd bench && go run ./harness -rounds 3 -duration 4s -warmup 1s -out results/latest.md -command 'make bench'
+
+.PHONY: bench-quick
+bench-quick: bench-deps ## Load benchmark, one short round (~2 min); writes bench/results/quick.md
+	cd bench && go run ./harness -rounds 1 -duration 2s -warmup 1s -out results/quick.md -command 'make bench-quick'
+
+.PHONY: bench-deps
+bench-deps: $(BENCH_BIN)/ghz ## Install the load benchmark's tools: h2load, nginx, HAProxy (Debian, as root) and ghz
+	@missing=""; for t in h2load:nghttp2-client nginx:nginx haproxy:haproxy; do \
+	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	  else echo "bench: missing Debian packages:$$missing (as root: apt-get install -y$$missing)"; exit 1; fi; \
+	fi
+
+.PHONY: bench-generate
+bench-generate: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway ## Regenerate the load benchmark's Go code in bench/proto/gen
+	cd bench && buf generate
 
 .PHONY: lint
 lint: lint-go lint-proto ## Run go vet, gofmt and buf lint
@@ -61,8 +88,8 @@ lint-go: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(GO_PACKAGES)
 
-.PHONY: bench
-bench: ## Run the Go benchmarks of the hot paths
+.PHONY: bench-go
+bench-go: ## Run the Go benchmarks of the hot paths
 	go test -run '^$$' -bench . -benchmem $(GO_PACKAGES)
 
 .PHONY: fuzz
@@ -106,3 +133,11 @@ $(BIN)/protoc-gen-go:
 $(BIN)/protoc-gen-go-grpc:
 	@mkdir -p $(@D)
 	GOBIN=$(BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+$(BIN)/protoc-gen-grpc-gateway:
+	@mkdir -p $(@D)
+	GOBIN=$(BIN) go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(PROTOC_GEN_GRPC_GATEWAY_VERSION)
+
+$(BENCH_BIN)/ghz:
+	@mkdir -p $(@D)
+	GOBIN=$(BENCH_BIN) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)

@@ -2,7 +2,7 @@
 // each idle stream costs the gateway, and messages per second through the
 // bridge compared with the same server stream consumed directly over gRPC.
 //
-//	go run ./bench/websocket -streams 10000 -messages 200000
+//	cd bench && go run ./websocket -streams 10000 -messages 200000
 //
 // It runs three processes so that each measurement sees one party only:
 // this one runs the gateway (in process, measured with runtime.MemStats
