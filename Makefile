@@ -11,6 +11,7 @@ export PATH := $(BIN):$(PATH)
 
 # Pinned tool versions, installed into $(BIN) by `make tools`.
 BUF_VERSION := v1.75.0
+STATICCHECK_VERSION := v0.8.2
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 # Load benchmark (bench/, its own Go module): grpc-gateway's generator for
@@ -81,12 +82,14 @@ bench-generate: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)
 	cd bench && buf generate
 
 .PHONY: lint
-lint: lint-go lint-proto ## Run go vet, gofmt and buf lint
+lint: lint-go lint-proto ## Run gofmt, go vet, staticcheck and buf lint
 
 .PHONY: lint-go
-lint-go: ## gofmt and go vet
+lint-go: $(BIN)/staticcheck ## gofmt, go vet and staticcheck (root and bench modules)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(GO_PACKAGES)
+	staticcheck $(GO_PACKAGES)
+	cd bench && go vet ./...
 
 .PHONY: bench-go
 bench-go: ## Run the Go benchmarks of the hot paths
@@ -121,6 +124,10 @@ checkgenerate: generate ## Fail if generated files differ from the committed one
 lint-proto: $(BIN)/buf ## Lint and check formatting of .proto files
 	buf lint
 	buf format -d --exit-code
+
+$(BIN)/staticcheck:
+	@mkdir -p $(@D)
+	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 $(BIN)/buf:
 	@mkdir -p $(@D)
