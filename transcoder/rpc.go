@@ -17,6 +17,7 @@ import (
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/router"
+	"github.com/rosetta-gateway/rosetta/transcoder/wirejson"
 )
 
 // rpcBase is what the RPC-shaped adapters (gRPC-Web and Connect) share:
@@ -30,6 +31,7 @@ type rpcBase struct {
 	logger   *slog.Logger
 	jsonIn   protojson.UnmarshalOptions
 	jsonOut  protojson.MarshalOptions
+	wire     *wirejson.Compiler // JSON ⇄ wire plans, compiled once per message type
 	max      int
 }
 
@@ -47,6 +49,7 @@ func newRPCBase(p Params) rpcBase {
 		logger:   logger,
 		jsonIn:   protojson.UnmarshalOptions{DiscardUnknown: isSet(p.Transcoding.JSON.DiscardUnknown), Resolver: res},
 		jsonOut:  protojson.MarshalOptions{Resolver: res},
+		wire:     wirejson.NewCompiler(wirejson.Options{DiscardUnknown: isSet(p.Transcoding.JSON.DiscardUnknown), Resolver: res}),
 		max:      maxMessageBytes,
 	}
 }
@@ -185,6 +188,13 @@ func (b *rpcBase) logFailure(r *http.Request, protocol string, ce *call.Error) s
 // jsonToProto decodes a JSON message of type md and encodes it as
 // protobuf. An empty body is the empty message.
 func (b *rpcBase) jsonToProto(md protoreflect.MessageDescriptor, body []byte) ([]byte, error) {
+	if len(body) == 0 {
+		return []byte{}, nil
+	}
+	if out, err := b.wire.Compile(md).AppendProto(nil, body); err == nil {
+		return out, nil
+	}
+	// The dynamicpb path words the 400 exactly as protojson does.
 	msg := dynamicpb.NewMessage(md)
 	if len(body) > 0 {
 		if err := b.jsonIn.Unmarshal(body, msg); err != nil {
@@ -201,6 +211,9 @@ func (b *rpcBase) jsonToProto(md protoreflect.MessageDescriptor, body []byte) ([
 // protoToJSON decodes a protobuf message of type md from a backend and
 // renders it as JSON.
 func (b *rpcBase) protoToJSON(md protoreflect.MessageDescriptor, raw []byte) ([]byte, error) {
+	if out, err := b.wire.Compile(md).AppendJSON(nil, raw); err == nil {
+		return out, nil
+	}
 	msg := dynamicpb.NewMessage(md)
 	if err := (proto.UnmarshalOptions{Resolver: b.resolver}).Unmarshal(raw, msg); err != nil {
 		return nil, call.Errorf(codes.Internal, "decode backend response: %v", err).WithCause(err)
