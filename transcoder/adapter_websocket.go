@@ -220,6 +220,9 @@ type wsRequest struct {
 	base, path           *dynamicpb.Message
 	baseBytes, pathBytes []byte
 	unmarshal            proto.UnmarshalOptions
+	// fast is JSON mode on the precompiled wirejson plans: frames become
+	// wire bytes and travel with the pass-through codec.
+	fast bool
 }
 
 // newRequest prepares the request mapping of one socket from the path
@@ -227,6 +230,7 @@ type wsRequest struct {
 func (h *WebSocket) newRequest(t WebSocketTarget, mode wsMode, q url.Values) (*wsRequest, *call.Error) {
 	p := t.plan
 	req := &wsRequest{p: p, mode: mode, unmarshal: proto.UnmarshalOptions{Resolver: p.resolver}}
+	req.fast = mode == modeJSON && p.fast != nil && p.fast.outNum == 0
 	base := dynamicpb.NewMessage(p.input)
 	if len(q) > 0 {
 		if err := populateQuery(base, q, p.isBound, h.rest.strict); err != nil {
@@ -246,7 +250,7 @@ func (h *WebSocket) newRequest(t WebSocketTarget, mode wsMode, q url.Values) (*w
 	if proto.Size(base) > 0 {
 		req.base = base
 	}
-	if mode == modeProto {
+	if mode == modeProto || req.fast {
 		mo := proto.MarshalOptions{Deterministic: true}
 		var err error
 		if req.base != nil {
@@ -278,9 +282,34 @@ func (q *wsRequest) decode(frame []byte) (any, *call.Error) {
 		b = append(append(append(b, q.baseBytes...), frame...), q.pathBytes...)
 		return &b, nil
 	}
+	if q.fast {
+		b := append([]byte(nil), q.baseBytes...)
+		if b, err := q.p.fast.in.AppendProto(b, frame); err == nil {
+			b = append(b, q.pathBytes...)
+			return &b, nil
+		}
+		// Not valid: the dynamicpb path below words the error as
+		// protojson does.
+	}
 	msg := dynamicpb.NewMessage(q.p.input)
 	if err := q.p.unmarshal.Unmarshal(frame, msg); err != nil {
 		return nil, decodeJSONError(err, frame, "", "message")
+	}
+	if q.fast {
+		// protojson accepted what wirejson did not: send its encoding.
+		out := proto.Clone(msg)
+		if q.base != nil {
+			out = proto.Clone(q.base)
+			proto.Merge(out, msg)
+			if q.path != nil {
+				proto.Merge(out, q.path)
+			}
+		}
+		b, err := proto.Marshal(out)
+		if err != nil {
+			return nil, call.Errorf(codes.Internal, "encode request: %v", err).WithCause(err)
+		}
+		return &b, nil
 	}
 	if q.base == nil {
 		return msg, nil
@@ -297,7 +326,7 @@ func (q *wsRequest) decode(frame []byte) (any, *call.Error) {
 // client half-closed without sending a message: the query and path values
 // alone.
 func (q *wsRequest) fieldsOnly() any {
-	if q.mode == modeProto {
+	if q.mode == modeProto || q.fast {
 		b := append([]byte(nil), q.baseBytes...)
 		return &b
 	}
@@ -309,7 +338,7 @@ func (q *wsRequest) fieldsOnly() any {
 
 // newResponse returns an empty response message for RecvMsg.
 func (q *wsRequest) newResponse() any {
-	if q.mode == modeProto {
+	if q.mode == modeProto || q.fast {
 		return new([]byte)
 	}
 	return dynamicpb.NewMessage(q.p.output)
@@ -319,6 +348,21 @@ func (q *wsRequest) newResponse() any {
 func (q *wsRequest) encode(msg any, int64Numbers bool) (websocket.MessageType, []byte, error) {
 	if q.mode == modeProto {
 		return websocket.MessageBinary, *msg.(*[]byte), nil
+	}
+	if q.fast {
+		enc := q.p.fast.out
+		if int64Numbers {
+			enc = q.p.fast.out64
+		}
+		wire := *msg.(*[]byte)
+		if b, err := enc.AppendJSON(nil, wire); err == nil {
+			return websocket.MessageText, b, nil
+		}
+		m := dynamicpb.NewMessage(q.p.output)
+		if err := q.unmarshal.Unmarshal(wire, m); err != nil {
+			return 0, nil, call.Errorf(codes.Internal, "decode backend response: %v", err).WithCause(err)
+		}
+		msg = m
 	}
 	m := msg.(*dynamicpb.Message)
 	b, err := q.p.marshal.Marshal(m)
@@ -334,7 +378,7 @@ func (q *wsRequest) encode(msg any, int64Numbers bool) (websocket.MessageType, [
 // callOptions are the grpc call options of a mode: proto mode passes
 // bytes through unchanged.
 func (q *wsRequest) callOptions() []grpc.CallOption {
-	if q.mode == modeProto {
+	if q.mode == modeProto || q.fast {
 		return []grpc.CallOption{rawCall}
 	}
 	return nil
