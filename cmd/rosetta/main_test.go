@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 )
 
@@ -103,7 +105,17 @@ func TestServeZeroConfigAndDrain(t *testing.T) {
 		t.Skip("builds and runs the binary; skipped in -short")
 	}
 	t.Parallel()
-	be := testkit.StartBackend(t)
+	sleeping := make(chan struct{}, 1)
+	be := testkit.StartBackend(t, testkit.WithServerOptions(grpc.UnaryInterceptor(
+		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if strings.HasSuffix(info.FullMethod, "/Sleep") {
+				select {
+				case sleeping <- struct{}{}:
+				default:
+				}
+			}
+			return h(ctx, req)
+		})))
 	bin := buildBinary(t)
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -143,7 +155,7 @@ func TestServeZeroConfigAndDrain(t *testing.T) {
 		slow <- resp.StatusCode
 	}()
 	// Send SIGTERM once the slow request is in flight at the backend.
-	time.Sleep(300 * time.Millisecond)
+	<-sleeping
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
