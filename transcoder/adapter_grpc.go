@@ -66,6 +66,9 @@ type GRPCRoute struct {
 	unary bool
 	// timeout is the route's timeout (0: none).
 	timeout time.Duration
+	// timeoutHeader and defaultTimeoutHeader are the grpc-timeout values
+	// of timeout and of the upstream's default timeout, formatted once.
+	timeoutHeader, defaultTimeoutHeader []string
 }
 
 // NewGRPCProxy builds the proxy of one snapshot: a table from every
@@ -98,6 +101,12 @@ func NewGRPCProxy(p GRPCParams) *GRPCProxy {
 			}
 			if p.RouteTimeout != nil {
 				rt.timeout = p.RouteTimeout(md)
+			}
+			if rt.timeout > 0 {
+				rt.timeoutHeader = []string{formatGRPCTimeout(rt.timeout)}
+			}
+			if d := time.Duration(u.Config.Timeout); d > 0 {
+				rt.defaultTimeoutHeader = []string{formatGRPCTimeout(d)}
 			}
 			g.routes["/"+name+"/"+string(md.Name())] = rt
 		}
@@ -193,10 +202,17 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 	if m := u.Config.MaxMessageBytes; m > 0 {
 		maxMsg = uint32(m)
 	}
-	header := make(http.Header, len(r.Header)+1)
-	for k, vv := range r.Header {
-		if !hopByHop[k] {
-			header[k] = vv
+	// The inbound header map becomes the upstream request's: nothing reads
+	// it after this handler, and copying it costs a map per call. HTTP/2
+	// already refuses connection-specific fields; drop the rest of the
+	// hop-by-hop ones.
+	header := r.Header
+	if header == nil {
+		header = http.Header{}
+	}
+	for _, k := range hopByHopNames {
+		if _, ok := header[k]; ok {
+			delete(header, k)
 		}
 	}
 	// gRPC requires "te: trailers"; it is the only TE value HTTP/2 allows.
@@ -204,7 +220,7 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 
 	var timeout time.Duration
 	hasTimeout := false
-	if v := r.Header.Get("Grpc-Timeout"); v != "" {
+	if v := header.Get("Grpc-Timeout"); v != "" {
 		d, err := parseGRPCTimeout(v)
 		if err != nil {
 			p.WriteError(w, r, call.Errorf(codes.Internal, "malformed grpc-timeout header %q: %v", v, err))
@@ -216,12 +232,12 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 	case rt.timeout > 0 && (!hasTimeout || rt.timeout < timeout):
 		// The route's timeout caps the client's deadline.
 		timeout, hasTimeout = rt.timeout, true
-		header["Grpc-Timeout"] = []string{formatGRPCTimeout(timeout)}
+		header["Grpc-Timeout"] = rt.timeoutHeader
 	case !hasTimeout && rt.unary && u.Config.Timeout > 0:
 		// A unary call without a deadline gets the upstream's timeout,
 		// as REST calls do.
 		timeout, hasTimeout = time.Duration(u.Config.Timeout), true
-		header["Grpc-Timeout"] = []string{formatGRPCTimeout(timeout)}
+		header["Grpc-Timeout"] = rt.defaultTimeoutHeader
 	}
 	// The request context ends when the client resets the stream, which
 	// resets the upstream stream too. Nothing else needs to cancel: a

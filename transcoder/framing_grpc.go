@@ -165,3 +165,13 @@ var hopByHop = map[string]bool{
 	"Trailer":             true,
 	"Content-Length":      true,
 }
+
+// hopByHopNames lists the keys of [hopByHop], for deleting them from a
+// header map in place.
+var hopByHopNames = func() []string {
+	names := make([]string, 0, len(hopByHop))
+	for k := range hopByHop {
+		names = append(names, k)
+	}
+	return names
+}()
