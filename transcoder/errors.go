@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -128,9 +129,12 @@ func jsonError(err error, body []byte, prefix string) *call.Error {
 // the message ("body", or "message" for a WebSocket frame) and is the
 // field blamed when the error names no field.
 func decodeJSONError(err error, body []byte, prefix, what string) *call.Error {
-	msg := strings.TrimPrefix(err.Error(), "proto: ")
-	msg = strings.TrimPrefix(msg, "proto:")
-	msg = strings.TrimSpace(strings.ReplaceAll(msg, "\u00a0", " "))
+	// protojson writes "proto:" and then, at random, a space or a
+	// non-breaking space; only that one separator is dropped.
+	msg := strings.TrimPrefix(err.Error(), "proto:")
+	if r, n := utf8.DecodeRuneInString(msg); r == ' ' || r == '\u00a0' {
+		msg = msg[n:]
+	}
 	field := errorFieldPath(body, msg)
 	if field == "" {
 		field = fieldFromMessage(msg)

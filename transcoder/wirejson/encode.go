@@ -161,6 +161,12 @@ func (e *encoder) scan(p *Plan, b []byte, base, obase int) error {
 			o := obase + f.oneof
 			if last := e.oneofs[o]; last != int32(i+1) {
 				if last != 0 {
+					// The member this one replaces is dropped from the
+					// output, but its bytes must still parse, as
+					// proto.Unmarshal requires.
+					if err := e.validateDropped(p, b, base, int(last)-1); err != nil {
+						return err
+					}
 					e.recs[base+int(last)-1] = rec{}
 				}
 				e.recs[base+i] = rec{}
@@ -176,6 +182,27 @@ func (e *encoder) scan(p *Plan, b []byte, base, obase int) error {
 			r.head = k
 		}
 		r.tail = k
+	}
+	return nil
+}
+
+// validateDropped checks the occurrences of field i of p (recorded from
+// e.recs[base:]) when a later oneof member replaces it: a message member's
+// bytes must still be a valid message of its type.
+func (e *encoder) validateDropped(p *Plan, b []byte, base, i int) error {
+	f := &p.fields[i]
+	if f.msg == nil {
+		return nil
+	}
+	scratch := e.getScratch()
+	defer func() { e.putScratch(scratch) }()
+	for k := e.recs[base+i].head; k != 0; {
+		o := e.occs[k-1]
+		var err error
+		if scratch, err = e.message(scratch[:0], f.msg, b[o.start:o.end], ""); err != nil {
+			return withField(err, f.jsonName)
+		}
+		k = o.next
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/prototext"
@@ -171,8 +172,11 @@ func checkAppendProto(t *testing.T, md protoreflect.MessageDescriptor, opts Opti
 // normalizeError drops protojson's "proto: " prefix (with its random
 // non-breaking space).
 func normalizeError(err error) string {
-	s := strings.ReplaceAll(err.Error(), "\u00a0", " ")
-	return strings.TrimPrefix(s, "proto: ")
+	s := strings.TrimPrefix(err.Error(), "proto:")
+	if r, n := utf8.DecodeRuneInString(s); r == ' ' || r == '\u00a0' {
+		s = s[n:]
+	}
+	return s
 }
 
 // FuzzAppendJSON feeds wire bytes (random messages as seeds, then random
