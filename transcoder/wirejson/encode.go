@@ -553,6 +553,11 @@ func (e *encoder) mapValue(dst []byte, f *field, b []byte, r rec) ([]byte, bool,
 				if vf.utf8 && !utf8.Valid(val) {
 					return dst, false, &Error{Path: f.jsonName, Msg: fmt.Sprintf("string field contains invalid UTF-8: %s", vf.fd.FullName())}
 				}
+				if ent.hasVal && vf.msg != nil {
+					// A repeated message value merges, as concatenated
+					// wire bytes do (rare: copy into a new buffer).
+					val = append(append(make([]byte, 0, len(ent.val)+len(val)), ent.val...), val...)
+				}
 				ent.val, ent.valTyp, ent.hasVal = val, typ, true
 			}
 		}
@@ -615,7 +620,18 @@ func (e *encoder) mapValue(dst []byte, f *field, b []byte, r rec) ([]byte, bool,
 	for i := range ents {
 		ent := &ents[i]
 		if i+1 < len(ents) && bytes.Equal(ent.skey, ents[i+1].skey) && ent.ikey == ents[i+1].ikey && ent.ukey == ents[i+1].ukey {
-			continue // a later entry with the same key wins
+			// A later entry with the same key wins; this one's message
+			// value must still parse, as proto.Unmarshal requires.
+			if vf.msg != nil && ent.hasVal {
+				scratch := e.getScratch()
+				var err error
+				scratch, err = e.message(scratch, vf.msg, ent.val, "")
+				e.putScratch(scratch)
+				if err != nil {
+					return dst, false, withField(err, f.jsonName)
+				}
+			}
+			continue
 		}
 		if n > 0 {
 			dst = append(dst, ',')
