@@ -194,17 +194,23 @@ func (e *encoder) validateDropped(p *Plan, b []byte, base, i int) error {
 	if f.msg == nil {
 		return nil
 	}
-	scratch := e.getScratch()
-	defer func() { e.putScratch(scratch) }()
 	for k := e.recs[base+i].head; k != 0; {
 		o := e.occs[k-1]
-		var err error
-		if scratch, err = e.message(scratch[:0], f.msg, b[o.start:o.end], ""); err != nil {
+		if err := e.validate(f.msg, b[o.start:o.end]); err != nil {
 			return withField(err, f.jsonName)
 		}
 		k = o.next
 	}
 	return nil
+}
+
+// validate reports whether b is a valid message of plan p, by encoding it
+// into a scratch buffer that is then dropped.
+func (e *encoder) validate(p *Plan, b []byte) error {
+	scratch := e.getScratch()
+	scratch, err := e.message(scratch, p, b, "")
+	e.putScratch(scratch)
+	return err
 }
 
 // message appends the JSON form of the message of plan p encoded in b. A
@@ -534,6 +540,7 @@ func (e *encoder) mapValue(dst []byte, f *field, b []byte, r rec) ([]byte, bool,
 		ent := entry{seq: seq}
 		seq++
 		var key []byte
+		merged := false
 		for v := b[o.start:o.end]; len(v) > 0; {
 			num, typ, n := consumeTag(v)
 			if n < 0 {
@@ -554,8 +561,14 @@ func (e *encoder) mapValue(dst []byte, f *field, b []byte, r rec) ([]byte, bool,
 					return dst, false, &Error{Path: f.jsonName, Msg: fmt.Sprintf("string field contains invalid UTF-8: %s", vf.fd.FullName())}
 				}
 				if ent.hasVal && vf.msg != nil {
-					// A repeated message value merges, as concatenated
-					// wire bytes do (rare: copy into a new buffer).
+					// A repeated message value merges. Each occurrence must
+					// parse on its own (a field may not straddle two of
+					// them, as in messageValue); then the concatenated
+					// bytes are the merge (rare: copy into a new buffer).
+					if (!merged && !wellFormed(ent.val)) || !wellFormed(val) {
+						return dst, false, withField(errWire, f.jsonName)
+					}
+					merged = true
 					val = append(append(make([]byte, 0, len(ent.val)+len(val)), ent.val...), val...)
 				}
 				ent.val, ent.valTyp, ent.hasVal = val, typ, true
@@ -623,11 +636,7 @@ func (e *encoder) mapValue(dst []byte, f *field, b []byte, r rec) ([]byte, bool,
 			// A later entry with the same key wins; this one's message
 			// value must still parse, as proto.Unmarshal requires.
 			if vf.msg != nil && ent.hasVal {
-				scratch := e.getScratch()
-				var err error
-				scratch, err = e.message(scratch, vf.msg, ent.val, "")
-				e.putScratch(scratch)
-				if err != nil {
+				if err := e.validate(vf.msg, ent.val); err != nil {
 					return dst, false, withField(err, f.jsonName)
 				}
 			}
