@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -32,6 +33,7 @@ type rpcBase struct {
 	jsonIn   protojson.UnmarshalOptions
 	jsonOut  protojson.MarshalOptions
 	wire     *wirejson.Compiler // JSON ⇄ wire plans, compiled once per message type
+	plans    *sync.Map          // protoreflect.FullName → *wirejson.Plan, read without locking
 	max      int
 }
 
@@ -50,6 +52,7 @@ func newRPCBase(p Params) rpcBase {
 		jsonIn:   protojson.UnmarshalOptions{DiscardUnknown: isSet(p.Transcoding.JSON.DiscardUnknown), Resolver: res},
 		jsonOut:  protojson.MarshalOptions{Resolver: res},
 		wire:     wirejson.NewCompiler(wirejson.Options{DiscardUnknown: isSet(p.Transcoding.JSON.DiscardUnknown), Resolver: res}),
+		plans:    new(sync.Map),
 		max:      maxMessageBytes,
 	}
 }
@@ -185,13 +188,24 @@ func (b *rpcBase) logFailure(r *http.Request, protocol string, ce *call.Error) s
 	return id
 }
 
+// plan returns the wirejson plan of md, compiling it on first use; later
+// calls are a lock-free map read.
+func (b *rpcBase) plan(md protoreflect.MessageDescriptor) *wirejson.Plan {
+	if p, ok := b.plans.Load(md.FullName()); ok {
+		return p.(*wirejson.Plan)
+	}
+	p := b.wire.Compile(md)
+	b.plans.Store(md.FullName(), p)
+	return p
+}
+
 // jsonToProto decodes a JSON message of type md and encodes it as
 // protobuf. An empty body is the empty message.
 func (b *rpcBase) jsonToProto(md protoreflect.MessageDescriptor, body []byte) ([]byte, error) {
 	if len(body) == 0 {
 		return []byte{}, nil
 	}
-	if out, err := b.wire.Compile(md).AppendProto(nil, body); err == nil {
+	if out, err := b.plan(md).AppendProto(nil, body); err == nil {
 		return out, nil
 	}
 	// The dynamicpb path words the 400 exactly as protojson does.
@@ -211,7 +225,7 @@ func (b *rpcBase) jsonToProto(md protoreflect.MessageDescriptor, body []byte) ([
 // protoToJSON decodes a protobuf message of type md from a backend and
 // renders it as JSON.
 func (b *rpcBase) protoToJSON(md protoreflect.MessageDescriptor, raw []byte) ([]byte, error) {
-	if out, err := b.wire.Compile(md).AppendJSON(nil, raw); err == nil {
+	if out, err := b.plan(md).AppendJSON(nil, raw); err == nil {
 		return out, nil
 	}
 	msg := dynamicpb.NewMessage(md)
