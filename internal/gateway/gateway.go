@@ -225,14 +225,15 @@ func (g *Gateway) Snapshot() *registry.Snapshot {
 }
 
 // Handler returns the one http.Handler behind every listener.
-func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serveHTTP) }
+func (g *Gateway) Handler() http.Handler {
+	return withAccessLog(g.logger.With("component", "access"), g.serveHTTP)
+}
 
 // serveHTTP is the one handler behind every listener: it recovers panics,
 // detects the protocol and hands the request to that protocol's adapter
 // of the current state.
-func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
+func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, proto call.Protocol) {
 	st := g.state.Load()
-	proto := transcoder.Detect(r)
 	defer g.recoverPanic(w, r, st, proto)
 	if g.cors != nil && g.applyCORS(w, r) {
 		return // a preflight, answered

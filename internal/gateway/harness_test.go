@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,7 +34,9 @@ func startGateway(t *testing.T, backendAddr, yamlText string) (string, *Gateway)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	g, err := New(cfg, nil)
+	// An Info logger (discarding its output) keeps the access-log wrapper
+	// in the path of every test.
+	g, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
