@@ -229,9 +229,10 @@ func (g *Gateway) Handler() http.Handler {
 	return withAccessLog(g.logger.With("component", "access"), g.serveHTTP)
 }
 
-// serveHTTP is the one handler behind every listener: it recovers panics,
-// detects the protocol and hands the request to that protocol's adapter
-// of the current state.
+// serveHTTP is the one handler behind every listener (under the access
+// log, which detects the protocol): it recovers panics, answers CORS
+// preflights and hands the request to proto's adapter of the current
+// state.
 func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, proto call.Protocol) {
 	st := g.state.Load()
 	defer g.recoverPanic(w, r, st, proto)
