@@ -211,9 +211,7 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 		header = http.Header{}
 	}
 	for _, k := range hopByHopNames {
-		if _, ok := header[k]; ok {
-			delete(header, k)
-		}
+		delete(header, k)
 	}
 	// gRPC requires "te: trailers"; it is the only TE value HTTP/2 allows.
 	header["Te"] = teTrailers
