@@ -15,6 +15,9 @@ import (
 // "Accept: application/json; int64=number".
 func wantsInt64Numbers(r *http.Request) bool {
 	for _, v := range r.Header.Values("Accept") {
+		if !strings.Contains(v, "int64") {
+			continue // the common case, without parsing
+		}
 		for _, part := range strings.Split(v, ",") {
 			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 			if err == nil && (mt == "application/json" || mt == "application/x-ndjson") && params["int64"] == "number" {

@@ -407,8 +407,8 @@ func readBody(r *http.Request, raw bool) ([]byte, error) {
 // checkJSONContentType accepts application/json, any application/*+json
 // type, and a missing Content-Type.
 func checkJSONContentType(ct string) error {
-	if ct == "" {
-		return nil
+	if ct == "" || ct == "application/json" || strings.HasPrefix(ct, "application/json;") {
+		return nil // the common cases, without parsing
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err == nil && (mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
