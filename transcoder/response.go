@@ -51,6 +51,12 @@ func (h *REST) unary(ctx context.Context, w http.ResponseWriter, r *http.Request
 		h.writeError(w, r, err)
 		return
 	}
+	h.writeMessage(w, r, p, resp)
+}
+
+// writeMessage answers 200 with one whole response message (a unary
+// call's, or a client stream's single answer) as the HTTP body.
+func (h *REST) writeMessage(w http.ResponseWriter, r *http.Request, p *plan, resp any) {
 	buf := jsonBuffers.Get().(*[]byte)
 	defer jsonBuffers.Put(buf)
 	ct, body, err := p.encodeAny((*buf)[:0], resp, p.int64Numbers || wantsInt64Numbers(r))

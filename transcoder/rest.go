@@ -236,25 +236,16 @@ func (h *REST) Serve(w http.ResponseWriter, r *http.Request, m router.Match) {
 		return
 	}
 	md := m.Route.Method
-	if md.IsStreamingClient() {
-		if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
-			h.writeError(w, r, err)
-			return
-		}
-		ctx, cancel, err := h.callContext(r, p, be)
-		if err != nil {
-			h.writeError(w, r, err)
-			return
-		}
-		defer cancel()
-		h.stream(ctx, w, r, p, be, m.Values, nil)
-		return
-	}
+	// A client stream's messages are read from the body as the call runs;
+	// any other call's single request is built first.
 	var req any
 	var err error
-	if p.fast != nil {
+	switch {
+	case md.IsStreamingClient():
+		err = checkJSONContentType(r.Header.Get("Content-Type"))
+	case p.fast != nil:
 		req, err = h.decodeWireRequest(r, p, m.Values)
-	} else {
+	default:
 		req, err = h.decodeRequest(r, p, m.Values)
 	}
 	if err != nil {
@@ -267,7 +258,7 @@ func (h *REST) Serve(w http.ResponseWriter, r *http.Request, m router.Match) {
 		return
 	}
 	defer cancel()
-	if md.IsStreamingServer() {
+	if md.IsStreamingClient() || md.IsStreamingServer() {
 		h.stream(ctx, w, r, p, be, m.Values, req)
 		return
 	}

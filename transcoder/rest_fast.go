@@ -129,10 +129,10 @@ func (h *REST) buildWire(r *http.Request, p *plan, values []string, body, dst []
 			dst, err = f.in.AppendProto(dst, body)
 		} else {
 			dst = append(dst, f.bodyTag...)
-			dst = append(dst, 0) // the length, fixed below
-			start := len(dst)
+			var start int
+			dst, start = wirejson.BeginLen(dst)
 			if dst, err = f.body.AppendProto(dst, body); err == nil {
-				dst = fixLength(dst, start)
+				dst = wirejson.EndLen(dst, start)
 			}
 		}
 		if err != nil {
@@ -173,23 +173,6 @@ func (h *REST) slowWire(r *http.Request, p *plan, values []string, body, dst []b
 		return nil, call.Errorf(codes.Internal, "encode request: %v", merr).WithCause(merr)
 	}
 	return b, nil
-}
-
-// fixLength writes the length of dst[start:] into the byte reserved for
-// it at dst[start-1], moving the content when the length needs more.
-func fixLength(dst []byte, start int) []byte {
-	n := len(dst) - start
-	if n < 0x80 {
-		dst[start-1] = byte(n)
-		return dst
-	}
-	extra := protowire.SizeVarint(uint64(n)) - 1
-	for i := 0; i < extra; i++ {
-		dst = append(dst, 0)
-	}
-	copy(dst[start+extra:], dst[start:start+n])
-	protowire.AppendVarint(dst[:start-1], uint64(n))
-	return dst
 }
 
 // appendFieldWire encodes text values of the field at the end of the path

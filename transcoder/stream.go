@@ -93,14 +93,7 @@ func (h *REST) stream(ctx context.Context, w http.ResponseWriter, r *http.Reques
 			h.writeError(w, r, failure(err))
 			return
 		}
-		ct, body, err := p.encodeAny(nil, msg, p.int64Numbers || wantsInt64Numbers(r))
-		if err != nil {
-			h.writeError(w, r, err)
-			return
-		}
-		w.Header().Set("Content-Type", ct)
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body)
+		h.writeMessage(w, r, p, msg)
 		return
 	}
 

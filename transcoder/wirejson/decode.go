@@ -56,15 +56,17 @@ type decoder struct {
 	missing error
 }
 
-// beginLen reserves one byte for a length prefix.
-func beginLen(dst []byte) ([]byte, int) {
+// BeginLen reserves one byte for the length prefix of a length-delimited
+// value about to be appended to dst; it returns dst and the start of the
+// value, for [EndLen].
+func BeginLen(dst []byte) ([]byte, int) {
 	dst = append(dst, 0)
 	return dst, len(dst)
 }
 
-// endLen writes the length of what follows the reserved byte, moving it
-// when the length needs more than one byte.
-func endLen(dst []byte, start int) []byte {
+// EndLen writes the length of dst[start:] into the byte [BeginLen]
+// reserved, moving the value when the length needs more than one byte.
+func EndLen(dst []byte, start int) []byte {
 	n := len(dst) - start
 	if n < 0x80 {
 		dst[start-1] = byte(n)
@@ -244,9 +246,9 @@ func (d *decoder) messageField(dst []byte, f *field) ([]byte, error) {
 		dst, err := d.message(dst, f.msg, false)
 		return protowire.AppendTag(dst, f.num, protowire.EndGroupType), err
 	}
-	dst, start := beginLen(dst)
+	dst, start := BeginLen(dst)
 	dst, err := d.message(dst, f.msg, false)
-	return endLen(dst, start), err
+	return EndLen(dst, start), err
 }
 
 // scalar converts a scalar token to the wire value of f (without tag) and
@@ -398,12 +400,12 @@ func appendBase64(dst, s []byte) ([]byte, bool, bool) {
 		enc = enc.WithPadding(base64.NoPadding)
 	}
 	mark := len(dst)
-	dst, start := beginLen(dst)
+	dst, start := BeginLen(dst)
 	dst, err := enc.AppendDecode(dst, s)
 	if err != nil {
 		return dst[:mark], false, false
 	}
-	return endLen(dst, start), true, true
+	return EndLen(dst, start), true, true
 }
 
 // list reads a JSON array as the elements of a repeated field.
@@ -419,7 +421,7 @@ func (d *decoder) list(dst []byte, f *field) ([]byte, error) {
 	start := 0
 	if f.packed {
 		dst = append(dst, f.ptag...)
-		dst, start = beginLen(dst)
+		dst, start = BeginLen(dst)
 	}
 	n := 0
 	for i := 0; ; i++ {
@@ -457,7 +459,7 @@ func (d *decoder) list(dst []byte, f *field) ([]byte, error) {
 		if n == 0 {
 			return dst[:mark], nil
 		}
-		dst = endLen(dst, start)
+		dst = EndLen(dst, start)
 	}
 	return dst, nil
 }
@@ -491,7 +493,7 @@ func (d *decoder) mapField(dst []byte, f *field) ([]byte, error) {
 		mark := len(dst)
 		dst = append(dst, f.tag...)
 		var start int
-		dst, start = beginLen(dst)
+		dst, start = BeginLen(dst)
 		dst = append(dst, kf.tag...)
 		keyStart := len(dst)
 		var ok bool
@@ -523,7 +525,7 @@ func (d *decoder) mapField(dst []byte, f *field) ([]byte, error) {
 			return dst[:mark], withField(err, string(name))
 		}
 		seen.add(d, dst[keyStart:keyStart+len(key)])
-		dst = endLen(dst, start)
+		dst = EndLen(dst, start)
 	}
 }
 
