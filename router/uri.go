@@ -1,11 +1,11 @@
 package router
 
 import (
-	"path"
 	"slices"
 	"strings"
 
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/upstream"
 )
 
 // URIRoute is one config route with a URI: a plain HTTP route proxied to an
@@ -71,7 +71,7 @@ func (t *URITable) Routes() []*URIRoute { return t.routes }
 func (t *URITable) Len() int { return len(t.routes) }
 
 // Match finds the route for a request's method and (decoded) URL path. The
-// path is cleaned first (CleanPath), so "/api/../admin" cannot reach a
+// path is cleaned first (upstream.CleanPath), so "/api/../admin" cannot reach a
 // route of "/admin/*" through "/api/*". An exact route wins over prefix
 // routes; among prefixes the longest wins; "/users/*" matches "/users",
 // "/users/" and "/users/anything" but not "/usersx". Among routes of the
@@ -86,7 +86,7 @@ func (t *URITable) Match(method, urlPath string) (r *URIRoute, allow []string, o
 	if t == nil || len(t.routes) == 0 || !strings.HasPrefix(urlPath, "/") {
 		return nil, nil, false
 	}
-	p := CleanPath(urlPath)
+	p := upstream.CleanPath(urlPath)
 	pathMatched := false
 	try := func(rs []*URIRoute) *URIRoute {
 		for _, r := range rs {
@@ -143,20 +143,3 @@ func (r *URIRoute) matchesPath(p string) bool {
 	return p == r.Prefix || strings.HasPrefix(p, r.Prefix) && p[len(r.Prefix)] == '/'
 }
 
-// CleanPath returns p with "." and ".." segments resolved and repeated
-// slashes collapsed, keeping a trailing slash ("/a/./b/" → "/a/b/"). It
-// returns p itself, without allocating, when p is already clean. p must
-// start with "/".
-func CleanPath(p string) string {
-	c := path.Clean(p)
-	if c == p {
-		return p
-	}
-	if strings.HasSuffix(p, "/") && c != "/" {
-		if len(p) == len(c)+1 && strings.HasPrefix(p, c) {
-			return p
-		}
-		return c + "/"
-	}
-	return c
-}

@@ -86,17 +86,6 @@ func TestURITableMatchAllocs(t *testing.T) {
 	}
 }
 
-func TestCleanPath(t *testing.T) {
-	for in, want := range map[string]string{
-		"/": "/", "/a": "/a", "/a/": "/a/", "//a//b/": "/a/b/", "/a/./b": "/a/b",
-		"/a/../b": "/b", "/../x": "/x", "/a/..": "/", "/a/b/../": "/a/",
-	} {
-		if got := CleanPath(in); got != want {
-			t.Errorf("CleanPath(%q) = %q; want %q", in, got, want)
-		}
-	}
-}
-
 func BenchmarkURITableMatch(b *testing.B) {
 	tab := BuildURI(uriRoutes)
 	b.ReportAllocs()

@@ -223,7 +223,7 @@ func (p *routeProxy) rewritePath(in *url.URL) (string, string) {
 	if !strings.HasPrefix(pth, "/") {
 		pth = "/" + pth
 	}
-	clean := cleanPath(pth)
+	clean := CleanPath(pth)
 	raw := ""
 	if clean == pth {
 		// Keep the client's escaping (e.g. %2F) when nothing was cleaned.
@@ -255,10 +255,12 @@ func stripPrefix(p, prefix string) string {
 	return p
 }
 
-// cleanPath resolves "." and ".." segments and repeated slashes, keeping a
-// trailing slash, as router.CleanPath does for matching (this package
-// cannot import router). p must start with "/".
-func cleanPath(p string) string {
+// CleanPath returns p with "." and ".." segments resolved and repeated
+// slashes collapsed, keeping a trailing slash ("/a/./b/" → "/a/b/"). It
+// returns p itself, without allocating, when p is already clean. p must
+// start with "/". The router matches URI routes on the same cleaned path
+// that the proxy forwards.
+func CleanPath(p string) string {
 	c := path.Clean(p)
 	if c == p {
 		return p

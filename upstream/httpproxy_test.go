@@ -414,8 +414,8 @@ func TestCleanPath(t *testing.T) {
 		"/": "/", "/a": "/a", "/a/": "/a/", "//a//b/": "/a/b/", "/a/./b": "/a/b",
 		"/a/../b": "/b", "/../x": "/x", "/a/..": "/", "/a/b/../": "/a/",
 	} {
-		if got := cleanPath(in); got != want {
-			t.Errorf("cleanPath(%q) = %q; want %q", in, got, want)
+		if got := CleanPath(in); got != want {
+			t.Errorf("CleanPath(%q) = %q; want %q", in, got, want)
 		}
 	}
 }
