@@ -142,4 +142,3 @@ func (r *URIRoute) matchesPath(p string) bool {
 	}
 	return p == r.Prefix || strings.HasPrefix(p, r.Prefix) && p[len(r.Prefix)] == '/'
 }
-
