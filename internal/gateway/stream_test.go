@@ -131,7 +131,11 @@ func TestRESTClientAndBidiStreams(t *testing.T) {
 		client := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
 		defer client.CloseIdleConnections()
 		pr, pw := io.Pipe()
-		req, _ := http.NewRequest("POST", url+"/v1/stream:bidi", pr)
+		// Bounded: a gateway that is not full duplex would otherwise hang
+		// here instead of failing.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/stream:bidi", pr)
 		req.Header.Set("Content-Type", "application/json")
 		respc := make(chan *http.Response, 1)
 		go func() {
