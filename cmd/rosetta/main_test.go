@@ -86,6 +86,33 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
+// TestServeUsageErrors: what a user sees when serve cannot start from its
+// flags or config (exit 2, a message saying what to fix), and routes with
+// no upstream at all.
+func TestServeUsageErrors(t *testing.T) {
+	t.Parallel()
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("listeners: []\nupstreams: {}\n"), 0o600)
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"serve"}, 2, "no config: give --config FILE, or --upstream HOST:PORT for zero-config mode"},
+		{[]string{"serve", "--config", bad, "--upstream", "127.0.0.1:9000"}, 2, "give either --config or --upstream, not both"},
+		{[]string{"serve", "--config", bad}, 2, bad + `:1:12: listeners: at least one listener is required (hint: add one, e.g. listeners: [{address: ":8080"}])`},
+		{[]string{"serve", "--upstream", "nope"}, 2, `--upstream: invalid address "nope"`},
+		{[]string{"serve", "--upstream", "127.0.0.1:9000", "--log-level", "loud"}, 2, `--log-level "loud": want debug, info, warn or error`},
+		{[]string{"routes"}, 2, "no config: give --config FILE"},
+	}
+	for _, c := range cases {
+		code, _, errs := runCLI(c.args...)
+		if code != c.code || !strings.Contains(errs, c.want) {
+			t.Errorf("rosetta %s: got exit %d, %q; want exit %d with %q", strings.Join(c.args, " "), code, errs, c.code, c.want)
+		}
+	}
+}
+
 // buildBinary builds the rosetta binary once for the process tests.
 func buildBinary(t *testing.T) string {
 	t.Helper()
