@@ -14,22 +14,22 @@ import (
 	"time"
 
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/transports/h2"
 )
 
-// HTTP/2 limits. Go's defaults are generous (1 MiB frames); these keep the
-// memory one connection can pin small. The header list size is not set
-// here: net/http derives SETTINGS_MAX_HEADER_LIST_SIZE from
-// http.Server.MaxHeaderBytes, the listener's max_header_bytes.
+// HTTP/2 limits: small frames and tables keep the memory one connection
+// can pin small. HTTP/2 (h2 by ALPN and prior-knowledge h2c) is served by
+// package h2, not net/http: see its doc for why. SETTINGS_MAX_HEADER_LIST_SIZE
+// is the listener's max_header_bytes.
 //
-// Rapid reset (CVE-2023-44487) needs no setting of ours: since Go 1.21.3
-// the net/http HTTP/2 server runs at most MaxConcurrentStreams handlers
-// per connection, queues at most 4×MaxConcurrentStreams more, and answers
-// a client that opens and resets streams faster than handlers finish with
-// GOAWAY ENHANCE_YOUR_CALM ("too_many_early_resets" in h2_bundle.go).
-// TestH2RapidReset checks it on a real socket.
+// Rapid reset (CVE-2023-44487): h2 runs at most MaxConcurrentStreams
+// handlers per connection, queues at most 4×MaxConcurrentStreams more, and
+// answers a client that opens and resets streams faster than handlers
+// finish with GOAWAY ENHANCE_YOUR_CALM, as net/http does. Relayed streams
+// cost no goroutine. TestH2RapidReset checks it on a real socket.
 const (
 	defaultMaxStreams  = 250
-	h2MaxReadFrameSize = 64 << 10         // frames larger than this are a protocol error
+	h2MaxReadFrameSize = 16 << 10         // the RFC default; larger frames are a FRAME_SIZE_ERROR
 	h2HeaderTableSize  = 4 << 10          // HPACK dynamic table, both ways: the RFC default
 	h2StreamWindow     = 1 << 20          // receive window per stream
 	h2ConnectionWindow = 2 << 20          // receive window per connection, all streams together
@@ -46,6 +46,7 @@ type Server struct {
 	cfg     config.Listener
 	handler http.Handler // body limit applied; no Alt-Svc
 	srv     *http.Server
+	h2      *h2.Server
 	certs   *certStore // nil when cleartext
 	h3      *h3Server  // nil unless http3 is on
 	tcp     net.Listener
@@ -105,6 +106,25 @@ func NewServer(cfg config.Listener, h http.Handler, logger *slog.Logger) (*Serve
 		},
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
+	maxHeader := cfg.MaxHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = http.DefaultMaxHeaderBytes
+	}
+	s.h2 = &h2.Server{
+		Limits: h2.Limits{
+			MaxConcurrentStreams: uint32(streams),
+			MaxReadFrameSize:     h2MaxReadFrameSize,
+			MaxHeaderListSize:    uint32(maxHeader),
+			HeaderTableSize:      h2HeaderTableSize,
+			StreamWindow:         h2StreamWindow,
+			ConnWindow:           h2ConnectionWindow,
+			WriteTimeout:         h2WriteByteTimeout,
+		},
+		IdleTimeout:    time.Duration(cfg.IdleTimeout),
+		PrefaceTimeout: time.Duration(cfg.ReadHeaderTimeout),
+		Logger:         logger.With("protocol", "h2"),
+	}
+	s.h2.ConfigureServer(s.srv)
 	if cfg.HTTP3 {
 		s.h3 = newH3Server(cfg, s.handler, s.certs.serverConfig(), logger.With("protocol", "h3"))
 	}
@@ -195,10 +215,17 @@ func (s *Server) Protocols() string {
 	}
 }
 
+// InterceptHTTP2 lets fn take over HTTP/2 request streams frame by frame
+// (see h2.Server.Intercept); call it before Serve.
+func (s *Server) InterceptHTTP2(fn func(*h2.Stream, *h2.RequestHead) h2.Events) {
+	s.h2.Intercept = fn
+}
+
 // Serve accepts connections until Shutdown. It returns at once; the serve
 // loops (TCP, and UDP for HTTP/3) run in their own goroutines.
 func (s *Server) Serve() {
 	s.served = true
+	s.h2.Handler = s.srv.Handler
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
