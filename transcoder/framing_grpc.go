@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
@@ -149,6 +150,21 @@ func setGRPCStatus(h http.Header, prefix string, ce *call.Error) {
 			h[prefix+"Grpc-Status-Details-Bin"] = []string{base64.RawStdEncoding.EncodeToString(b)}
 		}
 	}
+}
+
+// appendGRPCStatusFields appends ce as the grpc-status, grpc-message and
+// grpc-status-details-bin fields of an HTTP/2 header block.
+func appendGRPCStatusFields(f []hpack.HeaderField, ce *call.Error) []hpack.HeaderField {
+	f = append(f, hpack.HeaderField{Name: "grpc-status", Value: strconv.Itoa(int(ce.Code))})
+	if ce.Msg != "" {
+		f = append(f, hpack.HeaderField{Name: "grpc-message", Value: encodeGRPCMessage(ce.Msg)})
+	}
+	if len(ce.Details) > 0 {
+		if b, err := proto.Marshal(ce.Proto()); err == nil {
+			f = append(f, hpack.HeaderField{Name: "grpc-status-details-bin", Value: base64.RawStdEncoding.EncodeToString(b)})
+		}
+	}
+	return f
 }
 
 // hopByHop lists the request and response headers a proxy must not

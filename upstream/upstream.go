@@ -28,8 +28,9 @@ type Upstream struct {
 	// Config is the upstream's configuration.
 	Config *config.Upstream
 
-	conn *grpc.ClientConn
-	h2   h2Client // see h2.go
+	conn  *grpc.ClientConn
+	h2    h2Client   // see h2.go
+	relay relayConns // see relay.go
 }
 
 // Conn returns the upstream's client connection. Calls on it are balanced
@@ -132,6 +133,7 @@ func New(cfg *config.Upstream, extra ...grpc.DialOption) (*Upstream, error) {
 // HTTP/2 transport.
 func (u *Upstream) Close() error {
 	u.closeH2()
+	u.closeRelay()
 	return u.conn.Close()
 }
 

@@ -31,6 +31,7 @@ import (
 type Gateway struct {
 	cfg     *config.Config
 	logger  *slog.Logger
+	access  *slog.Logger // the access log
 	reg     *registry.Registry
 	ups     *upstream.Set
 	uri     *uriRoutes
@@ -85,7 +86,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		_ = ups.Close()
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, logger: logger, reg: reg, ups: ups, uri: uri}
+	g := &Gateway{cfg: cfg, logger: logger, access: logger.With("component", "access"), reg: reg, ups: ups, uri: uri}
 	g.local = newLocalGRPC(g)
 	g.cors = newCORS(cfg)
 	return g, nil
@@ -226,7 +227,7 @@ func (g *Gateway) Snapshot() *registry.Snapshot {
 
 // Handler returns the one http.Handler behind every listener.
 func (g *Gateway) Handler() http.Handler {
-	return withAccessLog(g.logger.With("component", "access"), g.serveHTTP)
+	return withAccessLog(g.access, g.serveHTTP)
 }
 
 // serveHTTP is the one handler behind every listener (under the access
@@ -322,6 +323,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 			g.closeServers()
 			return err
 		}
+		s.InterceptHTTP2(g.interceptGRPC)
 		g.servers = append(g.servers, s)
 	}
 	for _, s := range g.servers {

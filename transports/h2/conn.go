@@ -3,6 +3,7 @@ package h2
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -730,11 +731,43 @@ func (c *conn) removeLocked(s *Stream) int {
 	return pending
 }
 
-// maybeCloseLocked forgets s once both sides have ended it.
+// maybeCloseLocked forgets s once both sides have ended it, or once its
+// sending side has when StopReceiving asked for that.
 func (c *conn) maybeCloseLocked(s *Stream) {
-	if s.sentEnd && s.recvEnd && len(s.pending) == 0 && !s.pendingEnd {
+	if !s.sentEnd || len(s.pending) > 0 || s.pendingEnd {
+		return
+	}
+	if s.recvEnd {
+		c.removeLocked(s)
+	} else if s.stopRecv && !s.gone {
+		c.out = appendRSTStream(c.out, s.id, http2.ErrCodeNo)
 		c.removeLocked(s)
 	}
+}
+
+// StopReceiving tells the peer, once everything written on s has been
+// sent, that the rest of its stream is not needed: RST_STREAM NO_ERROR
+// (RFC 9113 §8.1), unless the peer has ended its side by then.
+func (s *Stream) StopReceiving() {
+	c := s.c
+	c.mu.Lock()
+	s.stopRecv = true
+	before := len(c.out)
+	c.maybeCloseLocked(s)
+	wrote := len(c.out) != before
+	c.mu.Unlock()
+	if wrote {
+		c.kick(s.src())
+	}
+}
+
+// Context returns the context of the stream's connection (server side:
+// the listener's base context).
+func (s *Stream) Context() context.Context {
+	if s.c.srv != nil {
+		return s.c.srv.ctx
+	}
+	return context.Background()
 }
 
 // credit is flow-control credit owed to a stream on another connection.
@@ -885,6 +918,7 @@ type Stream struct {
 	recvLen         int64
 	drained         chan struct{} // closed when pending empties or the stream goes
 	handler         bool          // server: served by a Handler goroutine
+	stopRecv        bool          // RST_STREAM NO_ERROR once our side is sent
 	ended           atomic.Bool   // Reset event delivered
 }
 

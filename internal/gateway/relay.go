@@ -1,0 +1,61 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transports/h2"
+)
+
+// interceptGRPC hands gRPC calls that arrive over HTTP/2 to the frame
+// relay (transcoder.GRPCProxy.Relay), which forwards them without a
+// goroutine per call. Everything else, and gRPC calls the relay cannot
+// take (local services, CORS requests from a browser, unknown methods,
+// upstreams still connecting), goes to the one handler.
+func (g *Gateway) interceptGRPC(s *h2.Stream, head *h2.RequestHead) h2.Events {
+	if !transcoder.IsGRPC(head.Get("content-type")) || g.local.owns(head.Path) {
+		return nil
+	}
+	if g.cors != nil && head.Get("origin") != "" {
+		return nil // CORS headers are added by the handler
+	}
+	st := g.state.Load()
+	if st == nil {
+		return nil
+	}
+	var done func(*transcoder.RelayResult)
+	if g.access.Enabled(head.Context, slog.LevelInfo) {
+		start := time.Now()
+		done = func(res *transcoder.RelayResult) { g.logRelayed(head, start, res) }
+	}
+	return st.grpc.Relay(s, head, done)
+}
+
+// logRelayed writes the access line of a relayed call, with the keys and
+// meanings of withAccessLog's.
+func (g *Gateway) logRelayed(head *h2.RequestHead, start time.Time, res *transcoder.RelayResult) {
+	status := 200
+	if !res.HasCode {
+		status = 499 // the client went away before an answer
+	}
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = append(attrs,
+		slog.String("inbound", call.GRPC.String()),
+		slog.String("method", head.Method),
+		slog.String("procedure", head.Path),
+		slog.Int("status", status))
+	if res.HasCode {
+		attrs = append(attrs, slog.Int("code", int(res.Code)))
+	}
+	attrs = append(attrs,
+		slog.Duration("duration", time.Since(start)),
+		slog.Int64("bytes_in", res.BytesIn),
+		slog.Int64("bytes_out", res.BytesOut))
+	if res.ErrorID != "" {
+		attrs = append(attrs, slog.String("error_id", res.ErrorID))
+	}
+	g.access.LogAttrs(context.WithoutCancel(head.Context), slog.LevelInfo, "access", attrs...)
+}

@@ -1,0 +1,392 @@
+package transcoder
+
+import (
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc/codes"
+
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/transports/h2"
+)
+
+// IsGRPC reports whether a Content-Type is gRPC's (not gRPC-Web's).
+func IsGRPC(ct string) bool {
+	return ct == "application/grpc" || (len(ct) > len("application/grpc") && ct[:len("application/grpc")] == "application/grpc" &&
+		(ct[len("application/grpc")] == '+' || ct[len("application/grpc")] == ';'))
+}
+
+// RelayResult is what the access log needs of a relayed call.
+type RelayResult struct {
+	// Code is the gRPC status the client got; HasCode is false when the
+	// client reset the stream before any.
+	Code    codes.Code
+	HasCode bool
+	// ErrorID is set when the gateway failed the call (see ErrorIDHeader).
+	ErrorID string
+	// BytesIn and BytesOut count request and response DATA bytes.
+	BytesIn, BytesOut int64
+}
+
+// Relay takes a gRPC call over HTTP/2 frame by frame, when it can: the
+// path names a method of the snapshot and the method's upstream has a
+// relay connection ready (see upstream.Upstream.RelayConn). Otherwise it
+// returns nil and the call goes to [GRPCProxy.Serve] through net/http
+// semantics, which also covers refreshing descriptors, malformed headers
+// and upstreams still connecting. The two paths answer alike: same
+// header handling, deadlines, size limits and error statuses.
+//
+// Relayed frames are forwarded as they arrive, without a goroutine per
+// call; flow control is passed through (a client's window is granted back
+// as its bytes reach the upstream connection, and the other way). done,
+// when not nil, runs once when the client's side of the call is over.
+func (p *GRPCProxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResult)) h2.Events {
+	rt, ok := p.routes[head.Path]
+	if !ok || head.Method != "POST" {
+		return nil
+	}
+	u := rt.Upstream
+	target := u.Pick()
+	cc := u.RelayConn(target)
+	if cc == nil {
+		return nil
+	}
+	timeout, timeoutField, ok := relayTimeout(head, rt)
+	if !ok {
+		return nil // malformed grpc-timeout: Serve words the error
+	}
+	fields := make([]hpack.HeaderField, 0, len(head.Fields)+6)
+	fields = append(fields,
+		hpack.HeaderField{Name: ":method", Value: "POST"},
+		hpack.HeaderField{Name: ":scheme", Value: u.Scheme()},
+		hpack.HeaderField{Name: ":path", Value: head.Path},
+		hpack.HeaderField{Name: ":authority", Value: target})
+	for _, f := range head.Fields {
+		if relayDropped[f.Name] || (f.Name == "grpc-timeout" && timeoutField != "") {
+			continue
+		}
+		fields = append(fields, f)
+	}
+	fields = append(fields, hpack.HeaderField{Name: "te", Value: "trailers"})
+	if timeoutField != "" {
+		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: timeoutField})
+	}
+	maxMsg := uint32(4 << 20)
+	if m := u.Config.MaxMessageBytes; m > 0 {
+		maxMsg = uint32(m)
+	}
+	c := &relayCall{
+		p:        p,
+		rt:       rt,
+		in:       in,
+		path:     head.Path,
+		reqScan:  frameScanner{max: maxMsg},
+		respScan: frameScanner{max: maxMsg},
+		done:     done,
+		inEnded:  head.EndStream,
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	up, err := cc.NewStream(fields, head.EndStream, c, in)
+	if err != nil {
+		return nil
+	}
+	c.up = up
+	in.SetCreditTo(up)
+	if timeout > 0 {
+		c.deadline = time.Now().Add(timeout)
+		c.timer = time.AfterFunc(timeout+deadlineGrace, c.onDeadline)
+	}
+	return c
+}
+
+// relayDropped are request fields not forwarded: hop-by-hop ones, te and
+// host (set again), in HTTP/2's lower case.
+var relayDropped = func() map[string]bool {
+	m := map[string]bool{"te": true, "host": true}
+	for k := range hopByHop {
+		if k != "Content-Length" {
+			m[lower(k)] = true
+		}
+	}
+	return m
+}()
+
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// relayTimeout applies the same deadline rules as Serve: the route's
+// timeout caps the client's grpc-timeout, and unary calls without one get
+// the upstream's timeout. field is the grpc-timeout to send instead of
+// the client's ("" keeps it); ok is false for a malformed grpc-timeout.
+func relayTimeout(head *h2.RequestHead, rt *GRPCRoute) (timeout time.Duration, field string, ok bool) {
+	has := false
+	if v := head.Get("grpc-timeout"); v != "" {
+		d, err := parseGRPCTimeout(v)
+		if err != nil {
+			return 0, "", false
+		}
+		timeout, has = d, true
+	}
+	switch {
+	case rt.timeout > 0 && (!has || rt.timeout < timeout):
+		return rt.timeout, rt.timeoutHeader[0], true
+	case !has && rt.unary && rt.Upstream.Config.Timeout > 0:
+		return time.Duration(rt.Upstream.Config.Timeout), rt.defaultTimeoutHeader[0], true
+	}
+	return timeout, "", true
+}
+
+// relayCall is one relayed call: the Events of both its streams.
+type relayCall struct {
+	p    *GRPCProxy
+	rt   *GRPCRoute
+	in   *h2.Stream // the client's
+	up   *h2.Stream // the upstream's
+	path string
+	done func(*RelayResult)
+
+	mu       sync.Mutex
+	reqScan  frameScanner
+	respScan frameScanner
+	hold     []byte // a partial message header held back from the client
+	deadline time.Time
+	timer    *time.Timer
+	started  bool // response headers sent to the client
+	finished bool // the client's response is complete (or it reset)
+	inEnded  bool // the client ended its request stream
+	res      RelayResult
+}
+
+// Headers handles the upstream's response head and trailers, and
+// (rarely) request trailers from the client.
+func (c *relayCall) Headers(s *h2.Stream, fields []hpack.HeaderField, end bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s == c.in {
+		c.inEnded = true
+		if !c.finished {
+			_ = c.up.WriteHeaders(filterFields(fields), true)
+		}
+		return
+	}
+	if c.finished {
+		return
+	}
+	u := c.rt.Upstream
+	if !c.started {
+		status, grpcStatus := "", ""
+		for _, f := range fields {
+			switch f.Name {
+			case ":status":
+				status = f.Value
+			case "grpc-status":
+				grpcStatus = f.Value
+			}
+		}
+		if status != "200" && grpcStatus == "" {
+			code, _ := strconv.Atoi(status)
+			c.up.Reset(http2.ErrCodeCancel)
+			c.failLocked(call.Errorf(grpcCodeForHTTP(code), "upstream %s answered HTTP %d instead of a gRPC response", u.Name, code))
+			return
+		}
+		if !end {
+			c.started = true
+			_ = c.in.WriteHeaders(filterFields(fields), false)
+			return
+		}
+		// Trailers-only.
+		c.endLocked(fields)
+		return
+	}
+	if c.hold != nil {
+		// The upstream ended inside a message header; pass it on and let
+		// the client report the truncated stream.
+		_ = c.in.WriteData(c.hold, false)
+		c.hold = nil
+	}
+	for _, f := range fields {
+		if f.Name == "grpc-status" {
+			c.endLocked(fields)
+			return
+		}
+	}
+	c.failLocked(call.Errorf(codes.Internal, "upstream %s ended the stream without a gRPC status", u.Name))
+}
+
+// endLocked sends the upstream's final header block to the client.
+func (c *relayCall) endLocked(fields []hpack.HeaderField) {
+	out := filterFields(fields)
+	for _, f := range out {
+		if f.Name == "grpc-status" {
+			n, _ := strconv.Atoi(f.Value)
+			c.res.Code, c.res.HasCode = codes.Code(n), true
+		}
+	}
+	_ = c.in.WriteHeaders(out, true)
+	c.finishLocked()
+}
+
+// filterFields drops hop-by-hop fields from a header block (in place).
+func filterFields(fields []hpack.HeaderField) []hpack.HeaderField {
+	out := fields[:0]
+	for _, f := range fields {
+		if !relayDropped[f.Name] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Data forwards message bytes, checking message sizes both ways.
+func (c *relayCall) Data(s *h2.Stream, p []byte, end bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := c.rt.Upstream
+	if s == c.in {
+		c.res.BytesIn += int64(len(p))
+		if end {
+			c.inEnded = true
+		}
+		if c.finished {
+			s.Credit(len(p))
+			return
+		}
+		if size := c.reqScan.consume(p); size > 0 {
+			s.Credit(len(p))
+			c.up.Reset(http2.ErrCodeCancel)
+			c.failLocked(tooBigError(size, c.reqScan.max, u.Name))
+			return
+		}
+		_ = c.up.WriteData(p, end)
+		return
+	}
+	if c.finished {
+		s.Credit(len(p))
+		return
+	}
+	chunk := p
+	if len(c.hold) > 0 {
+		chunk = append(c.hold, p...)
+		c.hold = nil
+	}
+	writable, tooBig := c.respScan.boundary(chunk)
+	if writable > 0 {
+		c.res.BytesOut += int64(writable)
+		_ = c.in.WriteData(chunk[:writable], false)
+	}
+	if tooBig > 0 {
+		s.Credit(len(chunk) - writable)
+		c.up.Reset(http2.ErrCodeCancel)
+		c.failLocked(call.Errorf(codes.ResourceExhausted,
+			"response message of %d bytes is larger than the limit of %d bytes (upstream %s max_message_bytes)", tooBig, c.respScan.max, u.Name))
+		return
+	}
+	if rest := chunk[writable:]; len(rest) > 0 {
+		c.hold = append([]byte(nil), rest...)
+	}
+	if end {
+		if c.hold != nil {
+			_ = c.in.WriteData(c.hold, false)
+			c.hold = nil
+		}
+		c.failLocked(call.Errorf(codes.Internal, "upstream %s ended the stream without a gRPC status", u.Name))
+	}
+}
+
+// Reset handles a stream that ended abnormally: the client's (it reset
+// the call or went away: the upstream stream is canceled) or the
+// upstream's (the client gets the status the net/http path would give).
+func (c *relayCall) Reset(s *h2.Stream, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.finished {
+		return
+	}
+	u := c.rt.Upstream
+	if s == c.in {
+		c.up.Reset(http2.ErrCodeCancel)
+		c.finishLocked()
+		return
+	}
+	switch {
+	case !c.deadline.IsZero() && !time.Now().Before(c.deadline):
+		c.failLocked(call.Errorf(codes.DeadlineExceeded, "deadline exceeded while waiting for upstream %s", u.Name))
+	case c.started:
+		c.failLocked(call.Errorf(codes.Unavailable, "the stream from upstream %s broke", u.Name).WithCause(err))
+	default:
+		c.failLocked(call.Errorf(codes.Unavailable, "upstream %s is unavailable", u.Name).WithCause(err))
+	}
+}
+
+// onDeadline ends a call the upstream did not end by its deadline.
+func (c *relayCall) onDeadline() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.finished {
+		return
+	}
+	c.up.Reset(http2.ErrCodeCancel)
+	c.failLocked(call.Errorf(codes.DeadlineExceeded, "deadline exceeded while waiting for upstream %s", c.rt.Upstream.Name))
+}
+
+// failLocked answers the client with err's status: trailers-only before
+// the response started, else trailers. Server-side failures get an error
+// ID, logged with the cause, as in writeGRPCStatus.
+func (c *relayCall) failLocked(err error) {
+	ce := call.FromError(err)
+	fields := make([]hpack.HeaderField, 0, 6)
+	if !c.started {
+		fields = append(fields,
+			hpack.HeaderField{Name: ":status", Value: "200"},
+			hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+	}
+	switch ce.Code {
+	case codes.Internal, codes.Unavailable, codes.Unknown, codes.DataLoss:
+		id := newErrorID()
+		c.res.ErrorID = id
+		fields = append(fields, hpack.HeaderField{Name: "rosetta-error-id", Value: id})
+		c.p.logger.LogAttrs(c.in.Context(), slog.LevelError, "grpc call failed",
+			slog.String("path", c.path), slog.String("code", ce.Code.String()),
+			slog.String("error_id", id), slog.Any("error", ce))
+	}
+	fields = appendGRPCStatusFields(fields, ce)
+	c.res.Code, c.res.HasCode = ce.Code, true
+	_ = c.in.WriteHeaders(fields, true)
+	c.finishLocked()
+}
+
+// finishLocked ends the call on the gateway's side: a client still
+// sending is told to stop (RST_STREAM NO_ERROR, RFC 9113 §8.1), the
+// deadline timer stops and the access log runs.
+func (c *relayCall) finishLocked() {
+	if c.finished {
+		return
+	}
+	c.finished = true
+	if len(c.hold) > 0 {
+		c.up.Credit(len(c.hold))
+		c.hold = nil
+	}
+	if !c.inEnded {
+		c.in.StopReceiving()
+		c.up.Reset(http2.ErrCodeCancel)
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	if c.done != nil {
+		c.done(&c.res)
+	}
+}
