@@ -32,6 +32,7 @@ type Gateway struct {
 	cfg     *config.Config
 	logger  *slog.Logger
 	access  *slog.Logger // the access log
+	noRelay bool         // tests: serve gRPC over HTTP/2 through the handler only
 	reg     *registry.Registry
 	ups     *upstream.Set
 	uri     *uriRoutes

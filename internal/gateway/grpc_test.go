@@ -69,8 +69,15 @@ func dialGateway(t testing.TB, baseURL string, opts ...grpc.DialOption) *grpc.Cl
 // it (basicConfig) and returns a client connection to the gateway.
 func startGRPCGateway(t *testing.T, opts ...testkit.BackendOption) (*grpc.ClientConn, *testkit.Backend, *Gateway) {
 	t.Helper()
+	return startGRPCGatewayOn(t, "", opts...)
+}
+
+// startGRPCGatewayOn is startGRPCGateway with the gRPC path chosen (see
+// startGatewayOn).
+func startGRPCGatewayOn(t *testing.T, path string, opts ...testkit.BackendOption) (*grpc.ClientConn, *testkit.Backend, *Gateway) {
+	t.Helper()
 	be := testkit.StartBackend(t, opts...)
-	url, g := startGateway(t, be.Addr, basicConfig)
+	url, g := startGatewayOn(t, path, be.Addr, basicConfig)
 	return dialGateway(t, url), be, g
 }
 
@@ -96,131 +103,139 @@ func wantStatus(t *testing.T, err error, code codes.Code, msg string) *status.St
 }
 
 func TestGRPCInterop(t *testing.T) {
-	addr := startInteropBackend(t)
-	url, _ := startGateway(t, addr, basicConfig)
-	for _, gz := range []bool{false, true} {
-		var opts []grpc.CallOption
-		name := "identity"
-		if gz {
-			opts = append(opts, grpc.UseCompressor(gzip.Name))
-			name = "gzip"
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		addr := startInteropBackend(t)
+		url, _ := startGatewayOn(t, path, addr, basicConfig)
+		for _, gz := range []bool{false, true} {
+			var opts []grpc.CallOption
+			name := "identity"
+			if gz {
+				opts = append(opts, grpc.UseCompressor(gzip.Name))
+				name = "gzip"
+			}
+			cc := dialGateway(t, url)
+			tc := testgrpc.NewTestServiceClient(cc)
+			cases := []struct {
+				name string
+				run  func(ctx context.Context)
+			}{
+				{"empty_unary", func(ctx context.Context) { interop.DoEmptyUnaryCall(ctx, tc, opts...) }},
+				{"large_unary", func(ctx context.Context) { interop.DoLargeUnaryCall(ctx, tc, opts...) }},
+				{"client_streaming", func(ctx context.Context) { interop.DoClientStreaming(ctx, tc, opts...) }},
+				{"server_streaming", func(ctx context.Context) { interop.DoServerStreaming(ctx, tc, opts...) }},
+				{"ping_pong", func(ctx context.Context) { interop.DoPingPong(ctx, tc, opts...) }},
+				{"empty_stream", func(ctx context.Context) { interop.DoEmptyStream(ctx, tc, opts...) }},
+				{"custom_metadata", func(ctx context.Context) { interop.DoCustomMetadata(ctx, tc, opts...) }},
+				{"status_code_and_message", func(ctx context.Context) { interop.DoStatusCodeAndMessage(ctx, tc, opts...) }},
+				{"special_status_message", func(ctx context.Context) { interop.DoSpecialStatusMessage(ctx, tc, opts...) }},
+				{"timeout_on_sleeping_server", func(ctx context.Context) { interop.DoTimeoutOnSleepingServer(ctx, tc, opts...) }},
+				{"cancel_after_begin", func(ctx context.Context) { interop.DoCancelAfterBegin(ctx, tc, opts...) }},
+				{"cancel_after_first_response", func(ctx context.Context) { interop.DoCancelAfterFirstResponse(ctx, tc, opts...) }},
+				{"unimplemented_method", func(ctx context.Context) { interop.DoUnimplementedMethod(ctx, cc) }},
+				{"unimplemented_service", func(ctx context.Context) {
+					interop.DoUnimplementedService(ctx, testgrpc.NewUnimplementedServiceClient(cc))
+				}},
+			}
+			for _, c := range cases {
+				// The interop helpers end the process through grpclog.Fatal
+				// when a check fails; the log line names the failed check.
+				t.Run(name+"/"+c.name, func(t *testing.T) { c.run(testContext(t)) })
+			}
 		}
-		cc := dialGateway(t, url)
-		tc := testgrpc.NewTestServiceClient(cc)
-		cases := []struct {
-			name string
-			run  func(ctx context.Context)
-		}{
-			{"empty_unary", func(ctx context.Context) { interop.DoEmptyUnaryCall(ctx, tc, opts...) }},
-			{"large_unary", func(ctx context.Context) { interop.DoLargeUnaryCall(ctx, tc, opts...) }},
-			{"client_streaming", func(ctx context.Context) { interop.DoClientStreaming(ctx, tc, opts...) }},
-			{"server_streaming", func(ctx context.Context) { interop.DoServerStreaming(ctx, tc, opts...) }},
-			{"ping_pong", func(ctx context.Context) { interop.DoPingPong(ctx, tc, opts...) }},
-			{"empty_stream", func(ctx context.Context) { interop.DoEmptyStream(ctx, tc, opts...) }},
-			{"custom_metadata", func(ctx context.Context) { interop.DoCustomMetadata(ctx, tc, opts...) }},
-			{"status_code_and_message", func(ctx context.Context) { interop.DoStatusCodeAndMessage(ctx, tc, opts...) }},
-			{"special_status_message", func(ctx context.Context) { interop.DoSpecialStatusMessage(ctx, tc, opts...) }},
-			{"timeout_on_sleeping_server", func(ctx context.Context) { interop.DoTimeoutOnSleepingServer(ctx, tc, opts...) }},
-			{"cancel_after_begin", func(ctx context.Context) { interop.DoCancelAfterBegin(ctx, tc, opts...) }},
-			{"cancel_after_first_response", func(ctx context.Context) { interop.DoCancelAfterFirstResponse(ctx, tc, opts...) }},
-			{"unimplemented_method", func(ctx context.Context) { interop.DoUnimplementedMethod(ctx, cc) }},
-			{"unimplemented_service", func(ctx context.Context) {
-				interop.DoUnimplementedService(ctx, testgrpc.NewUnimplementedServiceClient(cc))
-			}},
-		}
-		for _, c := range cases {
-			// The interop helpers end the process through grpclog.Fatal
-			// when a check fails; the log line names the failed check.
-			t.Run(name+"/"+c.name, func(t *testing.T) { c.run(testContext(t)) })
-		}
-	}
+	})
 }
 
 func TestGRPCMetadataAndTrailers(t *testing.T) {
-	cc, _, _ := startGRPCGateway(t)
-	client := testingv1.NewEchoServiceClient(cc)
-	ctx := metadata.AppendToOutgoingContext(testContext(t), "x-custom", "abc", "x-bin-bin", string([]byte{0, 1, 2, 127}))
-	var header, trailer metadata.MD
-	resp, err := client.Metadata(ctx, &testingv1.MetadataRequest{
-		HeaderOut:  map[string]string{"x-head": "h1"},
-		TrailerOut: map[string]string{"x-trail": "t1"},
-	}, grpc.Header(&header), grpc.Trailer(&trailer))
-	if err != nil {
-		t.Fatalf("Metadata: %v", err)
-	}
-	if got := resp.GetIncoming()["x-custom"].GetValues(); len(got) != 1 || got[0] != "abc" {
-		t.Errorf("backend saw x-custom %q; want [abc]", got)
-	}
-	if got := resp.GetIncoming()["x-bin-bin"].GetValues(); len(got) != 1 || got[0] != string([]byte{0, 1, 2, 127}) {
-		t.Errorf("backend saw x-bin-bin %q; want the bytes sent", got)
-	}
-	if got := resp.GetIncoming()["grpc-timeout"]; got != nil {
-		t.Errorf("grpc-timeout reached the backend as metadata: %q", got.GetValues())
-	}
-	if got := header.Get("x-head"); len(got) != 1 || got[0] != "h1" {
-		t.Errorf("header x-head: got %q; want [h1]", got)
-	}
-	if got := trailer.Get("x-trail"); len(got) != 1 || got[0] != "t1" {
-		t.Errorf("trailer x-trail: got %q; want [t1]", got)
-	}
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		cc, _, _ := startGRPCGatewayOn(t, path)
+		client := testingv1.NewEchoServiceClient(cc)
+		ctx := metadata.AppendToOutgoingContext(testContext(t), "x-custom", "abc", "x-bin-bin", string([]byte{0, 1, 2, 127}))
+		var header, trailer metadata.MD
+		resp, err := client.Metadata(ctx, &testingv1.MetadataRequest{
+			HeaderOut:  map[string]string{"x-head": "h1"},
+			TrailerOut: map[string]string{"x-trail": "t1"},
+		}, grpc.Header(&header), grpc.Trailer(&trailer))
+		if err != nil {
+			t.Fatalf("Metadata: %v", err)
+		}
+		if got := resp.GetIncoming()["x-custom"].GetValues(); len(got) != 1 || got[0] != "abc" {
+			t.Errorf("backend saw x-custom %q; want [abc]", got)
+		}
+		if got := resp.GetIncoming()["x-bin-bin"].GetValues(); len(got) != 1 || got[0] != string([]byte{0, 1, 2, 127}) {
+			t.Errorf("backend saw x-bin-bin %q; want the bytes sent", got)
+		}
+		if got := resp.GetIncoming()["grpc-timeout"]; got != nil {
+			t.Errorf("grpc-timeout reached the backend as metadata: %q", got.GetValues())
+		}
+		if got := header.Get("x-head"); len(got) != 1 || got[0] != "h1" {
+			t.Errorf("header x-head: got %q; want [h1]", got)
+		}
+		if got := trailer.Get("x-trail"); len(got) != 1 || got[0] != "t1" {
+			t.Errorf("trailer x-trail: got %q; want [t1]", got)
+		}
+	})
 }
 
 func TestGRPCStatusDetails(t *testing.T) {
-	cc, _, _ := startGRPCGateway(t)
-	client := testingv1.NewEchoServiceClient(cc)
-	_, err := client.Fail(testContext(t), &testingv1.FailRequest{
-		Code: int32(codes.FailedPrecondition), Message: "not ready: 100% ünïcode", WithDetails: true,
-	})
-	st := wantStatus(t, err, codes.FailedPrecondition, "not ready: 100% ünïcode")
-	var info *errdetails.ErrorInfo
-	var retry *errdetails.RetryInfo
-	for _, d := range st.Details() {
-		switch d := d.(type) {
-		case *errdetails.ErrorInfo:
-			info = d
-		case *errdetails.RetryInfo:
-			retry = d
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		cc, _, _ := startGRPCGatewayOn(t, path)
+		client := testingv1.NewEchoServiceClient(cc)
+		_, err := client.Fail(testContext(t), &testingv1.FailRequest{
+			Code: int32(codes.FailedPrecondition), Message: "not ready: 100% ünïcode", WithDetails: true,
+		})
+		st := wantStatus(t, err, codes.FailedPrecondition, "not ready: 100% ünïcode")
+		var info *errdetails.ErrorInfo
+		var retry *errdetails.RetryInfo
+		for _, d := range st.Details() {
+			switch d := d.(type) {
+			case *errdetails.ErrorInfo:
+				info = d
+			case *errdetails.RetryInfo:
+				retry = d
+			}
 		}
-	}
-	if info.GetReason() != "TEST" || info.GetDomain() != "rosetta.test" {
-		t.Errorf("ErrorInfo detail: got %v", info)
-	}
-	if retry.GetRetryDelay().AsDuration() != time.Second {
-		t.Errorf("RetryInfo detail: got %v", retry)
-	}
+		if info.GetReason() != "TEST" || info.GetDomain() != "rosetta.test" {
+			t.Errorf("ErrorInfo detail: got %v", info)
+		}
+		if retry.GetRetryDelay().AsDuration() != time.Second {
+			t.Errorf("RetryInfo detail: got %v", retry)
+		}
+	})
 }
 
 func TestGRPCGzip(t *testing.T) {
-	cc, _, _ := startGRPCGateway(t)
-	client := testingv1.NewEchoServiceClient(cc)
-	in := &testingv1.Everything{StringValue: strings.Repeat("compress me ", 1000), Strings: []string{"a", "b"}}
-	out, err := client.Echo(testContext(t), in, grpc.UseCompressor(gzip.Name))
-	if err != nil {
-		t.Fatalf("Echo with gzip: %v", err)
-	}
-	if !proto.Equal(in, out) {
-		t.Errorf("Echo with gzip returned a different message")
-	}
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		cc, _, _ := startGRPCGatewayOn(t, path)
+		client := testingv1.NewEchoServiceClient(cc)
+		in := &testingv1.Everything{StringValue: strings.Repeat("compress me ", 1000), Strings: []string{"a", "b"}}
+		out, err := client.Echo(testContext(t), in, grpc.UseCompressor(gzip.Name))
+		if err != nil {
+			t.Fatalf("Echo with gzip: %v", err)
+		}
+		if !proto.Equal(in, out) {
+			t.Errorf("Echo with gzip returned a different message")
+		}
 
-	stream, err := client.BidiStream(testContext(t), grpc.UseCompressor(gzip.Name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := int32(1); i <= 3; i++ {
-		if err := stream.Send(&testingv1.StreamItem{Index: i, Text: strings.Repeat("z", 5000)}); err != nil {
-			t.Fatalf("send %d: %v", i, err)
+		stream, err := client.BidiStream(testContext(t), grpc.UseCompressor(gzip.Name))
+		if err != nil {
+			t.Fatal(err)
 		}
-		item, err := stream.Recv()
-		if err != nil || item.GetIndex() != i {
-			t.Fatalf("recv %d: %v, %v", i, item.GetIndex(), err)
+		for i := int32(1); i <= 3; i++ {
+			if err := stream.Send(&testingv1.StreamItem{Index: i, Text: strings.Repeat("z", 5000)}); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+			item, err := stream.Recv()
+			if err != nil || item.GetIndex() != i {
+				t.Fatalf("recv %d: %v, %v", i, item.GetIndex(), err)
+			}
 		}
-	}
-	if err := stream.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
-		t.Fatalf("end of bidi stream: got %v; want io.EOF", err)
-	}
+		if err := stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+			t.Fatalf("end of bidi stream: got %v; want io.EOF", err)
+		}
+	})
 }
 
 func TestGRPCUnknownServiceAndMethod(t *testing.T) {
@@ -240,135 +255,143 @@ func TestGRPCBackendDown(t *testing.T) {
 }
 
 func TestGRPCDeadline(t *testing.T) {
-	cc, _, _ := startGRPCGateway(t)
-	client := testingv1.NewEchoServiceClient(cc)
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		cc, _, _ := startGRPCGatewayOn(t, path)
+		client := testingv1.NewEchoServiceClient(cc)
 
-	ctx, cancel := context.WithTimeout(testContext(t), 5*time.Second)
-	defer cancel()
-	resp, err := client.Sleep(ctx, &testingv1.SleepRequest{})
-	if err != nil {
-		t.Fatalf("Sleep: %v", err)
-	}
-	if rem := resp.GetDeadlineRemaining().AsDuration(); !resp.GetHadDeadline() || rem > 5*time.Second || rem <= 0 {
-		t.Errorf("backend deadline: had %v, remaining %v; want about 5s", resp.GetHadDeadline(), rem)
-	}
+		ctx, cancel := context.WithTimeout(testContext(t), 5*time.Second)
+		defer cancel()
+		resp, err := client.Sleep(ctx, &testingv1.SleepRequest{})
+		if err != nil {
+			t.Fatalf("Sleep: %v", err)
+		}
+		if rem := resp.GetDeadlineRemaining().AsDuration(); !resp.GetHadDeadline() || rem > 5*time.Second || rem <= 0 {
+			t.Errorf("backend deadline: had %v, remaining %v; want about 5s", resp.GetHadDeadline(), rem)
+		}
 
-	ctx, cancel = context.WithTimeout(testContext(t), 200*time.Millisecond)
-	defer cancel()
-	_, err = client.Sleep(ctx, &testingv1.SleepRequest{Duration: durationpb.New(10 * time.Second)})
-	wantStatus(t, err, codes.DeadlineExceeded, "")
+		ctx, cancel = context.WithTimeout(testContext(t), 200*time.Millisecond)
+		defer cancel()
+		_, err = client.Sleep(ctx, &testingv1.SleepRequest{Duration: durationpb.New(10 * time.Second)})
+		wantStatus(t, err, codes.DeadlineExceeded, "")
 
-	// Without a client deadline, a unary call gets the upstream's timeout.
-	resp, err = client.Sleep(context.Background(), &testingv1.SleepRequest{})
-	if err != nil {
-		t.Fatalf("Sleep: %v", err)
-	}
-	if rem := resp.GetDeadlineRemaining().AsDuration(); !resp.GetHadDeadline() || rem > 30*time.Second || rem <= 5*time.Second {
-		t.Errorf("default deadline: had %v, remaining %v; want about 30s", resp.GetHadDeadline(), rem)
-	}
+		// Without a client deadline, a unary call gets the upstream's timeout.
+		resp, err = client.Sleep(context.Background(), &testingv1.SleepRequest{})
+		if err != nil {
+			t.Fatalf("Sleep: %v", err)
+		}
+		if rem := resp.GetDeadlineRemaining().AsDuration(); !resp.GetHadDeadline() || rem > 30*time.Second || rem <= 5*time.Second {
+			t.Errorf("default deadline: had %v, remaining %v; want about 30s", resp.GetHadDeadline(), rem)
+		}
+	})
 }
 
 // TestGRPCRouteTimeout: a route's timeout caps the client's deadline and
 // applies when the client sets none, streams included.
 func TestGRPCRouteTimeout(t *testing.T) {
-	be := testkit.StartBackend(t)
-	url, _ := startGateway(t, be.Addr, basicConfig+`
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		be := testkit.StartBackend(t)
+		url, _ := startGatewayOn(t, path, be.Addr, basicConfig+`
 routes:
   - selector: rosetta.testing.v1.EchoService.*
     timeout: 2s
 `)
-	client := testingv1.NewEchoServiceClient(dialGateway(t, url))
-	resp, err := client.Sleep(testContext(t), &testingv1.SleepRequest{})
-	if err != nil {
-		t.Fatalf("Sleep: %v", err)
-	}
-	if rem := resp.GetDeadlineRemaining().AsDuration(); !resp.GetHadDeadline() || rem > 2*time.Second || rem <= 0 {
-		t.Errorf("route deadline: had %v, remaining %v; want at most 2s", resp.GetHadDeadline(), rem)
-	}
-	_, err = client.Sleep(testContext(t), &testingv1.SleepRequest{Duration: durationpb.New(time.Minute)})
-	wantStatus(t, err, codes.DeadlineExceeded, "")
-	stream, err := client.ServerStream(testContext(t), &testingv1.StreamRequest{Count: 2, Interval: durationpb.New(time.Minute)})
-	if err == nil {
-		_, err = stream.Recv()
+		client := testingv1.NewEchoServiceClient(dialGateway(t, url))
+		resp, err := client.Sleep(testContext(t), &testingv1.SleepRequest{})
+		if err != nil {
+			t.Fatalf("Sleep: %v", err)
+		}
+		if rem := resp.GetDeadlineRemaining().AsDuration(); !resp.GetHadDeadline() || rem > 2*time.Second || rem <= 0 {
+			t.Errorf("route deadline: had %v, remaining %v; want at most 2s", resp.GetHadDeadline(), rem)
+		}
+		_, err = client.Sleep(testContext(t), &testingv1.SleepRequest{Duration: durationpb.New(time.Minute)})
+		wantStatus(t, err, codes.DeadlineExceeded, "")
+		stream, err := client.ServerStream(testContext(t), &testingv1.StreamRequest{Count: 2, Interval: durationpb.New(time.Minute)})
 		if err == nil {
 			_, err = stream.Recv()
+			if err == nil {
+				_, err = stream.Recv()
+			}
 		}
-	}
-	wantStatus(t, err, codes.DeadlineExceeded, "")
+		wantStatus(t, err, codes.DeadlineExceeded, "")
+	})
 }
 
 func TestGRPCMessageSizeLimit(t *testing.T) {
-	be := testkit.StartBackend(t)
-	url, _ := startGateway(t, be.Addr, basicConfig+"    max_message_bytes: 1024\n")
-	client := testingv1.NewEchoServiceClient(dialGateway(t, url))
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		be := testkit.StartBackend(t)
+		url, _ := startGatewayOn(t, path, be.Addr, basicConfig+"    max_message_bytes: 1024\n")
+		client := testingv1.NewEchoServiceClient(dialGateway(t, url))
 
-	// Under the limit both ways.
-	if _, err := client.Echo(testContext(t), &testingv1.Everything{StringValue: strings.Repeat("x", 900)}); err != nil {
-		t.Fatalf("Echo under the limit: %v", err)
-	}
-	// A request message over the limit.
-	_, err := client.Echo(testContext(t), &testingv1.Everything{StringValue: strings.Repeat("x", 2000)})
-	st := wantStatus(t, err, codes.ResourceExhausted, "")
-	if !strings.Contains(st.Message(), "request message of 2003 bytes is larger than the limit of 1024 bytes") {
-		t.Errorf("message: %q", st.Message())
-	}
-	// A small request whose response is over the limit: Metadata echoes
-	// the incoming metadata.
-	ctx := metadata.AppendToOutgoingContext(testContext(t), "x-big", strings.Repeat("y", 2000))
-	_, err = client.Metadata(ctx, &testingv1.MetadataRequest{})
-	st = wantStatus(t, err, codes.ResourceExhausted, "")
-	if !strings.Contains(st.Message(), "response message of") {
-		t.Errorf("message: %q", st.Message())
-	}
-	// A stream whose third message is too big: the first two arrive.
-	stream, err := client.BidiStream(testContext(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, size := range []int{10, 500, 3000} {
-		if err := stream.Send(&testingv1.StreamItem{Index: int32(i), Text: strings.Repeat("s", size)}); err != nil {
-			break // the gateway may have ended the call already
+		// Under the limit both ways.
+		if _, err := client.Echo(testContext(t), &testingv1.Everything{StringValue: strings.Repeat("x", 900)}); err != nil {
+			t.Fatalf("Echo under the limit: %v", err)
 		}
-		if size > 1024 {
-			break
+		// A request message over the limit.
+		_, err := client.Echo(testContext(t), &testingv1.Everything{StringValue: strings.Repeat("x", 2000)})
+		st := wantStatus(t, err, codes.ResourceExhausted, "")
+		if !strings.Contains(st.Message(), "request message of 2003 bytes is larger than the limit of 1024 bytes") {
+			t.Errorf("message: %q", st.Message())
 		}
-		if _, err := stream.Recv(); err != nil {
-			t.Fatalf("recv %d: %v", i, err)
+		// A small request whose response is over the limit: Metadata echoes
+		// the incoming metadata.
+		ctx := metadata.AppendToOutgoingContext(testContext(t), "x-big", strings.Repeat("y", 2000))
+		_, err = client.Metadata(ctx, &testingv1.MetadataRequest{})
+		st = wantStatus(t, err, codes.ResourceExhausted, "")
+		if !strings.Contains(st.Message(), "response message of") {
+			t.Errorf("message: %q", st.Message())
 		}
-	}
-	_, err = stream.Recv()
-	wantStatus(t, err, codes.ResourceExhausted, "")
+		// A stream whose third message is too big: the first two arrive.
+		stream, err := client.BidiStream(testContext(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, size := range []int{10, 500, 3000} {
+			if err := stream.Send(&testingv1.StreamItem{Index: int32(i), Text: strings.Repeat("s", size)}); err != nil {
+				break // the gateway may have ended the call already
+			}
+			if size > 1024 {
+				break
+			}
+			if _, err := stream.Recv(); err != nil {
+				t.Fatalf("recv %d: %v", i, err)
+			}
+		}
+		_, err = stream.Recv()
+		wantStatus(t, err, codes.ResourceExhausted, "")
+	})
 }
 
 func TestGRPCClientCancelReachesBackend(t *testing.T) {
-	var running, returned atomic.Int32
-	done := make(chan struct{}, 1)
-	interceptor := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		running.Add(1)
-		err := handler(srv, ss)
-		returned.Add(1)
-		done <- struct{}{}
-		return err
-	}
-	cc, _, _ := startGRPCGateway(t, testkit.WithServerOptions(grpc.StreamInterceptor(interceptor)))
-	client := testingv1.NewEchoServiceClient(cc)
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		var running, returned atomic.Int32
+		done := make(chan struct{}, 1)
+		interceptor := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			running.Add(1)
+			err := handler(srv, ss)
+			returned.Add(1)
+			done <- struct{}{}
+			return err
+		}
+		cc, _, _ := startGRPCGatewayOn(t, path, testkit.WithServerOptions(grpc.StreamInterceptor(interceptor)))
+		client := testingv1.NewEchoServiceClient(cc)
 
-	ctx, cancel := context.WithCancel(testContext(t))
-	stream, err := client.ServerStream(ctx, &testingv1.StreamRequest{Count: 1000, Interval: durationpb.New(time.Hour), Text: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if item, err := stream.Recv(); err != nil || item.GetIndex() != 1 {
-		t.Fatalf("first item: %v, %v", item, err)
-	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("the backend handler still runs 5s after the client canceled (running %d, returned %d)", running.Load(), returned.Load())
-	}
-	_, err = stream.Recv()
-	wantStatus(t, err, codes.Canceled, "")
+		ctx, cancel := context.WithCancel(testContext(t))
+		stream, err := client.ServerStream(ctx, &testingv1.StreamRequest{Count: 1000, Interval: durationpb.New(time.Hour), Text: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if item, err := stream.Recv(); err != nil || item.GetIndex() != 1 {
+			t.Fatalf("first item: %v, %v", item, err)
+		}
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the backend handler still runs 5s after the client canceled (running %d, returned %d)", running.Load(), returned.Load())
+		}
+		_, err = stream.Recv()
+		wantStatus(t, err, codes.Canceled, "")
+	})
 }
 
 func TestGRPCReflection(t *testing.T) {
@@ -563,16 +586,18 @@ func TestGRPCOverHTTP1(t *testing.T) {
 }
 
 func TestGRPCTLSUpstream(t *testing.T) {
-	ca := testkit.NewCA(t, "rosetta test CA")
-	leaf := ca.Issue(t, "backend", "backend.test", "127.0.0.1")
-	be := testkit.StartBackend(t, testkit.WithServerOptions(grpc.Creds(credentials.NewServerTLSFromCert(&leaf.TLS))))
-	url, _ := startGateway(t, be.Addr, basicConfig+"    tls: { ca: "+ca.CertFile+", server_name: backend.test }\n")
-	client := testingv1.NewEchoServiceClient(dialGateway(t, url))
-	out, err := client.Echo(testContext(t), &testingv1.Everything{Id: "over tls"})
-	if err != nil || out.GetId() != "over tls" {
-		t.Fatalf("Echo over TLS: %v, %v", out, err)
-	}
-	if err := drainStream(client, &testingv1.StreamRequest{Count: 3, Text: "s"}); err != nil {
-		t.Fatalf("server stream over TLS: %v", err)
-	}
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		ca := testkit.NewCA(t, "rosetta test CA")
+		leaf := ca.Issue(t, "backend", "backend.test", "127.0.0.1")
+		be := testkit.StartBackend(t, testkit.WithServerOptions(grpc.Creds(credentials.NewServerTLSFromCert(&leaf.TLS))))
+		url, _ := startGatewayOn(t, path, be.Addr, basicConfig+"    tls: { ca: "+ca.CertFile+", server_name: backend.test }\n")
+		client := testingv1.NewEchoServiceClient(dialGateway(t, url))
+		out, err := client.Echo(testContext(t), &testingv1.Everything{Id: "over tls"})
+		if err != nil || out.GetId() != "over tls" {
+			t.Fatalf("Echo over TLS: %v, %v", out, err)
+		}
+		if err := drainStream(client, &testingv1.StreamRequest{Count: 3, Text: "s"}); err != nil {
+			t.Fatalf("server stream over TLS: %v", err)
+		}
+	})
 }

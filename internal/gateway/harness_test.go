@@ -24,6 +24,36 @@ func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
 // the backend's address) on 127.0.0.1:0 and returns its base URL.
 func startGateway(t *testing.T, backendAddr, yamlText string) (string, *Gateway) {
 	t.Helper()
+	return startGatewayOn(t, "", backendAddr, yamlText)
+}
+
+// grpcPaths are the two ways the gateway serves gRPC over HTTP/2: the
+// frame relay (transcoder.GRPCProxy.Relay) and the handler path
+// (GRPCProxy.Serve) that takes calls the relay cannot.
+var grpcPaths = []string{"relay", "handler"}
+
+// forEachGRPCPath runs test once per gRPC path, as subtests.
+func forEachGRPCPath(t *testing.T, test func(t *testing.T, path string)) {
+	for _, path := range grpcPaths {
+		t.Run(path, func(t *testing.T) { test(t, path) })
+	}
+}
+
+// startGatewayOn is startGateway with the gRPC path chosen: "relay" waits
+// until every gRPC upstream target has a relay connection, so gRPC calls
+// take the relay from the first one; "handler" turns the relay off; ""
+// leaves the gateway as it runs in production.
+func startGatewayOn(t *testing.T, path, backendAddr, yamlText string) (string, *Gateway) {
+	t.Helper()
+	// An Info logger (discarding its output) keeps the access-log wrapper
+	// in the path of every test.
+	g := newTestGateway(t, backendAddr, yamlText, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return startTestGateway(t, g, path), g
+}
+
+// newTestGateway builds a gateway from yamlText with $BACKEND replaced.
+func newTestGateway(t *testing.T, backendAddr, yamlText string, logger *slog.Logger) *Gateway {
+	t.Helper()
 	dir := t.TempDir()
 	yamlText = strings.ReplaceAll(yamlText, "$BACKEND", backendAddr)
 	file := filepath.Join(dir, "rosetta.yaml")
@@ -34,12 +64,18 @@ func startGateway(t *testing.T, backendAddr, yamlText string) (string, *Gateway)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	// An Info logger (discarding its output) keeps the access-log wrapper
-	// in the path of every test.
-	g, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g, err := New(cfg, logger)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
+	return g
+}
+
+// startTestGateway starts g (see startGatewayOn for path), shuts it down
+// when the test ends and returns its first listener's URL.
+func startTestGateway(t *testing.T, g *Gateway, path string) string {
+	t.Helper()
+	g.noRelay = path == "handler"
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := g.Start(ctx); err != nil {
@@ -55,7 +91,18 @@ func startGateway(t *testing.T, backendAddr, yamlText string) (string, *Gateway)
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	return "http://" + g.Addrs()[0].String(), g
+	if path == "relay" {
+		for name, u := range g.cfg.Upstreams {
+			if u.Kind != "" && u.Kind != "grpc" {
+				continue
+			}
+			up, _ := g.ups.Get(name)
+			for _, target := range u.Targets {
+				waitUntil(t, func() bool { return up.RelayConn(target) != nil }, "relay connection to "+target)
+			}
+		}
+	}
+	return "http://" + g.Addrs()[0].String()
 }
 
 const basicConfig = `

@@ -16,7 +16,7 @@ import (
 // take (local services, CORS requests from a browser, unknown methods,
 // upstreams still connecting), goes to the one handler.
 func (g *Gateway) interceptGRPC(s *h2.Stream, head *h2.RequestHead) h2.Events {
-	if !transcoder.IsGRPC(head.Get("content-type")) || g.local.owns(head.Path) {
+	if g.noRelay || !transcoder.IsGRPC(head.Get("content-type")) || g.local.owns(head.Path) {
 		return nil
 	}
 	if g.cors != nil && head.Get("origin") != "" {
