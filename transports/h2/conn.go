@@ -243,12 +243,11 @@ func (c *conn) endBatch() {
 }
 
 func (c *conn) flushDeferred() {
+	var small [8]*conn
 	c.dmu.Lock()
-	list := c.deferred
-	c.deferred = c.deferred[len(list):]
-	if len(c.deferred) == 0 {
-		c.deferred = list[:0]
-	}
+	list := append(small[:0], c.deferred...)
+	clear(c.deferred)
+	c.deferred = c.deferred[:0]
 	c.dmu.Unlock()
 	for _, d := range list {
 		d.wake()
@@ -300,14 +299,21 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// maxBatchFrames bounds how many frames one batch of writes waits for.
+const maxBatchFrames = 64
+
 // readLoop reads and dispatches frames until the connection fails or
 // closes, then tears it down.
 func (c *conn) readLoop() {
 	defer c.teardown()
 	first := true
+	batch := 0
 	for {
-		if c.br.Buffered() == 0 {
+		// A batch ends before a read would block, or after enough frames
+		// that forwarded ones do not wait for a busy reader.
+		if batch++; c.br.Buffered() == 0 || batch > maxBatchFrames {
 			c.endBatch()
+			batch = 0
 		}
 		f, err := c.fr.ReadFrame()
 		c.dispatching.Store(true)
@@ -727,6 +733,10 @@ func (c *conn) removeLocked(s *Stream) int {
 	}
 	if c.srv != nil {
 		c.srv.streamClosedLocked(s)
+	} else if c.goAwayRecv && len(c.streams) == 0 {
+		// The server is going away and the last stream is done.
+		c.closing = true
+		c.wake()
 	}
 	return pending
 }
