@@ -14,6 +14,9 @@ BUF_VERSION := v1.75.0
 STATICCHECK_VERSION := v0.8.2
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+# HTTP/2 conformance (transports/h2's h2spec test). The module has no go.mod,
+# so its latest release resolves to a +incompatible version.
+H2SPEC_VERSION := v2.2.1+incompatible
 # Load benchmark (bench/, its own Go module): grpc-gateway's generator for
 # the bench protos, and ghz, installed into bench/.tmp/bin.
 PROTOC_GEN_GRPC_GATEWAY_VERSION := v2.33.0
@@ -47,7 +50,7 @@ run: build ## Start the library backend on :9000 (browser demo on :8081) and the
 	bin/rosetta serve --config examples/rosetta.yaml
 
 .PHONY: test
-test: lint chromium ## Run every test with the race detector, plus lint and checkgenerate
+test: lint chromium $(BIN)/h2spec ## Run every test with the race detector, plus lint and checkgenerate
 	go test -race -count=1 -timeout 15m $(GO_PACKAGES)
 	$(MAKE) --no-print-directory checkgenerate
 
@@ -128,6 +131,10 @@ lint-proto: $(BIN)/buf ## Lint and check formatting of .proto files
 $(BIN)/staticcheck:
 	@mkdir -p $(@D)
 	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(BIN)/h2spec:
+	@mkdir -p $(@D)
+	GOBIN=$(BIN) go install github.com/summerwind/h2spec/cmd/h2spec@$(H2SPEC_VERSION)
 
 $(BIN)/buf:
 	@mkdir -p $(@D)

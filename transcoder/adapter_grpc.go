@@ -215,6 +215,13 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 	}
 	// gRPC requires "te: trailers"; it is the only TE value HTTP/2 allows.
 	header["Te"] = teTrailers
+	fwd := forwardedFor(r.RemoteAddr, r.TLS != nil, r.Host,
+		strings.Join(header.Values("X-Forwarded-For"), ", "), header.Get("X-Forwarded-Host"), header.Get("X-Forwarded-Proto"))
+	if fwd.For != "" {
+		header["X-Forwarded-For"] = []string{fwd.For}
+	}
+	header["X-Forwarded-Host"] = []string{fwd.Host}
+	header["X-Forwarded-Proto"] = []string{fwd.Proto}
 
 	var timeout time.Duration
 	hasTimeout := false

@@ -1,6 +1,7 @@
 package transcoder
 
 import (
+	"cmp"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -65,13 +66,31 @@ func (p *GRPCProxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayR
 		hpack.HeaderField{Name: ":scheme", Value: u.Scheme()},
 		hpack.HeaderField{Name: ":path", Value: head.Path},
 		hpack.HeaderField{Name: ":authority", Value: target})
+	var prevFor, prevHost, prevProto string
 	for _, f := range head.Fields {
-		if relayDropped[f.Name] || (f.Name == "grpc-timeout" && timeoutField != "") {
+		switch {
+		case relayDropped[f.Name] || (f.Name == "grpc-timeout" && timeoutField != ""):
+			continue
+		case f.Name == "x-forwarded-for":
+			prevFor = joinField(prevFor, f.Value)
+			continue
+		case f.Name == "x-forwarded-host":
+			prevHost = cmp.Or(prevHost, f.Value)
+			continue
+		case f.Name == "x-forwarded-proto":
+			prevProto = cmp.Or(prevProto, f.Value)
 			continue
 		}
 		fields = append(fields, f)
 	}
-	fields = append(fields, hpack.HeaderField{Name: "te", Value: "trailers"})
+	fwd := forwardedFor(head.RemoteAddr, head.TLS != nil, head.Authority, prevFor, prevHost, prevProto)
+	if fwd.For != "" {
+		fields = append(fields, hpack.HeaderField{Name: "x-forwarded-for", Value: fwd.For})
+	}
+	fields = append(fields,
+		hpack.HeaderField{Name: "x-forwarded-host", Value: fwd.Host},
+		hpack.HeaderField{Name: "x-forwarded-proto", Value: fwd.Proto},
+		hpack.HeaderField{Name: "te", Value: "trailers"})
 	if timeoutField != "" {
 		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: timeoutField})
 	}
@@ -102,6 +121,15 @@ func (p *GRPCProxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayR
 		c.timer = time.AfterFunc(timeout+deadlineGrace, c.onDeadline)
 	}
 	return c
+}
+
+// joinField joins repeated values of a list-valued field, as
+// http.Header.Get followed by the others would read them.
+func joinField(prev, v string) string {
+	if prev == "" {
+		return v
+	}
+	return prev + ", " + v
 }
 
 // relayDropped are request fields not forwarded: hop-by-hop ones, te and

@@ -85,25 +85,43 @@ func (h *REST) outgoingMetadata(r *http.Request) metadata.MD {
 // setForwarded adds x-forwarded-for (the client's chain plus its address),
 // x-forwarded-host and x-forwarded-proto metadata for r.
 func setForwarded(md metadata.MD, r *http.Request) {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
-			host = prior + ", " + host
+	f := forwardedFor(r.RemoteAddr, r.TLS != nil, r.Host,
+		strings.Join(r.Header.Values("X-Forwarded-For"), ", "), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"))
+	if f.For != "" {
+		md["x-forwarded-for"] = []string{f.For}
+	}
+	md["x-forwarded-host"] = []string{f.Host}
+	md["x-forwarded-proto"] = []string{f.Proto}
+}
+
+// forwarded are the X-Forwarded-For, -Host and -Proto values the gateway
+// sends upstream.
+type forwarded struct{ For, Host, Proto string }
+
+// forwardedFor computes them for a client at remoteAddr that asked for
+// host, extending what the client sent (prev*): its address is appended
+// to the For chain; Host and Proto are kept when set. For is empty when
+// remoteAddr has no host:port form.
+func forwardedFor(remoteAddr string, tls bool, host, prevFor, prevHost, prevProto string) forwarded {
+	var f forwarded
+	if ip, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		f.For = ip
+		if prevFor != "" {
+			f.For = prevFor + ", " + ip
 		}
-		md["x-forwarded-for"] = []string{host}
 	}
-	fwdHost := r.Header.Get("X-Forwarded-Host")
-	if fwdHost == "" {
-		fwdHost = r.Host
+	f.Host = prevHost
+	if f.Host == "" {
+		f.Host = host
 	}
-	md["x-forwarded-host"] = []string{fwdHost}
-	scheme := r.Header.Get("X-Forwarded-Proto")
-	if scheme == "" {
-		scheme = "http"
-		if r.TLS != nil {
-			scheme = "https"
+	f.Proto = prevProto
+	if f.Proto == "" {
+		f.Proto = "http"
+		if tls {
+			f.Proto = "https"
 		}
 	}
-	md["x-forwarded-proto"] = []string{scheme}
+	return f
 }
 
 // validMetadataKey reports whether key may be sent as gRPC metadata: not

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -247,3 +248,30 @@ func h2cClient() *http.Client {
 
 // newJSONLogger logs JSON lines at Info to w.
 func newJSONLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }
+
+// TestGRPCForwardedHeaders: gRPC calls reach the backend with
+// x-forwarded-for (the client's chain plus its address), -host and
+// -proto, as REST calls do.
+func TestGRPCForwardedHeaders(t *testing.T) {
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		be := testkit.StartBackend(t)
+		url, _ := startGatewayOn(t, path, be.Addr, basicConfig)
+		client := testingv1.NewEchoServiceClient(dialGateway(t, url))
+		ctx := metadata.AppendToOutgoingContext(testContext(t), "x-forwarded-for", "10.0.0.1")
+		resp, err := client.Metadata(ctx, &testingv1.MetadataRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := resp.GetIncoming()
+		host := strings.TrimPrefix(url, "http://")
+		for k, want := range map[string]string{
+			"x-forwarded-for":   "10.0.0.1, 127.0.0.1",
+			"x-forwarded-host":  host,
+			"x-forwarded-proto": "http",
+		} {
+			if got := in[k].GetValues(); len(got) != 1 || got[0] != want {
+				t.Errorf("%s: got %q; want [%s]", k, got, want)
+			}
+		}
+	})
+}

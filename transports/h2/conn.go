@@ -23,7 +23,8 @@ type Limits struct {
 	// MaxConcurrentStreams is the number of streams the peer may open
 	// (server side; default 250).
 	MaxConcurrentStreams uint32
-	// MaxReadFrameSize is the largest frame payload accepted (default 64 KiB).
+	// MaxReadFrameSize is the largest frame payload accepted (default 16 KiB,
+	// the RFC 9113 default).
 	MaxReadFrameSize uint32
 	// MaxHeaderListSize bounds a decoded header block (default 1 MiB).
 	MaxHeaderListSize uint32
@@ -42,7 +43,7 @@ func (l Limits) withDefaults() Limits {
 		l.MaxConcurrentStreams = 250
 	}
 	if l.MaxReadFrameSize == 0 {
-		l.MaxReadFrameSize = 64 << 10
+		l.MaxReadFrameSize = defaultMaxFrameSize
 	}
 	l.MaxReadFrameSize = min(max(l.MaxReadFrameSize, defaultMaxFrameSize), 1<<24-1)
 	if l.MaxHeaderListSize == 0 {

@@ -8,7 +8,6 @@ import (
 // x/net/http2's Framer would copy every payload twice on the way.
 
 const (
-	frameHeaderLen = 9
 	// defaultMaxFrameSize is SETTINGS_MAX_FRAME_SIZE until the peer says
 	// otherwise (RFC 9113 §6.5.2).
 	defaultMaxFrameSize = 16 << 10

@@ -23,7 +23,8 @@ import (
 // .tmp/bin (make test installs the pinned version there), then PATH.
 func h2specPath() (string, error) {
 	if p := os.Getenv("H2SPEC"); p != "" {
-		return p, nil
+		_, err := os.Stat(p)
+		return p, err
 	}
 	if p, err := filepath.Abs(filepath.Join("..", "..", ".tmp", "bin", "h2spec")); err == nil {
 		if _, err := os.Stat(p); err == nil {

@@ -37,6 +37,9 @@ type handlerStream struct {
 	err      error  // stream reset or connection gone
 	closed   bool   // handler closed the body
 	trailers http.Header
+	// reqTrailer is the request's Trailer map (nil when the client
+	// declared none); trailers are copied into it at the body's EOF.
+	reqTrailer http.Header
 }
 
 func newHandlerStream(sc *serverConn, st *Stream, head *RequestHead) *handlerStream {
@@ -106,6 +109,13 @@ func (b requestBody) Read(p []byte) (int, error) {
 		err := io.EOF
 		if !hs.eof {
 			err = errBodyReset
+		} else if hs.reqTrailer != nil {
+			// As net/http: r.Trailer gets its values when Read
+			// returns io.EOF.
+			for k, vv := range hs.trailers {
+				hs.reqTrailer[k] = vv
+			}
+			hs.trailers = nil
 		}
 		hs.mu.Unlock()
 		return 0, err
@@ -190,6 +200,7 @@ func (hs *handlerStream) request() (*http.Request, error) {
 				}
 			}
 		}
+		hs.reqTrailer = r.Trailer
 	}
 	return r.WithContext(hs.ctx), nil
 }
@@ -224,6 +235,7 @@ const responseBufferSize = 16 << 10
 type responseWriter struct {
 	hs          *handlerStream
 	header      http.Header
+	snap        http.Header // header as it was at WriteHeader: what is sent
 	status      int
 	wroteHeader bool // WriteHeader called (status fixed)
 	sentHeader  bool // HEADERS written
@@ -248,6 +260,9 @@ func (w *responseWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
+	// As net/http: changes to the header map after WriteHeader are not
+	// sent (except trailers, read from the map at the end).
+	w.snap = w.header.Clone()
 	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || w.hs.head.Method == http.MethodHead
 	for _, v := range w.header.Values("Trailer") {
 		for _, k := range strings.Split(v, ",") {
@@ -269,7 +284,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if w.failed != nil {
 		return 0, w.failed
 	}
-	if cl := w.header.Get("Content-Length"); cl != "" && !w.sentHeader {
+	if cl := w.snap.Get("Content-Length"); cl != "" && !w.sentHeader {
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && w.written+int64(len(p)) > n {
 			return 0, http.ErrContentLength
 		}
@@ -361,7 +376,7 @@ func (st *Stream) sentEndNow() bool {
 // without body or trailers ends the stream with the headers.
 func (w *responseWriter) writeHead(final bool) error {
 	w.sentHeader = true
-	h := w.header
+	h := w.snap
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}

@@ -239,3 +239,15 @@ func (c *rawConn) response(id uint32) (status string, body []byte) {
 		}
 	}
 }
+
+// nextAs returns the next frame as next does, failing the test unless
+// it is a T.
+func nextAs[T http2.Frame](c *rawConn) T {
+	c.t.Helper()
+	f := c.next()
+	v, ok := f.(T)
+	if !ok {
+		c.t.Fatalf("got %v; want a %T", f, v)
+	}
+	return v
+}

@@ -3,7 +3,6 @@ package h2
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -462,5 +461,3 @@ func (sc *serverConn) runHandler(hs *handlerStream) {
 	defer sc.handlerDone()
 	hs.serve(sc.s.Handler)
 }
-
-var errHandlerPanic = errors.New("handler panicked")
