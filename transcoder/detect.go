@@ -28,7 +28,7 @@ func Detect(r *http.Request) call.Protocol {
 	switch {
 	case strings.HasPrefix(ct, "application/grpc-web"):
 		return call.GRPCWeb
-	case ct == "application/grpc" || strings.HasPrefix(ct, "application/grpc+") || strings.HasPrefix(ct, "application/grpc;"):
+	case IsGRPC(ct):
 		return call.GRPC
 	case strings.HasPrefix(ct, "application/connect+"):
 		return call.Connect
@@ -42,6 +42,11 @@ func Detect(r *http.Request) call.Protocol {
 		return call.WebSocket
 	}
 	return call.REST
+}
+
+// IsGRPC reports whether a Content-Type is gRPC's (not gRPC-Web's).
+func IsGRPC(ct string) bool {
+	return ct == "application/grpc" || strings.HasPrefix(ct, "application/grpc+") || strings.HasPrefix(ct, "application/grpc;")
 }
 
 func isWebSocketUpgrade(r *http.Request) bool {

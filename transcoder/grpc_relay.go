@@ -15,12 +15,6 @@ import (
 	"github.com/rosetta-gateway/rosetta/transports/h2"
 )
 
-// IsGRPC reports whether a Content-Type is gRPC's (not gRPC-Web's).
-func IsGRPC(ct string) bool {
-	return ct == "application/grpc" || (len(ct) > len("application/grpc") && ct[:len("application/grpc")] == "application/grpc" &&
-		(ct[len("application/grpc")] == '+' || ct[len("application/grpc")] == ';'))
-}
-
 // RelayResult is what the access log needs of a relayed call.
 type RelayResult struct {
 	// Code is the gRPC status the client got; HasCode is false when the

@@ -5,7 +5,10 @@
 // (h2c) on a TCP port, or, with TLS, HTTP/1.1 and HTTP/2 chosen by ALPN,
 // plus HTTP/3 over QUIC on the same port number over UDP when http3 is on
 // (advertised to TCP clients with Alt-Svc). It applies the listener's
-// timeouts, size and stream limits.
+// timeouts, size and stream limits. HTTP/1.1 is net/http's; HTTP/2 is
+// served by package h2 (installed through net/http's TLSNextProto hooks),
+// which also lets a caller take streams over frame by frame
+// ([Server.InterceptHTTP2]); HTTP/3 is quic-go's.
 //
 // TLS termination (tls.go) serves a default certificate and more chosen by
 // SNI, verifies client certificates when asked, and reloads certificate
