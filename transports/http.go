@@ -122,6 +122,8 @@ func NewServer(cfg config.Listener, h http.Handler, logger *slog.Logger) (*Serve
 		},
 		IdleTimeout:    time.Duration(cfg.IdleTimeout),
 		PrefaceTimeout: time.Duration(cfg.ReadHeaderTimeout),
+		ReadTimeout:    time.Duration(cfg.ReadTimeout),
+		WriteTimeout:   time.Duration(cfg.WriteTimeout),
 		Logger:         logger.With("protocol", "h2"),
 	}
 	s.h2.ConfigureServer(s.srv)

@@ -644,18 +644,16 @@ func (c *conn) closeGracefully() {
 func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.mu.Lock()
 	s := c.streams[id]
-	var pending int
-	if s != nil {
-		pending = c.removeLocked(s)
-	}
-	if !c.closed {
-		c.out = appendRSTStream(c.out, id, code)
+	if s == nil {
+		if !c.closed {
+			c.out = appendRSTStream(c.out, id, code)
+		}
+		c.mu.Unlock()
+		c.kick(c)
+		return
 	}
 	c.mu.Unlock()
-	c.kick(c)
-	if s != nil {
-		s.end(StreamError{Code: code}, pending)
-	}
+	s.resetIfOpen(code, c)
 }
 
 // teardown ends every stream and releases the connection; it runs once,
@@ -724,6 +722,12 @@ func (c *conn) removeLocked(s *Stream) int {
 	}
 	s.gone = true
 	delete(c.streams, s.id)
+	if s.readTimer != nil {
+		s.readTimer.Stop()
+	}
+	if s.writeTimer != nil {
+		s.writeTimer.Stop()
+	}
 	pending := len(s.pending)
 	s.pending = nil
 	s.pendingEnd = false
@@ -930,6 +934,8 @@ type Stream struct {
 	drained         chan struct{} // closed when pending empties or the stream goes
 	handler         bool          // server: served by a Handler goroutine
 	stopRecv        bool          // RST_STREAM NO_ERROR once our side is sent
+	readTimer       *time.Timer   // server ReadTimeout
+	writeTimer      *time.Timer   // server WriteTimeout
 	ended           atomic.Bool   // Reset event delivered
 }
 
@@ -1110,6 +1116,24 @@ func (s *Stream) Reset(code http2.ErrCode) {
 		to.credit(pending, to.c)
 	}
 	s.ended.Store(true) // the owner reset it; no Reset event
+}
+
+// resetIfOpen resets the stream with code, as a stream error, unless it
+// has already gone: the owner's Events get the Reset event.
+func (s *Stream) resetIfOpen(code http2.ErrCode, src *conn) {
+	c := s.c
+	c.mu.Lock()
+	if s.gone {
+		c.mu.Unlock()
+		return
+	}
+	pending := c.removeLocked(s)
+	if !c.closed {
+		c.out = appendRSTStream(c.out, s.id, code)
+	}
+	c.mu.Unlock()
+	c.kick(src)
+	s.end(StreamError{Code: code}, pending)
 }
 
 // end delivers the Reset event once, and returns the credit of pending

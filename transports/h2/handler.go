@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -35,6 +37,7 @@ type handlerStream struct {
 	buf      []byte // received body bytes not yet read
 	eof      bool   // END_STREAM seen
 	err      error  // stream reset or connection gone
+	bodyErr  error  // the body did not arrive within ReadTimeout
 	closed   bool   // handler closed the body
 	trailers http.Header
 	// reqTrailer is the request's Trailer map (nil when the client
@@ -89,6 +92,15 @@ func (hs *handlerStream) Reset(_ *Stream, err error) {
 	hs.stop()
 }
 
+// readTimedOut fails reads of a body not received within the server's
+// ReadTimeout; the handler can still answer.
+func (hs *handlerStream) readTimedOut() {
+	hs.mu.Lock()
+	hs.bodyErr = os.ErrDeadlineExceeded
+	hs.cond.Broadcast()
+	hs.mu.Unlock()
+}
+
 // errBodyReset is what reading a request body of a reset stream returns.
 var errBodyReset = errors.New("http2: request body closed: stream reset by the client or connection closed")
 
@@ -98,7 +110,7 @@ type requestBody struct{ hs *handlerStream }
 func (b requestBody) Read(p []byte) (int, error) {
 	hs := b.hs
 	hs.mu.Lock()
-	for len(hs.buf) == 0 && !hs.eof && hs.err == nil && !hs.closed {
+	for len(hs.buf) == 0 && !hs.eof && hs.err == nil && hs.bodyErr == nil && !hs.closed {
 		hs.cond.Wait()
 	}
 	if hs.closed {
@@ -108,7 +120,7 @@ func (b requestBody) Read(p []byte) (int, error) {
 	if len(hs.buf) == 0 {
 		err := io.EOF
 		if !hs.eof {
-			err = errBodyReset
+			err = cmp.Or(hs.bodyErr, errBodyReset)
 		} else if hs.reqTrailer != nil {
 			// As net/http: r.Trailer gets its values when Read
 			// returns io.EOF.

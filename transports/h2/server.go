@@ -38,6 +38,12 @@ type Server struct {
 	// PrefaceTimeout bounds the wait for the client's preface and first
 	// SETTINGS (0: none).
 	PrefaceTimeout time.Duration
+	// ReadTimeout bounds receiving a whole request, from its HEADERS:
+	// past it a handler's body reads fail with os.ErrDeadlineExceeded and
+	// an intercepted stream is reset (CANCEL). WriteTimeout bounds the
+	// whole response: past it the stream is reset (INTERNAL_ERROR), as
+	// net/http's HTTP/2 server does. 0: none.
+	ReadTimeout, WriteTimeout time.Duration
 	// Logger receives connection errors at Debug and handler panics at
 	// Error (nil: discard).
 	Logger *slog.Logger
@@ -349,6 +355,12 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, strin
 		return http2.ErrCodeNo, ""
 	}
 	st.declLen = head.ContentLength
+	if d := sc.s.ReadTimeout; d > 0 && !st.recvEnd {
+		st.readTimer = time.AfterFunc(d, func() { sc.readTimedOut(st) })
+	}
+	if d := sc.s.WriteTimeout; d > 0 {
+		st.writeTimer = time.AfterFunc(d, func() { sc.writeTimedOut(st) })
+	}
 	c.mu.Unlock()
 
 	if sc.s.Intercept != nil {
@@ -405,6 +417,35 @@ func (sc *serverConn) requestHead(f *http2.MetaHeadersFrame) (*RequestHead, bool
 		h.ContentLength = 0
 	}
 	return h, true
+}
+
+// readTimedOut ends the request side of a stream whose request did not
+// arrive within ReadTimeout.
+func (sc *serverConn) readTimedOut(st *Stream) {
+	c := sc.c
+	c.mu.Lock()
+	done := st.gone || st.recvEnd
+	hs, handler := st.events.(*handlerStream)
+	c.mu.Unlock()
+	switch {
+	case done:
+	case handler:
+		hs.readTimedOut()
+	default:
+		st.resetIfOpen(http2.ErrCodeCancel, nil)
+	}
+}
+
+// writeTimedOut resets a stream whose response was not sent within
+// WriteTimeout.
+func (sc *serverConn) writeTimedOut(st *Stream) {
+	c := sc.c
+	c.mu.Lock()
+	done := st.gone || (st.sentEnd && len(st.pending) == 0)
+	c.mu.Unlock()
+	if !done {
+		st.resetIfOpen(http2.ErrCodeInternal, nil)
+	}
 }
 
 // startHandler runs the Handler for st, or queues it while

@@ -1,0 +1,67 @@
+package h2_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/rosetta-gateway/rosetta/transports/h2"
+)
+
+// TestReadTimeout: a request body that does not arrive within
+// ReadTimeout fails the handler's read with os.ErrDeadlineExceeded, and
+// the handler's answer reaches the client.
+func TestReadTimeout(t *testing.T) {
+	t.Parallel()
+	readErr := make(chan error, 1)
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		readErr <- err
+		http.Error(w, "request body too slow", http.StatusRequestTimeout)
+	}), func(s *h2.Server) { s.ReadTimeout = 50 * time.Millisecond })
+	c := dialRaw(t, ts.Addr)
+	c.request(1, "POST", "/", false) // and no body: the client stalls
+	if err := <-readErr; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("body read: %v; want os.ErrDeadlineExceeded", err)
+	}
+	f, ok := c.next().(*http2.MetaHeadersFrame)
+	if !ok || f.PseudoValue("status") != "408" {
+		t.Fatalf("answer: %v; want HEADERS :status 408", f)
+	}
+}
+
+// TestWriteTimeout: a response not finished within WriteTimeout is reset
+// with INTERNAL_ERROR and the handler's context ends; the connection
+// serves the next stream.
+func TestWriteTimeout(t *testing.T) {
+	t.Parallel()
+	canceled := make(chan struct{})
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ok" {
+			return
+		}
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		close(canceled)
+	}), func(s *h2.Server) { s.WriteTimeout = 50 * time.Millisecond })
+	c := dialRaw(t, ts.Addr)
+	c.request(1, "GET", "/slow", true)
+	if f, ok := c.next().(*http2.MetaHeadersFrame); !ok || f.PseudoValue("status") != "200" {
+		t.Fatalf("first frame: %v; want HEADERS 200", f)
+	}
+	rst, ok := c.next().(*http2.RSTStreamFrame)
+	if !ok || rst.StreamID != 1 || rst.ErrCode != http2.ErrCodeInternal {
+		t.Fatalf("then: %v; want RST_STREAM INTERNAL_ERROR on stream 1", rst)
+	}
+	<-canceled
+	c.request(3, "GET", "/ok", true)
+	if f, ok := c.next().(*http2.MetaHeadersFrame); !ok || f.StreamID != 3 || f.PseudoValue("status") != "200" {
+		t.Fatalf("next stream: %v; want HEADERS 200 on stream 3", f)
+	}
+}
