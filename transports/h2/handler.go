@@ -38,6 +38,9 @@ type handlerStream struct {
 	eof      bool   // END_STREAM seen
 	err      error  // stream reset or connection gone
 	bodyErr  error  // the body did not arrive within ReadTimeout
+	// expect100 is set while a client that sent "expect: 100-continue"
+	// has not been told to go on (the first body read tells it).
+	expect100 bool
 	closed   bool   // handler closed the body
 	trailers http.Header
 	// reqTrailer is the request's Trailer map (nil when the client
@@ -47,6 +50,7 @@ type handlerStream struct {
 
 func newHandlerStream(sc *serverConn, st *Stream, head *RequestHead) *handlerStream {
 	hs := &handlerStream{sc: sc, st: st, head: head, eof: head.EndStream}
+	hs.expect100 = !head.EndStream && strings.EqualFold(head.Get("expect"), "100-continue")
 	hs.cond.L = &hs.mu
 	hs.ctx, hs.stop = context.WithCancel(head.Context)
 	return hs
@@ -110,6 +114,15 @@ type requestBody struct{ hs *handlerStream }
 func (b requestBody) Read(p []byte) (int, error) {
 	hs := b.hs
 	hs.mu.Lock()
+	if hs.expect100 {
+		// The client waits for a go-ahead before it sends the body.
+		hs.expect100 = false
+		if len(hs.buf) == 0 && !hs.eof {
+			hs.mu.Unlock()
+			_ = hs.st.WriteHeaders([]hpack.HeaderField{{Name: ":status", Value: "100"}}, false)
+			hs.mu.Lock()
+		}
+	}
 	for len(hs.buf) == 0 && !hs.eof && hs.err == nil && hs.bodyErr == nil && !hs.closed {
 		hs.cond.Wait()
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/rosetta-gateway/rosetta/transports/h2"
 )
@@ -63,5 +64,29 @@ func TestWriteTimeout(t *testing.T) {
 	c.request(3, "GET", "/ok", true)
 	if f, ok := c.next().(*http2.MetaHeadersFrame); !ok || f.StreamID != 3 || f.PseudoValue("status") != "200" {
 		t.Fatalf("next stream: %v; want HEADERS 200 on stream 3", f)
+	}
+}
+
+// TestExpectContinue: a client that sends "expect: 100-continue" gets a
+// 100 when the handler first reads the body, then the final answer.
+func TestExpectContinue(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(b)
+	}))
+	c := dialRaw(t, ts.Addr)
+	c.request(1, "POST", "/", false, hpack.HeaderField{Name: "expect", Value: "100-continue"})
+	if f, ok := c.next().(*http2.MetaHeadersFrame); !ok || f.PseudoValue("status") != "100" || f.StreamEnded() {
+		t.Fatalf("first answer: %v; want HEADERS :status 100", f)
+	}
+	if err := c.fr.WriteData(1, true, []byte("body")); err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := c.next().(*http2.MetaHeadersFrame); !ok || f.PseudoValue("status") != "200" {
+		t.Fatalf("final answer: %v; want HEADERS :status 200", f)
+	}
+	if d, ok := c.next().(*http2.DataFrame); !ok || string(d.Data()) != "body" {
+		t.Fatalf("body: %v; want DATA \"body\"", d)
 	}
 }
