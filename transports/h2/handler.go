@@ -32,17 +32,17 @@ type handlerStream struct {
 	ctx  context.Context
 	stop context.CancelFunc
 
-	mu       sync.Mutex
-	cond     sync.Cond
-	buf      []byte // received body bytes not yet read
-	eof      bool   // END_STREAM seen
-	err      error  // stream reset or connection gone
-	bodyErr  error  // the body did not arrive within ReadTimeout
+	mu      sync.Mutex
+	cond    sync.Cond
+	buf     []byte // received body bytes not yet read
+	eof     bool   // END_STREAM seen
+	err     error  // stream reset or connection gone
+	bodyErr error  // the body did not arrive within ReadTimeout
 	// expect100 is set while a client that sent "expect: 100-continue"
 	// has not been told to go on (the first body read tells it).
 	expect100 bool
-	closed   bool   // handler closed the body
-	trailers http.Header
+	closed    bool // handler closed the body
+	trailers  http.Header
 	// reqTrailer is the request's Trailer map (nil when the client
 	// declared none); trailers are copied into it at the body's EOF.
 	reqTrailer http.Header
