@@ -29,7 +29,7 @@ help: ## Describe useful make targets
 
 GO_PACKAGES := ./...
 # Fuzz targets run by `make fuzz`, as package:FuzzName.
-FUZZ_TARGETS := ./router:FuzzParseTemplate ./router:FuzzMatch ./config:FuzzParse ./transcoder:FuzzDecodeRequest ./transcoder:FuzzWebSocketFrame ./transcoder/wirejson:FuzzAppendJSON ./transcoder/wirejson:FuzzAppendProto
+FUZZ_TARGETS := ./router:FuzzParseTemplate ./router:FuzzMatch ./config:FuzzParse ./transcoder:FuzzDecodeRequest ./transcoder:FuzzWebSocketFrame ./transcoder/wirejson:FuzzAppendJSON ./transcoder/wirejson:FuzzAppendProto ./transports/h2:FuzzServerConn
 FUZZ_TIME ?= 30s
 
 .PHONY: all
