@@ -202,6 +202,11 @@ func (h *WebSocket) Serve(w http.ResponseWriter, r *http.Request, t WebSocketTar
 	if neg.selected != "" {
 		opts.Subprotocols = []string{neg.selected}
 	}
+	if r.Method == http.MethodConnect {
+		// RFC 8441: the socket is an HTTP/2 stream. coder/websocket
+		// accepts HTTP/1.1 upgrades; present the request as one.
+		r, w = asUpgrade(r, w)
+	}
 	conn, err := websocket.Accept(w, r, opts)
 	if err != nil {
 		return // Accept answered the client
@@ -426,3 +431,36 @@ func (h *WebSocket) logFinish(ctx context.Context, method string, ce *call.Error
 }
 
 var _ http.Handler = (*WebSocket)(nil)
+
+// sampleKey is a valid Sec-WebSocket-Key (RFC 6455's sample), given to
+// coder/websocket for a WebSocket over an HTTP/2 stream, which has none.
+const sampleKey = "dGhlIHNhbXBsZSBub25jZQ=="
+
+// asUpgrade presents an extended CONNECT (RFC 8441, :protocol websocket)
+// as the HTTP/1.1 upgrade coder/websocket accepts: GET with the upgrade
+// fields and a key. The HTTP/2 server answers its 101 with a 200 and
+// lets it hijack the stream; the writer drops Sec-WebSocket-Accept,
+// which RFC 8441 does not use.
+func asUpgrade(r *http.Request, w http.ResponseWriter) (*http.Request, http.ResponseWriter) {
+	r2 := r.Clone(r.Context())
+	r2.Method = http.MethodGet
+	h := r2.Header
+	h.Set("Connection", "Upgrade")
+	h.Set("Upgrade", "websocket")
+	h.Set("Sec-WebSocket-Key", sampleKey)
+	if h.Get("Sec-WebSocket-Version") == "" {
+		h.Set("Sec-WebSocket-Version", "13")
+	}
+	return r2, noAcceptKey{w}
+}
+
+// noAcceptKey drops Sec-WebSocket-Accept from the response head.
+type noAcceptKey struct{ http.ResponseWriter }
+
+func (w noAcceptKey) WriteHeader(code int) {
+	w.Header().Del("Sec-WebSocket-Accept")
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap returns the wrapped writer (for Hijack).
+func (w noAcceptKey) Unwrap() http.ResponseWriter { return w.ResponseWriter }

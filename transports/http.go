@@ -120,11 +120,14 @@ func NewServer(cfg config.Listener, h http.Handler, logger *slog.Logger) (*Serve
 			ConnWindow:           h2ConnectionWindow,
 			WriteTimeout:         h2WriteByteTimeout,
 		},
-		IdleTimeout:    time.Duration(cfg.IdleTimeout),
-		PrefaceTimeout: time.Duration(cfg.ReadHeaderTimeout),
-		ReadTimeout:    time.Duration(cfg.ReadTimeout),
-		WriteTimeout:   time.Duration(cfg.WriteTimeout),
-		Logger:         logger.With("protocol", "h2"),
+		// WebSocket over HTTP/2 (RFC 8441); the gateway bridges it like
+		// an HTTP/1.1 upgrade.
+		ExtendedConnect: true,
+		IdleTimeout:     time.Duration(cfg.IdleTimeout),
+		PrefaceTimeout:  time.Duration(cfg.ReadHeaderTimeout),
+		ReadTimeout:     time.Duration(cfg.ReadTimeout),
+		WriteTimeout:    time.Duration(cfg.WriteTimeout),
+		Logger:          logger.With("protocol", "h2"),
 	}
 	s.h2.ConfigureServer(s.srv)
 	if cfg.HTTP3 {

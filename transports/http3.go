@@ -1,6 +1,7 @@
 package transports
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -55,7 +56,7 @@ func newH3Server(cfg config.Listener, h http.Handler, tlsConf *tls.Config, logge
 		qc.HandshakeIdleTimeout = d
 	}
 	return &h3Server{srv: &http3.Server{
-		Handler:        h,
+		Handler:        extendedConnectH3(h),
 		TLSConfig:      tlsConf,
 		QUICConfig:     qc,
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
@@ -109,4 +110,82 @@ func altSvc(h http.Handler, port int) http.Handler {
 		w.Header()["Alt-Svc"] = value
 		h.ServeHTTP(w, r)
 	})
+}
+
+// extendedConnectH3 presents HTTP/3 extended CONNECT requests (RFC 9220:
+// WebSocket over an HTTP/3 stream) as the HTTP/2 server does, so the
+// gateway serves both alike: the protocol in the ":protocol" header (quic-go
+// puts it in r.Proto), 101 answered as 200, and Hijack taking the stream
+// over as a net.Conn.
+func extendedConnectH3(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect && r.Proto != "" && r.Proto != "HTTP/3.0" {
+			if hs, ok := w.(http3.HTTPStreamer); ok {
+				r.Header[":protocol"] = []string{r.Proto}
+				w = &h3ConnectWriter{ResponseWriter: w, streamer: hs, r: r}
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// h3ConnectWriter is the ResponseWriter of an HTTP/3 extended CONNECT.
+type h3ConnectWriter struct {
+	http.ResponseWriter
+	streamer http3.HTTPStreamer
+	r        *http.Request
+}
+
+// WriteHeader sends 101 Switching Protocols as 200: an extended CONNECT
+// is accepted with a 2xx (RFC 9220, RFC 8441 §5).
+func (w *h3ConnectWriter) WriteHeader(code int) {
+	if code == http.StatusSwitchingProtocols {
+		code = http.StatusOK
+	}
+	// Connection-specific fields are not allowed in HTTP/3 (RFC 9114
+	// §4.2); an upgrade handler sets them.
+	h := w.Header()
+	for _, k := range []string{"Connection", "Upgrade", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding"} {
+		delete(h, k)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Hijack sends the response header and returns the stream as a net.Conn.
+func (w *h3ConnectWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	str, err := w.streamer.HTTPStream()
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &h3StreamConn{Stream: str, remote: w.r.RemoteAddr}
+	if a, ok := w.r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		c.local = a
+	}
+	return c, bufio.NewReadWriter(bufio.NewReader(c), bufio.NewWriter(c)), nil
+}
+
+// Unwrap returns the wrapped writer.
+func (w *h3ConnectWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// h3StreamConn is a hijacked HTTP/3 stream as a net.Conn.
+type h3StreamConn struct {
+	*http3.Stream
+	local  net.Addr
+	remote string
+}
+
+// Close ends the stream both ways: FIN on the sending side, and the
+// receiving side canceled with H3_NO_ERROR.
+func (c *h3StreamConn) Close() error {
+	c.CancelRead(0x100)
+	return c.Stream.Close()
+}
+
+// LocalAddr is the listener's UDP address.
+func (c *h3StreamConn) LocalAddr() net.Addr { return c.local }
+
+// RemoteAddr is the client's UDP address.
+func (c *h3StreamConn) RemoteAddr() net.Addr {
+	a, _ := net.ResolveUDPAddr("udp", c.remote)
+	return a
 }

@@ -3,11 +3,15 @@ package upstream
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -167,6 +171,10 @@ type headerTimerKey struct{}
 // response headers, not the body: a streamed response (SSE, downloads)
 // may last as long as it flows. Upgrades have no timeout.
 func (p *routeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect && r.Header.Get(":protocol") == "websocket" {
+		p.serveWebSocketStream(w, r)
+		return
+	}
 	if p.timeout > 0 && !isUpgrade(r.Header) {
 		ctx, cancel := context.WithCancelCause(r.Context())
 		t := time.AfterFunc(p.timeout, func() { cancel(errNoResponse) })
@@ -415,4 +423,89 @@ func (s *HTTPSet) Close() {
 	for _, u := range s.byName {
 		u.Close()
 	}
+}
+
+// serveWebSocketStream bridges a WebSocket opened over an HTTP/2 or HTTP/3
+// stream (RFC 8441 / RFC 9220 extended CONNECT) to the upstream's HTTP/1.1 WebSocket. It
+// sends the upgrade the backend expects, rewritten like any request of
+// the route, with a fresh key whose accept value it checks; answers the
+// stream 200 with the backend's subprotocol and extensions; then copies
+// bytes both ways until either side ends. Frames pass through untouched,
+// so a negotiated permessage-deflate works end to end. A backend that
+// refuses the upgrade has its answer passed back as it came.
+func (p *routeProxy) serveWebSocketStream(w http.ResponseWriter, r *http.Request) {
+	out := r.Clone(r.Context())
+	out.Method = http.MethodGet
+	out.Body, out.ContentLength = http.NoBody, 0
+	out.RequestURI = ""
+	h := out.Header
+	for _, k := range []string{":protocol", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+		delete(h, k)
+	}
+	var nonce [16]byte
+	_, _ = rand.Read(nonce[:])
+	key := base64.StdEncoding.EncodeToString(nonce[:])
+	h.Set("Connection", "Upgrade")
+	h.Set("Upgrade", "websocket")
+	h.Set("Sec-WebSocket-Key", key)
+	if h.Get("Sec-WebSocket-Version") == "" {
+		h.Set("Sec-WebSocket-Version", "13")
+	}
+	p.rewrite(&httputil.ProxyRequest{In: r, Out: out})
+	resp, err := p.u.transport.RoundTrip(out)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	backend, ok := resp.Body.(io.ReadWriteCloser)
+	if resp.StatusCode != http.StatusSwitchingProtocols || !ok {
+		defer resp.Body.Close()
+		maps.Copy(w.Header(), resp.Header)
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+		return
+	}
+	defer backend.Close()
+	if resp.Header.Get("Sec-WebSocket-Accept") != websocketAccept(key) {
+		p.fail(w, r, fmt.Errorf("upstream %s answered the WebSocket upgrade with a wrong Sec-WebSocket-Accept", p.u.Name))
+		return
+	}
+	for _, k := range []string{"Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions"} {
+		if v := resp.Header.Values(k); len(v) > 0 {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	// Client to backend; a client that resets the stream ends the
+	// request context, which the close below turns into the backend's end.
+	go func() {
+		_, _ = io.Copy(backend, r.Body)
+	}()
+	stop := context.AfterFunc(r.Context(), func() { _ = backend.Close() })
+	defer stop()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := backend.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if rc.Flush() != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// websocketAccept is the Sec-WebSocket-Accept for key (RFC 6455 §4.2.2).
+func websocketAccept(key string) string {
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(sum[:])
 }

@@ -369,13 +369,21 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 func (g *Gateway) shutdown(ctx context.Context) error {
 	var errs []error
 	g.local.draining()
+	// WebSockets are told to go away (1001) while the listeners drain:
+	// over HTTP/2 and HTTP/3 a socket is a stream that the servers'
+	// shutdown waits for.
+	wsDone := make(chan struct{})
+	go func() {
+		g.ws.close(ctx)
+		close(wsDone)
+	}()
 	for _, s := range g.servers {
 		if err := s.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	g.local.stop()
-	g.ws.close(ctx)
+	<-wsDone
 	if g.cancel != nil {
 		g.cancel()
 	}

@@ -27,7 +27,7 @@ func (s *wsSockets) context() context.Context {
 }
 
 // close ends every open socket and waits for their handlers, at most until
-// ctx ends. Call it after the listeners stopped accepting.
+// ctx ends. Sockets opened after it are closed at once.
 func (s *wsSockets) close(ctx context.Context) {
 	s.context()
 	s.cancel()

@@ -149,6 +149,9 @@ type conn struct {
 	goAwayRecv  bool
 	closing     bool // write what is queued, then close
 	closed      bool
+	// extendedConnect is set on server connections that advertise
+	// RFC 8441 extended CONNECT.
+	extendedConnect bool
 
 	frames     atomic.Uint64 // frames read, for the client's keepalive
 	writerDone chan struct{} // closed when writeLoop returns
@@ -196,6 +199,9 @@ func (c *conn) writeInitialSettings() {
 		s = append(s, http2.Setting{ID: http2.SettingEnablePush, Val: 0})
 	} else {
 		s = append(s, http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: c.lim.MaxConcurrentStreams})
+		if c.extendedConnect {
+			s = append(s, http2.Setting{ID: http2.SettingEnableConnectProtocol, Val: 1})
+		}
 	}
 	c.out = appendSettings(c.out, s...)
 	if inc := int64(c.lim.ConnWindow) - defaultWindow; inc > 0 {

@@ -1,11 +1,13 @@
 package h2
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -169,7 +171,7 @@ func (b requestBody) Close() error {
 func (hs *handlerStream) request() (*http.Request, error) {
 	h := hs.head
 	u := &url.URL{Path: "*"}
-	if h.Method == http.MethodConnect {
+	if h.Method == http.MethodConnect && h.Protocol == "" {
 		u = &url.URL{Host: h.Authority}
 	} else if h.Path != "*" {
 		var err error
@@ -186,6 +188,9 @@ func (hs *handlerStream) request() (*http.Request, error) {
 		}
 		k := textproto.CanonicalMIMEHeaderKey(f.Name)
 		header[k] = append(header[k], f.Value)
+	}
+	if h.Protocol != "" {
+		header[":protocol"] = []string{h.Protocol}
 	}
 	if len(cookies) > 0 {
 		// RFC 9113 §8.2.3: split cookie fields are joined for HTTP/1.1
@@ -233,6 +238,9 @@ func (hs *handlerStream) request() (*http.Request, error) {
 // serve runs handler for the stream and finishes the response.
 func (hs *handlerStream) serve(handler http.Handler) {
 	defer hs.stop()
+	// Once the handler has returned, the body is closed: a goroutine it
+	// left reading gets http.ErrBodyReadAfterClose, as with net/http.
+	defer requestBody{hs: hs}.Close()
 	r, err := hs.request()
 	if err != nil {
 		hs.st.Reset(http2.ErrCodeProtocol)
@@ -269,6 +277,7 @@ type responseWriter struct {
 	declared    []string
 	noBody      bool
 	failed      error
+	hijacked    *streamConn // the stream taken over by Hijack
 }
 
 // Header returns the response header map.
@@ -277,6 +286,11 @@ func (w *responseWriter) Header() http.Header { return w.header }
 // WriteHeader records the status. Informational statuses (1xx) are not
 // sent; everything else fixes the status for good.
 func (w *responseWriter) WriteHeader(code int) {
+	if code == http.StatusSwitchingProtocols && w.hs.head.Protocol != "" {
+		// An extended CONNECT is accepted with a 2xx (RFC 8441 §5);
+		// HTTP/2 has no 101.
+		code = http.StatusOK
+	}
 	if w.wroteHeader || code < 200 || code > 999 {
 		if code < 100 || code > 999 {
 			panic(fmt.Sprintf("invalid WriteHeader code %v", code))
@@ -463,6 +477,10 @@ func (w *responseWriter) trailerKeys() []string {
 func (w *responseWriter) finish() {
 	hs := w.hs
 	st := hs.st
+	if w.hijacked != nil {
+		_ = w.hijacked.Close()
+		return
+	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -512,4 +530,77 @@ func (w *responseWriter) finish() {
 	if !done {
 		st.Reset(http2.ErrCodeNo)
 	}
+}
+
+// Hijack takes over the stream of an extended CONNECT (RFC 8441) as a
+// net.Conn: reads return the client's DATA, writes send DATA, Close ends
+// the stream. The response headers are sent first. Other requests cannot
+// be hijacked over HTTP/2.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hs.head.Protocol == "" {
+		return nil, nil, http.ErrNotSupported
+	}
+	if w.hijacked != nil {
+		return nil, nil, http.ErrHijacked
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if err := w.flush(false); err != nil {
+		return nil, nil, err
+	}
+	c := &streamConn{hs: w.hs}
+	w.hijacked = c
+	return c, bufio.NewReadWriter(bufio.NewReader(c), bufio.NewWriter(c)), nil
+}
+
+// streamConn is a hijacked stream as a net.Conn.
+type streamConn struct {
+	hs        *handlerStream
+	closeOnce sync.Once
+}
+
+// Read reads the client's DATA; io.EOF when it ended the stream.
+func (c *streamConn) Read(p []byte) (int, error) { return requestBody{hs: c.hs}.Read(p) }
+
+// Write sends p as DATA and returns once flow control let it out.
+func (c *streamConn) Write(p []byte) (int, error) {
+	st := c.hs.st
+	if err := st.WriteData(p, false); err != nil {
+		return 0, err
+	}
+	if err := st.WaitDrained(c.hs.ctx.Done()); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close ends the stream: END_STREAM, and RST_STREAM NO_ERROR if the
+// client has not ended its side once everything is sent.
+func (c *streamConn) Close() error {
+	c.closeOnce.Do(func() {
+		st := c.hs.st
+		_ = st.WriteData(nil, true)
+		st.StopReceiving()
+		_ = requestBody{hs: c.hs}.Close()
+	})
+	return nil
+}
+
+// LocalAddr and RemoteAddr are the connection's.
+func (c *streamConn) LocalAddr() net.Addr  { return c.hs.sc.c.nc.LocalAddr() }
+func (c *streamConn) RemoteAddr() net.Addr { return c.hs.sc.c.nc.RemoteAddr() }
+
+// SetDeadline, SetReadDeadline and SetWriteDeadline accept only the zero
+// time: a stream has no deadlines of its own (the server's ReadTimeout
+// and WriteTimeout apply).
+func (c *streamConn) SetDeadline(t time.Time) error      { return zeroDeadline(t) }
+func (c *streamConn) SetReadDeadline(t time.Time) error  { return zeroDeadline(t) }
+func (c *streamConn) SetWriteDeadline(t time.Time) error { return zeroDeadline(t) }
+
+func zeroDeadline(t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	return errors.ErrUnsupported
 }

@@ -44,6 +44,12 @@ type Server struct {
 	// whole response: past it the stream is reset (INTERNAL_ERROR), as
 	// net/http's HTTP/2 server does. 0: none.
 	ReadTimeout, WriteTimeout time.Duration
+	// ExtendedConnect advertises SETTINGS_ENABLE_CONNECT_PROTOCOL and
+	// accepts extended CONNECT requests (RFC 8441: WebSocket over an
+	// HTTP/2 stream). Their requests have Method CONNECT and the protocol
+	// in the ":protocol" header, as net/http presents them; the handler's
+	// ResponseWriter can Hijack the stream as a net.Conn.
+	ExtendedConnect bool
 	// Logger receives connection errors at Debug and handler panics at
 	// Error (nil: discard).
 	Logger *slog.Logger
@@ -57,6 +63,8 @@ type Server struct {
 // fields by name and the regular fields as received (lower-case names).
 type RequestHead struct {
 	Method, Scheme, Authority, Path string
+	// Protocol is the ":protocol" of an extended CONNECT (RFC 8441).
+	Protocol string
 	// Fields are the regular header fields in order.
 	Fields []hpack.HeaderField
 	// EndStream is true when the request has no body.
@@ -133,6 +141,7 @@ func (s *Server) ServeConn(nc net.Conn, opts ConnOptions) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c := newConn(nc, false, s.Limits, logger)
+	c.extendedConnect = s.ExtendedConnect
 	sc := &serverConn{s: s, c: c, ctx: ctx, tls: opts.TLS, remote: nc.RemoteAddr().String()}
 	c.srv = sc
 
@@ -387,10 +396,16 @@ func (sc *serverConn) requestHead(f *http2.MetaHeadersFrame) (*RequestHead, bool
 		RemoteAddr:    sc.remote,
 		TLS:           sc.tls,
 	}
-	if h.Method == "" || f.PseudoValue("status") != "" || f.PseudoValue("protocol") != "" {
+	h.Protocol = f.PseudoValue("protocol")
+	if h.Method == "" || f.PseudoValue("status") != "" {
 		return nil, false
 	}
-	if h.Method == http.MethodConnect {
+	if h.Protocol != "" {
+		// Extended CONNECT (RFC 8441 §4): all four pseudo-fields.
+		if !sc.s.ExtendedConnect || h.Method != http.MethodConnect || h.Scheme == "" || h.Path == "" || h.Authority == "" || h.Path[0] != '/' {
+			return nil, false
+		}
+	} else if h.Method == http.MethodConnect {
 		if h.Authority == "" || h.Scheme != "" || h.Path != "" {
 			return nil, false
 		}
