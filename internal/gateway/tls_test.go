@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
+	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
 )
 
 // tlsGet does a GET with rt and returns the response and its body.
@@ -130,4 +131,43 @@ upstreams:
 	if !strings.Contains(r.body, "certificate") {
 		t.Errorf("503 body does not say the backend certificate was refused: %s", r.body)
 	}
+}
+
+// TestGRPCOverTLSListener: grpc-go over TLS (h2 by ALPN) to the gateway,
+// on both gRPC paths: unary and server streaming calls pass through.
+func TestGRPCOverTLSListener(t *testing.T) {
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		be := testkit.StartBackend(t)
+		ca := testkit.NewCA(t, "gateway-ca")
+		leaf := ca.Issue(t, "localhost", "localhost", "127.0.0.1")
+		_, g := startGatewayOn(t, path, be.Addr, fmt.Sprintf(`
+listeners:
+  - address: "127.0.0.1:0"
+    tls: { cert: %q, key: %q }
+upstreams:
+  test:
+    targets: ["$BACKEND"]
+`, leaf.CertFile, leaf.KeyFile))
+		creds := credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
+		cc, err := grpc.NewClient("passthrough:///"+g.Addrs()[0].String(), grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		client := testingv1.NewEchoServiceClient(cc)
+		out, err := client.Echo(testContext(t), &testingv1.Everything{Id: "over tls"})
+		if err != nil || out.GetId() != "over tls" {
+			t.Fatalf("Echo over TLS: %v, %v", out, err)
+		}
+		if err := drainStream(client, &testingv1.StreamRequest{Count: 3, Text: "s"}); err != nil {
+			t.Fatalf("server stream over TLS: %v", err)
+		}
+		resp, err := client.Metadata(testContext(t), &testingv1.MetadataRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.GetIncoming()["x-forwarded-proto"].GetValues(); len(got) != 1 || got[0] != "https" {
+			t.Errorf("x-forwarded-proto: %q; want [https]", got)
+		}
+	})
 }
