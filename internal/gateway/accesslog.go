@@ -66,7 +66,7 @@ func (c *countingBody) Read(p []byte) (int, error) {
 }
 
 // withAccessLog writes one Info line per call, at the edge, with stable
-// keys: inbound, method, procedure, status, code (the gRPC code when the
+// keys: inbound, http (the HTTP version), method, procedure, status, code (the gRPC code when the
 // answer carries one), duration, bytes_in, bytes_out, error_id. It costs
 // nothing when Info is disabled. Headers, tokens and bodies are never
 // logged.
@@ -98,6 +98,7 @@ func withAccessLog(logger *slog.Logger, next func(http.ResponseWriter, *http.Req
 			}
 			attrs := []slog.Attr{
 				slog.String("inbound", proto.String()),
+				slog.String("http", httpVersion(r.ProtoMajor)),
 				slog.String("method", r.Method),
 				slog.String("procedure", r.URL.Path),
 				slog.Int("status", status),
@@ -123,4 +124,15 @@ func withAccessLog(logger *slog.Logger, next func(http.ResponseWriter, *http.Req
 		}()
 		next(rec, r, proto)
 	})
+}
+
+// httpVersion names an HTTP major version as the access log shows it.
+func httpVersion(major int) string {
+	switch major {
+	case 2:
+		return "2"
+	case 3:
+		return "3"
+	}
+	return "1.1"
 }

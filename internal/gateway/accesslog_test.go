@@ -92,6 +92,13 @@ func TestAccessLog(t *testing.T) {
 		if w.code >= 0 && l["code"] != w.code {
 			t.Errorf("line %d: code %v; want %v", i, l["code"], w.code)
 		}
+		wantHTTP := "1.1" // the REST calls use net/http's default client
+		if w.inbound == "grpc" {
+			wantHTTP = "2"
+		}
+		if l["http"] != wantHTTP {
+			t.Errorf("line %d: http %v; want %s", i, l["http"], wantHTTP)
+		}
 		for _, k := range []string{"method", "duration", "bytes_in", "bytes_out"} {
 			if _, ok := l[k]; !ok {
 				t.Errorf("line %d lacks %s: %v", i, k, l)

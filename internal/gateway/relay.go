@@ -41,9 +41,10 @@ func (g *Gateway) logRelayed(head *h2.RequestHead, start time.Time, res *transco
 	if !res.HasCode {
 		status = 499 // the client went away before an answer
 	}
-	attrs := make([]slog.Attr, 0, 9)
+	attrs := make([]slog.Attr, 0, 10)
 	attrs = append(attrs,
 		slog.String("inbound", call.GRPC.String()),
+		slog.String("http", "2"),
 		slog.String("method", head.Method),
 		slog.String("procedure", head.Path),
 		slog.Int("status", status))

@@ -183,7 +183,7 @@ func TestGRPCRelayAccessLog(t *testing.T) {
 			code      float64
 		}{{"/rosetta.testing.v1.EchoService/Fail", 5}, {"/rosetta.testing.v1.EchoService/Echo", 0}} {
 			l := lines[i]
-			if l["inbound"] != "grpc" || l["procedure"] != want.procedure || l["status"] != float64(200) || l["code"] != want.code || l["method"] != "POST" {
+			if l["inbound"] != "grpc" || l["http"] != "2" || l["procedure"] != want.procedure || l["status"] != float64(200) || l["code"] != want.code || l["method"] != "POST" {
 				t.Errorf("line %d: %v; want grpc %s status 200 code %v", i, l, want.procedure, want.code)
 			}
 			if _, ok := l["duration"]; !ok {
