@@ -275,3 +275,44 @@ func TestGRPCForwardedHeaders(t *testing.T) {
 		}
 	})
 }
+
+// TestGRPCBackendRestart: after the backend goes away and comes back on
+// the same address, calls succeed again; on the relay path the gateway
+// dials a new relay connection and carries calls on it.
+func TestGRPCBackendRestart(t *testing.T) {
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		cc, be, g := startGRPCGatewayOn(t, path)
+		client := testingv1.NewEchoServiceClient(cc)
+		if _, err := client.Echo(testContext(t), &testingv1.Everything{Id: "before"}); err != nil {
+			t.Fatal(err)
+		}
+		be.Server.Stop()
+		testkit.StartBackend(t, testkit.WithAddress(be.Addr))
+		waitUntil(t, func() bool {
+			_, err := client.Echo(testContext(t), &testingv1.Everything{Id: "after"})
+			return err == nil
+		}, "a call to the restarted backend")
+		if path != "relay" {
+			return
+		}
+		up, _ := g.ups.Get("test")
+		waitUntil(t, func() bool { return up.RelayConn(be.Addr) != nil }, "a new relay connection")
+		stream, err := client.BidiStream(testContext(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&testingv1.StreamItem{Index: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		if n := up.RelayConn(be.Addr).Streams(); n != 1 {
+			t.Errorf("streams on the new relay connection: %d; want the open call", n)
+		}
+		_ = stream.CloseSend()
+		if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+			t.Errorf("end of stream: %v", err)
+		}
+	})
+}

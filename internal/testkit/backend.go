@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"errors"
+	"net"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -31,6 +32,13 @@ type BackendOption func(*backendConfig)
 type backendConfig struct {
 	reflection bool
 	serverOpts []grpc.ServerOption
+	addr       string
+}
+
+// WithAddress listens on addr instead of 127.0.0.1:0: a backend started
+// again where a stopped one was.
+func WithAddress(addr string) BackendOption {
+	return func(c *backendConfig) { c.addr = addr }
 }
 
 // WithoutReflection starts the backend without server reflection, to test
@@ -56,7 +64,15 @@ func StartBackend(t testing.TB, opts ...BackendOption) *Backend {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	lis := ListenLocal(t)
+	var lis net.Listener
+	if cfg.addr != "" {
+		var err error
+		if lis, err = net.Listen("tcp", cfg.addr); err != nil {
+			t.Fatalf("listen on %s: %v", cfg.addr, err)
+		}
+	} else {
+		lis = ListenLocal(t)
+	}
 	// WaitForHandlers makes Stop wait for running handlers (they all honour
 	// context cancellation), so the leak check sees none.
 	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.WaitForHandlers(true)}, cfg.serverOpts...)...)

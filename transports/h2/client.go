@@ -220,6 +220,12 @@ func (cc *ClientConn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, strin
 		c.resetStream(id, http2.ErrCodeStreamClosed)
 		return http2.ErrCodeNo, ""
 	}
+	if f.Truncated {
+		// Over MAX_HEADER_LIST_SIZE: the block cannot be delivered whole.
+		c.mu.Unlock()
+		c.resetStream(id, http2.ErrCodeProtocol)
+		return http2.ErrCodeNo, ""
+	}
 	status := f.PseudoValue("status")
 	if s.recvLen == 0 && !s.gotResponse {
 		if status == "" || f.PseudoValue("method") != "" {
