@@ -308,7 +308,7 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, strin
 			c.resetStream(id, http2.ErrCodeStreamClosed)
 			return http2.ErrCodeNo, ""
 		}
-		if !f.StreamEnded() || len(f.PseudoFields()) > 0 || (st.declLen >= 0 && st.recvLen != st.declLen) {
+		if f.Truncated || !f.StreamEnded() || len(f.PseudoFields()) > 0 || (st.declLen >= 0 && st.recvLen != st.declLen) {
 			c.mu.Unlock()
 			c.resetStream(id, http2.ErrCodeProtocol)
 			return http2.ErrCodeNo, ""
