@@ -92,6 +92,7 @@ type StreamError struct {
 	Remote bool
 }
 
+// Error names the code and who reset the stream.
 func (e StreamError) Error() string {
 	if e.Remote {
 		return "stream reset by peer: " + e.Code.String()

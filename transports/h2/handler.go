@@ -113,6 +113,8 @@ var errBodyReset = errors.New("http2: request body closed: stream reset by the c
 // requestBody is the Body of a handler's request.
 type requestBody struct{ hs *handlerStream }
 
+// Read returns received body bytes, giving their flow-control credit
+// back; io.EOF once the client ended the stream.
 func (b requestBody) Read(p []byte) (int, error) {
 	hs := b.hs
 	hs.mu.Lock()
@@ -155,6 +157,8 @@ func (b requestBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Close discards what is buffered and what still arrives (its credit is
+// given back at once); later reads fail.
 func (b requestBody) Close() error {
 	hs := b.hs
 	hs.mu.Lock()
