@@ -17,6 +17,9 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 # HTTP/2 conformance (transports/h2's h2spec test). The module has no go.mod,
 # so its latest release resolves to a +incompatible version.
 H2SPEC_VERSION := v2.2.1+incompatible
+# Connect conformance suite (make conformance): its runner and reference
+# server, the same release as the protos the wrapper compiles.
+CONFORMANCE_VERSION := v1.0.7
 # Load benchmark (bench/, its own Go module): grpc-gateway's generator for
 # the bench protos, and ghz, installed into bench/.tmp/bin.
 PROTOC_GEN_GRPC_GATEWAY_VERSION := v2.33.0
@@ -102,6 +105,17 @@ bench-go: ## Run the Go benchmarks of the hot paths
 fuzz: ## Run each fuzz target for FUZZ_TIME (default 30s)
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "fuzz $$pkg $$name"; go test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME); done
+
+.PHONY: conformance
+conformance: $(BIN)/connectconformance $(BIN)/referenceserver ## Connect conformance suite (Connect, gRPC, gRPC-Web clients) against Rosetta in front of the reference server
+	go build -o $(BIN)/serverundertest ./conformance/serverundertest
+	$(BIN)/connectconformance --mode server --conf conformance/config.yaml --known-failing @conformance/known-failing.txt --parallel 2 -- \
+	  $(BIN)/serverundertest -referenceserver $(BIN)/referenceserver \
+	  -protos $$(go env GOMODCACHE)/connectrpc.com/conformance@$(CONFORMANCE_VERSION)/proto
+
+$(BIN)/connectconformance $(BIN)/referenceserver:
+	@mkdir -p $(@D)
+	GOBIN=$(BIN) go install connectrpc.com/conformance/cmd/$(@F)@$(CONFORMANCE_VERSION)
 
 .PHONY: clean
 clean: ## Remove build output and installed tools

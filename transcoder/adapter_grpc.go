@@ -66,9 +66,6 @@ type GRPCRoute struct {
 	unary bool
 	// timeout is the route's timeout (0: none).
 	timeout time.Duration
-	// timeoutHeader and defaultTimeoutHeader are the grpc-timeout values
-	// of timeout and of the upstream's default timeout, formatted once.
-	timeoutHeader, defaultTimeoutHeader []string
 }
 
 // NewGRPCProxy builds the proxy of one snapshot: a table from every
@@ -102,12 +99,6 @@ func NewGRPCProxy(p GRPCParams) *GRPCProxy {
 			if p.RouteTimeout != nil {
 				rt.timeout = p.RouteTimeout(md)
 			}
-			if rt.timeout > 0 {
-				rt.timeoutHeader = []string{formatGRPCTimeout(rt.timeout)}
-			}
-			if d := time.Duration(u.Config.Timeout); d > 0 {
-				rt.defaultTimeoutHeader = []string{formatGRPCTimeout(d)}
-			}
 			g.routes["/"+name+"/"+string(md.Name())] = rt
 		}
 	}
@@ -115,8 +106,46 @@ func NewGRPCProxy(p GRPCParams) *GRPCProxy {
 }
 
 // deadlineGrace is how long past a call's deadline the gateway waits for
-// the backend's own DEADLINE_EXCEEDED before ending the call itself.
+// the backend's own DEADLINE_EXCEEDED before ending the call itself, when
+// the backend knows the deadline.
 const deadlineGrace = 500 * time.Millisecond
+
+// deadline applies the deadline rules of a pass-through call to the
+// client's grpc-timeout value v ("" when none): the route's timeout caps
+// the client's deadline, and unary calls without one get the upstream's
+// timeout. The client's deadline, capped, is announced to the backend
+// (field is the grpc-timeout to send instead of the client's; "" keeps
+// it); a limit on a call without one is enforced by the gateway alone
+// (announced false), as callDeadline does for the other protocols.
+func (rt *GRPCRoute) deadline(v string) (timeout time.Duration, field string, announced bool, err error) {
+	var client time.Duration
+	if v != "" {
+		d, perr := parseGRPCTimeout(v)
+		if perr != nil {
+			return 0, "", false, call.Errorf(codes.Internal, "malformed grpc-timeout header %q: %v", v, perr)
+		}
+		client = d
+	}
+	limit := rt.timeout
+	if limit == 0 && rt.unary {
+		limit = time.Duration(rt.Upstream.Config.Timeout)
+	}
+	timeout, announced = announce(limit, client)
+	if announced && timeout != client {
+		field = formatGRPCTimeout(timeout)
+	}
+	return timeout, field, announced, nil
+}
+
+// gatewayBound is how long the gateway lets a call run: a little past a
+// deadline the backend knows, so that its own DEADLINE_EXCEEDED (with its
+// message and metadata) wins the race; exactly the deadline otherwise.
+func gatewayBound(timeout time.Duration, announced bool) time.Duration {
+	if announced {
+		return timeout + deadlineGrace
+	}
+	return timeout
+}
 
 // errNeedHTTP2 answers gRPC requests that came over HTTP/1.x.
 var errNeedHTTP2 = call.Errorf(codes.Unimplemented,
@@ -223,26 +252,13 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 	header["X-Forwarded-Host"] = []string{fwd.Host}
 	header["X-Forwarded-Proto"] = []string{fwd.Proto}
 
-	var timeout time.Duration
-	hasTimeout := false
-	if v := header.Get("Grpc-Timeout"); v != "" {
-		d, err := parseGRPCTimeout(v)
-		if err != nil {
-			p.WriteError(w, r, call.Errorf(codes.Internal, "malformed grpc-timeout header %q: %v", v, err))
-			return
-		}
-		timeout, hasTimeout = d, true
+	timeout, field, announced, err := rt.deadline(header.Get("Grpc-Timeout"))
+	if err != nil {
+		p.WriteError(w, r, err)
+		return
 	}
-	switch {
-	case rt.timeout > 0 && (!hasTimeout || rt.timeout < timeout):
-		// The route's timeout caps the client's deadline.
-		timeout, hasTimeout = rt.timeout, true
-		header["Grpc-Timeout"] = rt.timeoutHeader
-	case !hasTimeout && rt.unary && u.Config.Timeout > 0:
-		// A unary call without a deadline gets the upstream's timeout,
-		// as REST calls do.
-		timeout, hasTimeout = time.Duration(u.Config.Timeout), true
-		header["Grpc-Timeout"] = rt.defaultTimeoutHeader
+	if field != "" {
+		header["Grpc-Timeout"] = []string{field}
 	}
 	// The request context ends when the client resets the stream, which
 	// resets the upstream stream too. Nothing else needs to cancel: a
@@ -250,14 +266,10 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 	// upstream request) and closing resp.Body aborts the response.
 	ctx := r.Context()
 	var deadline time.Time // the call's deadline; zero: none
-	if hasTimeout {
+	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
-		// The backend enforces the forwarded grpc-timeout and answers
-		// DEADLINE_EXCEEDED itself; the gateway's own bound comes a little
-		// later, as a safety net for a backend that does not answer, so
-		// the two timers never race.
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout+deadlineGrace)
+		ctx, cancel = context.WithTimeout(ctx, gatewayBound(timeout, announced))
 		defer cancel()
 	}
 

@@ -329,7 +329,7 @@ func (s *wsSession) run() {
 		ctx := s.callCtx
 		if d := callTimeout(s.p, s.be, method); d > 0 {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, d)
+			ctx, cancel = callDeadline(ctx, d, 0)
 			defer cancel()
 		}
 		if cs, err = s.req.newStream(ctx, s.be); err != nil {

@@ -50,9 +50,9 @@ func (p *GRPCProxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayR
 	if cc == nil {
 		return nil
 	}
-	timeout, timeoutField, ok := relayTimeout(head, rt)
-	if !ok {
-		return nil // malformed grpc-timeout: Serve words the error
+	timeout, timeoutField, announced, err := rt.deadline(head.Get("grpc-timeout"))
+	if err != nil {
+		return nil // malformed grpc-timeout: Serve answers it
 	}
 	fields := make([]hpack.HeaderField, 0, len(head.Fields)+6)
 	fields = append(fields,
@@ -112,7 +112,7 @@ func (p *GRPCProxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayR
 	in.SetCreditTo(up)
 	if timeout > 0 {
 		c.deadline = time.Now().Add(timeout)
-		c.timer = time.AfterFunc(timeout+deadlineGrace, c.onDeadline)
+		c.timer = time.AfterFunc(gatewayBound(timeout, announced), c.onDeadline)
 	}
 	return c
 }
@@ -146,28 +146,6 @@ func lower(s string) string {
 		}
 	}
 	return string(b)
-}
-
-// relayTimeout applies the same deadline rules as Serve: the route's
-// timeout caps the client's grpc-timeout, and unary calls without one get
-// the upstream's timeout. field is the grpc-timeout to send instead of
-// the client's ("" keeps it); ok is false for a malformed grpc-timeout.
-func relayTimeout(head *h2.RequestHead, rt *GRPCRoute) (timeout time.Duration, field string, ok bool) {
-	has := false
-	if v := head.Get("grpc-timeout"); v != "" {
-		d, err := parseGRPCTimeout(v)
-		if err != nil {
-			return 0, "", false
-		}
-		timeout, has = d, true
-	}
-	switch {
-	case rt.timeout > 0 && (!has || rt.timeout < timeout):
-		return rt.timeout, rt.timeoutHeader[0], true
-	case !has && rt.unary && rt.Upstream.Config.Timeout > 0:
-		return time.Duration(rt.Upstream.Config.Timeout), rt.defaultTimeoutHeader[0], true
-	}
-	return timeout, "", true
 }
 
 // relayCall is one relayed call: the Events of both its streams.

@@ -265,28 +265,24 @@ func (h *REST) Serve(w http.ResponseWriter, r *http.Request, m router.Match) {
 	h.unary(ctx, w, r, p, be, req)
 }
 
-// callContext derives the backend call's context: the route's deadline,
-// shortened by a Grpc-Timeout request header, and the outgoing metadata.
+// callContext derives the backend call's context: a Grpc-Timeout request
+// header's deadline capped by the route's (or the upstream's) timeout, or
+// that timeout alone, enforced but not announced (see callDeadline); and
+// the outgoing metadata.
 func (h *REST) callContext(r *http.Request, p *plan, be Backend) (context.Context, context.CancelFunc, error) {
-	timeout := p.timeout
-	if timeout == 0 && !p.route.Method.IsStreamingServer() {
-		timeout = be.Timeout
+	limit := p.timeout
+	if limit == 0 && !p.route.Method.IsStreamingServer() {
+		limit = be.Timeout
 	}
+	var client time.Duration
 	if v := r.Header.Get("Grpc-Timeout"); v != "" {
 		d, err := parseGRPCTimeout(v)
 		if err != nil {
 			return nil, nil, call.BadField("Grpc-Timeout", fmt.Sprintf("invalid Grpc-Timeout header %q: %v", v, err))
 		}
-		if timeout == 0 || d < timeout {
-			timeout = d
-		}
+		client = d
 	}
-	ctx := metadata.NewOutgoingContext(r.Context(), h.outgoingMetadata(r))
-	if timeout > 0 {
-		c, cancel := context.WithTimeout(ctx, timeout)
-		return c, cancel, nil
-	}
-	c, cancel := context.WithCancel(ctx)
+	c, cancel := callDeadline(metadata.NewOutgoingContext(r.Context(), h.outgoingMetadata(r)), limit, client)
 	return c, cancel, nil
 }
 

@@ -110,18 +110,12 @@ func looksLikeRPCPath(p string) bool {
 	return ok && strings.HasPrefix(p, "/") && svc != "" && method != "" && !strings.Contains(method, "/")
 }
 
-// callContext derives a backend call's context: the target's timeout,
-// shortened by the client's (0: none), with md as outgoing metadata.
+// callContext derives a backend call's context: the client's deadline
+// (0: none) capped by the target's timeout, or the target's timeout alone
+// (enforced, not announced: see callDeadline), with md as outgoing
+// metadata.
 func (t *target) callContext(r *http.Request, client time.Duration, md metadata.MD) (context.Context, context.CancelFunc) {
-	timeout := t.timeout
-	if client > 0 && (timeout == 0 || client < timeout) {
-		timeout = client
-	}
-	ctx := metadata.NewOutgoingContext(r.Context(), md)
-	if timeout > 0 {
-		return context.WithTimeout(ctx, timeout)
-	}
-	return context.WithCancel(ctx)
+	return callDeadline(metadata.NewOutgoingContext(r.Context(), md), t.timeout, client)
 }
 
 // dropHeaders are request headers that never become backend metadata:
