@@ -242,17 +242,4 @@ func (h *Connect) writeError(w http.ResponseWriter, r *http.Request, ce *call.Er
 	_, _ = w.Write(body)
 }
 
-// readMessage reads one request message in codec ("proto" or "json") and
-// returns it as protobuf bytes.
-func (h *Connect) readMessage(in *envelopeReader, t *target, codec string) ([]byte, error) {
-	msg, err := in.next()
-	if err != nil {
-		return nil, err
-	}
-	if codec == "json" {
-		return h.jsonToProto(t.method.Input(), msg)
-	}
-	return msg, nil
-}
-
 var _ http.Handler = (*Connect)(nil)

@@ -120,31 +120,7 @@ func (h *Connect) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A request the gateway could not read aborted the call: report why.
-	var cause *call.Error
-	if errors.As(context.Cause(ctx), &cause) {
-		err = cause
-	}
-	h.end(out, r, call.FromError(err), cs.Trailer())
-}
-
-// pump forwards the client's messages to the backend and half-closes when
-// the request body ends. A malformed request aborts the call with the
-// reason as the context's cause.
-func (h *Connect) pump(in *envelopeReader, cs grpc.ClientStream, t *target, codec string, abort context.CancelCauseFunc) {
-	for {
-		msg, err := h.readMessage(in, t, codec)
-		if errors.Is(err, io.EOF) {
-			_ = cs.CloseSend()
-			return
-		}
-		if err != nil {
-			abort(call.FromError(err))
-			return
-		}
-		if err := cs.SendMsg(&msg); err != nil {
-			return // the call ended; RecvMsg reports how
-		}
-	}
+	h.end(out, r, h.callError(ctx, err), cs.Trailer())
 }
 
 // end logs 5xx-class errors and ends the stream with ce (nil: OK).

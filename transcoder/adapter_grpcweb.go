@@ -1,6 +1,7 @@
 package transcoder
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -20,11 +21,14 @@ import (
 	"github.com/rosetta-gateway/rosetta/call"
 )
 
-// GRPCWeb serves gRPC-Web (binary application/grpc-web[+proto] and base64
-// application/grpc-web-text[+proto]) by forwarding each message to the
-// backend as raw bytes, without decoding it. It serves unary and
-// server-streaming methods; gRPC-Web has no client streams, so
-// client-streaming and bidi methods answer UNIMPLEMENTED.
+// GRPCWeb serves gRPC-Web (binary application/grpc-web[+proto|+json] and
+// base64 application/grpc-web-text[+proto|+json]) for every kind of
+// method. Protobuf messages go to the backend as raw bytes, without
+// decoding; JSON messages are converted with the snapshot's descriptors.
+// Client and bidi streams are full duplex over HTTP/2 and HTTP/3 (and
+// over HTTP/1.1 where the client allows); browsers' gRPC-Web libraries
+// only send unary and server-streaming calls, but other clients
+// (connect-go, for one) stream requests too.
 //
 // A GRPCWeb is built once per snapshot, is immutable, and is safe for
 // concurrent use. It works the same over HTTP/1.1, HTTP/2 and HTTP/3.
@@ -50,17 +54,13 @@ func (h *GRPCWeb) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(out, r, call.Errorf(codes.Unimplemented, "gRPC-Web calls are POST requests, not %s", r.Method), nil)
 		return
 	}
-	if out.codec != "proto" {
-		h.fail(out, r, call.Errorf(codes.Unimplemented, "unsupported gRPC-Web codec %q: the gateway forwards protobuf messages only (send application/grpc-web+proto)", out.codec), nil)
+	if out.codec != "proto" && out.codec != "json" {
+		h.fail(out, r, call.Errorf(codes.Unimplemented, "unsupported gRPC-Web codec %q: send application/grpc-web+proto or application/grpc-web+json", out.codec), nil)
 		return
 	}
 	t, ce := h.resolve(r.URL.Path)
 	if ce != nil {
 		h.fail(out, r, ce, nil)
-		return
-	}
-	if t.method.IsStreamingClient() {
-		h.fail(out, r, call.Errorf(codes.Unimplemented, "method %s streams requests, which gRPC-Web cannot carry: call it over Connect (HTTP/2) or gRPC", t.method.FullName()), nil)
 		return
 	}
 	var timeout time.Duration
@@ -82,38 +82,59 @@ func (h *GRPCWeb) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = newBase64Reader(body)
 	}
 	in := &envelopeReader{r: body, max: t.max, encoding: r.Header.Get("Grpc-Encoding"), what: "gRPC-Web frame"}
-	req, err := in.next()
-	if errors.Is(err, io.EOF) {
-		err = call.Errorf(codes.InvalidArgument, "the request has no message: a gRPC-Web request body is one length-prefixed message")
+	clientStreams := t.method.IsStreamingClient()
+	var req []byte
+	if !clientStreams {
+		var err error
+		req, err = h.readMessage(in, t, out.codec)
+		if errors.Is(err, io.EOF) {
+			err = call.Errorf(codes.InvalidArgument, "the request has no message: method %s takes one length-prefixed message", t.method.FullName())
+		}
+		if err == nil {
+			err = checkNoMore(in, string(t.method.FullName()))
+		}
+		if err != nil {
+			h.fail(out, r, call.FromError(err), nil)
+			return
+		}
+	} else {
+		// Let HTTP/1.1 read the request while writing the response, as
+		// HTTP/2 always can.
+		_ = out.rc.EnableFullDuplex()
 	}
-	if err == nil {
-		err = checkNoMore(in, string(t.method.FullName()))
-	}
-	if err != nil {
-		h.fail(out, r, call.FromError(err), nil)
-		return
-	}
-	ctx, cancel := t.callContext(r, timeout, md)
+	base, cancel := t.callContext(r, timeout, md)
 	defer cancel()
-	cs, err := t.backend.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, t.path, rawCall)
+	ctx, abort := context.WithCancelCause(base)
+	defer abort(nil)
+	cs, err := t.backend.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: clientStreams}, t.path, rawCall)
 	if err != nil {
 		h.fail(out, r, call.FromError(err), nil)
 		return
 	}
-	// An io.EOF from SendMsg means the backend already ended the call;
-	// RecvMsg returns its status.
-	if err := cs.SendMsg(&req); err == nil {
+	if clientStreams {
+		go h.pump(in, cs, t, out.codec, abort)
+	} else if err := cs.SendMsg(&req); err == nil {
+		// An io.EOF from SendMsg means the backend already ended the
+		// call; RecvMsg returns its status.
 		_ = cs.CloseSend()
 	}
 	var msg []byte
 	err = cs.RecvMsg(&msg)
 	hdr, _ := cs.Header()
 	if err != nil && !errors.Is(err, io.EOF) && len(hdr) == 0 {
-		h.fail(out, r, call.FromError(err), cs.Trailer())
+		h.fail(out, r, h.callError(ctx, err), cs.Trailer())
 		return
 	}
 	out.start(hdr)
 	for err == nil {
+		if out.codec == "json" {
+			js, cerr := h.protoToJSON(t.method.Output(), msg)
+			if cerr != nil {
+				err = cerr
+				break
+			}
+			msg = js
+		}
 		if werr := out.frame(0, msg); werr != nil {
 			return // the client went away; cancel ends the backend call
 		}
@@ -124,7 +145,17 @@ func (h *GRPCWeb) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out.finish(nil, cs.Trailer(), "")
 		return
 	}
-	h.fail(out, r, call.FromError(err), cs.Trailer())
+	h.fail(out, r, h.callError(ctx, err), cs.Trailer())
+}
+
+// callError is the status of a call that failed with err: the reason a
+// request the gateway could not read aborted it, else err's.
+func (b *rpcBase) callError(ctx context.Context, err error) *call.Error {
+	var cause *call.Error
+	if errors.As(context.Cause(ctx), &cause) {
+		return cause
+	}
+	return call.FromError(err)
 }
 
 // fail logs 5xx-class errors and writes ce as the call's final status.

@@ -2,12 +2,15 @@ package transcoder
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -231,4 +234,37 @@ func (b *rpcBase) protoToJSON(md protoreflect.MessageDescriptor, raw []byte) ([]
 		return nil, call.Errorf(codes.Internal, "encode response as JSON: %v", err).WithCause(err)
 	}
 	return out, nil
+}
+
+// readMessage reads one request message in codec ("proto" or "json") and
+// returns it as protobuf bytes.
+func (b *rpcBase) readMessage(in *envelopeReader, t *target, codec string) ([]byte, error) {
+	msg, err := in.next()
+	if err != nil {
+		return nil, err
+	}
+	if codec == "json" {
+		return b.jsonToProto(t.method.Input(), msg)
+	}
+	return msg, nil
+}
+
+// pump forwards the client's messages to the backend and half-closes when
+// the request body ends. A malformed request aborts the call with the
+// reason as the context's cause.
+func (b *rpcBase) pump(in *envelopeReader, cs grpc.ClientStream, t *target, codec string, abort context.CancelCauseFunc) {
+	for {
+		msg, err := b.readMessage(in, t, codec)
+		if errors.Is(err, io.EOF) {
+			_ = cs.CloseSend()
+			return
+		}
+		if err != nil {
+			abort(call.FromError(err))
+			return
+		}
+		if err := cs.SendMsg(&msg); err != nil {
+			return // the call ended; RecvMsg reports how
+		}
+	}
 }

@@ -257,19 +257,59 @@ func TestGRPCWebClient(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			runClientSuite(t, url, hc, connect.WithGRPCWeb())
-			t.Run("client stream is unimplemented", func(t *testing.T) {
+			t.Run("client stream", func(t *testing.T) {
 				t.Parallel()
 				c := connect.NewClient[testingv1.StreamItem, testingv1.StreamSummary](hc, url+echoService+"ClientStream", connect.WithGRPCWeb())
 				st := c.CallClientStream(t.Context())
-				_ = st.Send(&testingv1.StreamItem{Text: "a"})
-				_, err := st.CloseAndReceive()
-				ce := wantCode(t, err, connect.CodeUnimplemented)
-				if !strings.Contains(ce.Message(), "gRPC-Web cannot carry") {
-					t.Errorf("message: got %q", ce.Message())
+				for _, text := range []string{"a", "b"} {
+					if err := st.Send(&testingv1.StreamItem{Text: text}); err != nil {
+						t.Fatalf("send %s: %v", text, err)
+					}
+				}
+				resp, err := st.CloseAndReceive()
+				if err != nil || resp.Msg.GetCount() != 2 || strings.Join(resp.Msg.GetTexts(), ",") != "a,b" {
+					t.Fatalf("client stream: %v, %v; want count 2, texts a,b", resp, err)
 				}
 			})
+			// connect-go's client sends bidi streams over HTTP/2 only.
+			if name != "http1" {
+				t.Run("bidi stream, half duplex", func(t *testing.T) {
+					t.Parallel()
+					c := connect.NewClient[testingv1.StreamItem, testingv1.StreamItem](hc, url+echoService+"BidiStream", connect.WithGRPCWeb())
+					st := c.CallBidiStream(t.Context())
+					for i := int32(1); i <= 2; i++ {
+						if err := st.Send(&testingv1.StreamItem{Index: i}); err != nil {
+							t.Fatalf("send %d: %v", i, err)
+						}
+					}
+					if err := st.CloseRequest(); err != nil {
+						t.Fatal(err)
+					}
+					for i := int32(1); i <= 2; i++ {
+						item, err := st.Receive()
+						if err != nil || item.GetIndex() != i {
+							t.Fatalf("receive %d: %v, %v", i, item, err)
+						}
+					}
+					if _, err := st.Receive(); !errors.Is(err, io.EOF) {
+						t.Fatalf("end of stream: %v", err)
+					}
+					_ = st.CloseResponse()
+				})
+			}
 		})
 	}
+}
+
+// TestGRPCWebJSON: the +json codec carries proto3 JSON messages both ways.
+func TestGRPCWebJSON(t *testing.T) {
+	t.Parallel()
+	url := startBrowserGateway(t, "")
+	r := doWeb(t, url+echoService+"Echo", "application/grpc-web+json", webFrame(0, []byte(`{"stringValue": "json", "int64Value": "7"}`)))
+	if r.header.Get("Content-Type") != "application/grpc-web+json" || len(r.messages) != 1 || r.trailer != "grpc-status: 0\r\n" {
+		t.Fatalf("got %q, %d messages, trailer %q; want application/grpc-web+json, 1, OK", r.header.Get("Content-Type"), len(r.messages), r.trailer)
+	}
+	assertJSON(t, string(r.messages[0]), `{"stringValue": "json", "int64Value": "7"}`)
 }
 
 // webFrame encodes one gRPC-Web frame.
@@ -406,7 +446,8 @@ func TestGRPCWebMalformed(t *testing.T) {
 		{"two messages", "application/grpc-web", append(webFrame(0, good), webFrame(0, good)...), "3", "more"},
 		{"huge length prefix", "application/grpc-web", []byte{0, 0xff, 0xff, 0xff, 0xff, 1, 2}, "8", "larger than the limit"},
 		{"bad base64", "application/grpc-web-text", []byte("!!!!notbase64"), "3", "not base64"},
-		{"json codec", "application/grpc-web+json", []byte("{}"), "12", "unsupported gRPC-Web codec"},
+		{"unknown codec", "application/grpc-web+thrift", webFrame(0, good), "12", "unsupported gRPC-Web codec"},
+		{"bad JSON", "application/grpc-web+json", webFrame(0, []byte(`{"stringValue": 7}`)), "3", "stringValue"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
