@@ -269,7 +269,7 @@ func statusTrailers(ce *call.Error, trl metadata.MD, errID string) [][2]string {
 	}
 	if ce != nil && len(ce.Details) > 0 {
 		if b, err := proto.Marshal(ce.Proto()); err == nil {
-			out = append(out, [2]string{"grpc-status-details-bin", base64.StdEncoding.EncodeToString(b)})
+			out = append(out, [2]string{"grpc-status-details-bin", base64.RawStdEncoding.EncodeToString(b)})
 		}
 	}
 	if errID != "" {
@@ -286,7 +286,7 @@ func statusTrailers(ce *call.Error, trl metadata.MD, errID string) [][2]string {
 	for _, k := range keys {
 		for _, v := range trl[k] {
 			if strings.HasSuffix(k, "-bin") {
-				v = base64.StdEncoding.EncodeToString([]byte(v))
+				v = base64.RawStdEncoding.EncodeToString([]byte(v))
 			}
 			out = append(out, [2]string{k, v})
 		}

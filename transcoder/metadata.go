@@ -156,7 +156,7 @@ func setResponseMetadata(hdr http.Header, prefix string, md metadata.MD) {
 		bin := strings.HasSuffix(k, "-bin")
 		for _, v := range vs {
 			if bin {
-				v = base64.StdEncoding.EncodeToString([]byte(v))
+				v = base64.RawStdEncoding.EncodeToString([]byte(v))
 			}
 			hdr.Add(name, v)
 		}
