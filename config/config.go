@@ -139,6 +139,9 @@ type Upstream struct {
 	Timeout Duration `yaml:"timeout"`
 	// MaxMessageBytes caps a message received from this upstream. Default 4 MiB.
 	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// MaxRequestMessageBytes caps a message a client sends to this
+	// upstream through the gateway. Default: MaxMessageBytes.
+	MaxRequestMessageBytes int `yaml:"max_request_message_bytes"`
 
 	// Name is the key of this upstream in Config.Upstreams; it matches
 	// [a-zA-Z0-9_.-]+. Set by Parse and FromFlags.

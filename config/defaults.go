@@ -65,6 +65,9 @@ func (c *Config) setDefaults() {
 		if u.MaxMessageBytes == 0 {
 			u.MaxMessageBytes = defaultMaxMessageBytes
 		}
+		if u.MaxRequestMessageBytes == 0 {
+			u.MaxRequestMessageBytes = u.MaxMessageBytes
+		}
 		d := &u.Descriptors
 		if d.Reflection == nil {
 			// Explicit in both cases, so Normalized shows what happens.

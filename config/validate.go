@@ -233,6 +233,7 @@ func (v *validator) upstreams() {
 		v.descriptors(p+".descriptors", &u.Descriptors)
 		v.nonNegative(p+".timeout", u.Timeout)
 		v.nonNegativeInt(p+".max_message_bytes", int64(u.MaxMessageBytes))
+		v.nonNegativeInt(p+".max_request_message_bytes", int64(u.MaxRequestMessageBytes))
 	}
 }
 

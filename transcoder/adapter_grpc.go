@@ -227,10 +227,7 @@ var teTrailers = []string{"trailers"}
 // Serve forwards one call to rt's upstream and streams the answer back.
 func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute) {
 	u := rt.Upstream
-	maxMsg := uint32(4 << 20)
-	if m := u.Config.MaxMessageBytes; m > 0 {
-		maxMsg = uint32(m)
-	}
+	maxReq, maxResp := messageLimits(u)
 	// The inbound header map becomes the upstream request's: nothing reads
 	// it after this handler, and copying it costs a map per call. HTTP/2
 	// already refuses connection-specific fields; drop the rest of the
@@ -273,7 +270,7 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 		defer cancel()
 	}
 
-	c := &grpcCall{body: r.Body, scan: frameScanner{max: maxMsg}}
+	c := &grpcCall{body: r.Body, scan: frameScanner{max: maxReq}}
 	out := (&http.Request{
 		Method:        http.MethodPost,
 		URL:           &url.URL{Scheme: u.Scheme(), Host: u.Pick(), Path: r.URL.Path, RawPath: r.URL.RawPath},
@@ -323,7 +320,7 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
-	rs := frameScanner{max: maxMsg}
+	rs := frameScanner{max: maxResp}
 	pending := 0 // bytes at buf[:pending]: a partial header held back
 	for {
 		n, rerr := resp.Body.Read(buf[pending:])
@@ -339,7 +336,7 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 			}
 			if tooBig > 0 {
 				p.writeStatus(w, r, true, call.Errorf(codes.ResourceExhausted,
-					"response message of %d bytes is larger than the limit of %d bytes (upstream %s max_message_bytes)", tooBig, maxMsg, u.Name))
+					"response message of %d bytes is larger than the limit of %d bytes (upstream %s max_message_bytes)", tooBig, maxResp, u.Name))
 				return
 			}
 			pending = copy(buf, buf[writable:end])
@@ -358,7 +355,7 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 		_, _ = w.Write(buf[:pending])
 	}
 	if size := c.tooBig.Load(); size > 0 {
-		p.writeStatus(w, r, true, tooBigError(size, maxMsg, u.Name))
+		p.writeStatus(w, r, true, tooBigError(size, maxReq, u.Name))
 		return
 	}
 	if len(resp.Trailer) == 0 || resp.Trailer.Get("Grpc-Status") == "" {
@@ -386,7 +383,22 @@ func trailerKey(k string) string {
 
 func tooBigError(size, limit uint32, name string) *call.Error {
 	return call.Errorf(codes.ResourceExhausted,
-		"request message of %d bytes is larger than the limit of %d bytes (upstream %s max_message_bytes)", size, limit, name)
+		"request message of %d bytes is larger than the limit of %d bytes (upstream %s max_request_message_bytes)", size, limit, name)
+}
+
+// messageLimits returns the largest request and response messages of
+// calls to u (max_request_message_bytes, max_message_bytes; 4 MiB when
+// unset).
+func messageLimits(u *upstream.Upstream) (req, resp uint32) {
+	resp = 4 << 20
+	if m := u.Config.MaxMessageBytes; m > 0 {
+		resp = uint32(m)
+	}
+	req = resp
+	if m := u.Config.MaxRequestMessageBytes; m > 0 {
+		req = uint32(m)
+	}
+	return req, resp
 }
 
 // fail answers a call whose upstream request failed, before or after the

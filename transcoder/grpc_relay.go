@@ -88,17 +88,14 @@ func (p *GRPCProxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayR
 	if timeoutField != "" {
 		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: timeoutField})
 	}
-	maxMsg := uint32(4 << 20)
-	if m := u.Config.MaxMessageBytes; m > 0 {
-		maxMsg = uint32(m)
-	}
+	maxReq, maxResp := messageLimits(u)
 	c := &relayCall{
 		p:        p,
 		rt:       rt,
 		in:       in,
 		path:     head.Path,
-		reqScan:  frameScanner{max: maxMsg},
-		respScan: frameScanner{max: maxMsg},
+		reqScan:  frameScanner{max: maxReq},
+		respScan: frameScanner{max: maxResp},
 		done:     done,
 		inEnded:  head.EndStream,
 	}

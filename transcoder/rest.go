@@ -29,9 +29,11 @@ import (
 type Backend struct {
 	Conn    grpc.ClientConnInterface
 	Timeout time.Duration
-	// MaxMessageBytes caps one message to or from the backend for the
-	// enveloped protocols (gRPC-Web, Connect). 0: 4 MiB.
-	MaxMessageBytes int
+	// MaxMessageBytes caps one message from the backend, and
+	// MaxRequestMessageBytes one message from the client, for the
+	// enveloped protocols (gRPC-Web, Connect). 0: 4 MiB, and
+	// MaxMessageBytes.
+	MaxMessageBytes, MaxRequestMessageBytes int
 }
 
 // Params are the inputs of [NewREST].

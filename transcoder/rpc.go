@@ -94,7 +94,9 @@ func (b *rpcBase) resolve(path string) (*target, *call.Error) {
 		return nil, call.Errorf(codes.Unavailable, "upstream %q of method %s is not available", upstream, path)
 	}
 	t := &target{path: path, method: md, backend: be, max: b.max}
-	if be.MaxMessageBytes > 0 {
+	if be.MaxRequestMessageBytes > 0 {
+		t.max = be.MaxRequestMessageBytes
+	} else if be.MaxMessageBytes > 0 {
 		t.max = be.MaxMessageBytes
 	}
 	streaming := md.IsStreamingClient() || md.IsStreamingServer()

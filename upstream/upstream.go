@@ -112,14 +112,17 @@ func New(cfg *config.Upstream, extra ...grpc.DialOption) (*Upstream, error) {
 		}
 	}
 	r.InitialState(resolver.State{Addresses: addrs})
-	maxMsg := cfg.MaxMessageBytes
+	maxMsg, maxReq := cfg.MaxMessageBytes, cfg.MaxRequestMessageBytes
 	if maxMsg <= 0 {
 		maxMsg = 4 << 20
+	}
+	if maxReq <= 0 {
+		maxReq = maxMsg
 	}
 	opts = append(opts,
 		grpc.WithResolvers(r),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxReq)),
 	)
 	opts = append(opts, extra...)
 	conn, err := grpc.NewClient(scheme+":///"+cfg.Name, opts...)

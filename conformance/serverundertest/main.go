@@ -219,7 +219,8 @@ func writeConfig(dir string, req compatRequest, backend, protos string) (string,
 	}
 	limit := ""
 	if req.receiveLimit > 0 {
-		limit = "    max_message_bytes: " + strconv.FormatUint(req.receiveLimit, 10) + "\n"
+		// The suite's limit is on what the server receives: requests.
+		limit = "    max_request_message_bytes: " + strconv.FormatUint(req.receiveLimit, 10) + "\n"
 	}
 	yaml := "listeners:\n" + listener + `upstreams:
   conformance:

@@ -316,3 +316,24 @@ func TestGRPCBackendRestart(t *testing.T) {
 		}
 	})
 }
+
+// TestGRPCRequestMessageLimit: max_request_message_bytes bounds what
+// clients send, apart from max_message_bytes, which bounds what the
+// upstream answers.
+func TestGRPCRequestMessageLimit(t *testing.T) {
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		be := testkit.StartBackend(t)
+		url, _ := startGatewayOn(t, path, be.Addr, basicConfig+"    max_request_message_bytes: 1024\n")
+		client := testingv1.NewEchoServiceClient(dialGateway(t, url))
+		_, err := client.Echo(testContext(t), &testingv1.Everything{StringValue: strings.Repeat("x", 2000)})
+		st := wantStatus(t, err, codes.ResourceExhausted, "")
+		if !strings.Contains(st.Message(), "larger than the limit of 1024 bytes (upstream test max_request_message_bytes)") {
+			t.Errorf("message: %q", st.Message())
+		}
+		// A small request whose answer is over 1024 bytes passes.
+		ctx := metadata.AppendToOutgoingContext(testContext(t), "x-big", strings.Repeat("y", 2000))
+		if _, err := client.Metadata(ctx, &testingv1.MetadataRequest{}); err != nil {
+			t.Fatalf("a large answer: %v", err)
+		}
+	})
+}
