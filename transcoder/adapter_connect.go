@@ -56,7 +56,7 @@ func (h *Connect) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveGet(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		h.writeError(w, r, call.Errorf(codes.Unimplemented, "Connect unary calls are POST (or GET for side-effect-free methods), not %s", r.Method), http.StatusMethodNotAllowed)
+		writeHTTPError(w, http.StatusMethodNotAllowed, "Connect unary calls are POST (or GET for side-effect-free methods), not "+r.Method)
 	}
 }
 
@@ -90,7 +90,7 @@ func (h *Connect) servePost(w http.ResponseWriter, r *http.Request) {
 		codec = "json"
 	default:
 		w.Header().Set("Accept-Post", "application/json, application/proto")
-		h.writeError(w, r, call.Errorf(codes.InvalidArgument, "unsupported Content-Type %q: send application/proto or application/json", ct), http.StatusUnsupportedMediaType)
+		writeHTTPError(w, http.StatusUnsupportedMediaType, "unsupported Content-Type "+strconv.Quote(ct)+": send application/proto or application/json")
 		return
 	}
 	t, ok := h.unaryTarget(w, r)
@@ -240,6 +240,19 @@ func (h *Connect) writeError(w http.ResponseWriter, r *http.Request, ce *call.Er
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// writeHTTPError answers a request the Connect protocol cannot take at
+// all (wrong HTTP method or media type) with the bare HTTP status and a
+// plain-text explanation: no Connect error JSON, so that Connect clients
+// derive the code from the status (unknown for 405 and 415), as the
+// protocol and its conformance suite expect.
+func writeHTTPError(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, msg+"\n")
 }
 
 var _ http.Handler = (*Connect)(nil)

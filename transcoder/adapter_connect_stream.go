@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -27,12 +28,13 @@ func (h *Connect) serveStream(w http.ResponseWriter, r *http.Request) {
 	mt = strings.ToLower(mt)
 	codec := strings.TrimPrefix(mt, "application/connect+")
 	if codec != "proto" && codec != "json" {
-		h.writeError(w, r, call.Errorf(codes.InvalidArgument, "unsupported Content-Type %q: send application/connect+proto or application/connect+json", ct), http.StatusUnsupportedMediaType)
+		w.Header().Set("Accept-Post", "application/connect+proto, application/connect+json")
+		writeHTTPError(w, http.StatusUnsupportedMediaType, "unsupported Content-Type "+strconv.Quote(ct)+": send application/connect+proto or application/connect+json")
 		return
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		h.writeError(w, r, call.Errorf(codes.Unimplemented, "Connect streaming calls are POST requests, not %s", r.Method), http.StatusMethodNotAllowed)
+		writeHTTPError(w, http.StatusMethodNotAllowed, "Connect streaming calls are POST requests, not "+r.Method)
 		return
 	}
 	t, ce := h.resolve(r.URL.Path)
@@ -83,7 +85,7 @@ func (h *Connect) serveStream(w http.ResponseWriter, r *http.Request) {
 	} else {
 		req, err := h.readMessage(in, t, codec)
 		if errors.Is(err, io.EOF) {
-			err = call.Errorf(codes.InvalidArgument, "the request has no message: method %s takes one", t.method.FullName())
+			err = call.Errorf(codes.Unimplemented, "the request has no message: method %s takes one", t.method.FullName())
 		}
 		if err == nil {
 			err = checkNoMore(in, string(t.method.FullName()))

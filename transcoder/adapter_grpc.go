@@ -158,6 +158,9 @@ func (p *GRPCProxy) Match(r *http.Request) (*GRPCRoute, error) {
 	if r.ProtoMajor < 2 {
 		return nil, errNeedHTTP2
 	}
+	if r.Method != http.MethodPost {
+		return nil, call.Errorf(codes.Unimplemented, "gRPC calls are POST requests, not %s", r.Method)
+	}
 	path := r.URL.Path
 	if rt, ok := p.routes[path]; ok {
 		return rt, nil

@@ -82,13 +82,18 @@ func (h *GRPCWeb) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = newBase64Reader(body)
 	}
 	in := &envelopeReader{r: body, max: t.max, encoding: r.Header.Get("Grpc-Encoding"), what: "gRPC-Web frame"}
+	if enc := in.encoding; enc != "" && enc != "identity" && enc != "gzip" {
+		w.Header().Set("Grpc-Accept-Encoding", "gzip")
+		h.fail(out, r, call.Errorf(codes.Unimplemented, "unsupported grpc-encoding %q: send gzip or identity", enc), nil)
+		return
+	}
 	clientStreams := t.method.IsStreamingClient()
 	var req []byte
 	if !clientStreams {
 		var err error
 		req, err = h.readMessage(in, t, out.codec)
 		if errors.Is(err, io.EOF) {
-			err = call.Errorf(codes.InvalidArgument, "the request has no message: method %s takes one length-prefixed message", t.method.FullName())
+			err = call.Errorf(codes.Unimplemented, "the request has no message: method %s takes one length-prefixed message", t.method.FullName())
 		}
 		if err == nil {
 			err = checkNoMore(in, string(t.method.FullName()))

@@ -73,7 +73,9 @@ func (e *envelopeReader) next() ([]byte, error) {
 		return payload, nil
 	}
 	if e.encoding == "" || e.encoding == "identity" {
-		return nil, call.Errorf(codes.InvalidArgument, "%s is flagged compressed but the request names no message encoding", e.what)
+		// A protocol error rather than a bad argument (connect-go and
+		// grpc-go answer INTERNAL).
+		return nil, call.Errorf(codes.Internal, "%s is flagged compressed but the request names no message encoding", e.what)
 	}
 	return decompress(e.encoding, payload, e.max)
 }
@@ -228,5 +230,5 @@ func checkNoMore(e *envelopeReader, method string) error {
 	case err != nil:
 		return err
 	}
-	return call.Errorf(codes.InvalidArgument, "method %s takes one request message, but the request has more", method)
+	return call.Errorf(codes.Unimplemented, "method %s takes one request message, but the request has more", method)
 }

@@ -78,7 +78,7 @@ func TestEnvelopeReader(t *testing.T) {
 	}{
 		{"message", good, "", "abc", codes.OK},
 		{"gzip message", zipped, "gzip", "abc", codes.OK},
-		{"compressed without encoding", zipped, "", "", codes.InvalidArgument},
+		{"compressed without encoding", zipped, "", "", codes.Internal},
 		{"unknown encoding", zipped, "br", "", codes.Unimplemented},
 		{"truncated prefix", good[:3], "", "", codes.InvalidArgument},
 		{"truncated message", good[:6], "", "", codes.InvalidArgument},

@@ -327,3 +327,42 @@ upstreams:
 		}
 	})
 }
+
+// TestConnectTransportErrors: a request the Connect protocol cannot take
+// at all (wrong HTTP method or media type) gets the bare HTTP status with
+// a plain-text reason, so that Connect clients derive the code from the
+// status (unknown), as the protocol says; gRPC with a verb other than POST
+// is UNIMPLEMENTED.
+func TestConnectTransportErrors(t *testing.T) {
+	t.Parallel()
+	url := startBrowserGateway(t, "")
+	for _, tc := range []struct {
+		method, ct string
+		status     int
+		header     string
+	}{
+		{"DELETE", "application/json", 405, "Allow"},
+		{"POST", "application/foo", 415, "Accept-Post"},
+		{"POST", "application/connect+foo", 415, "Accept-Post"},
+		{"PUT", "application/connect+proto", 405, ""},
+	} {
+		r := do(t, tc.method, url+echoService+"Echo", "{}", "Content-Type: "+tc.ct, "Connect-Protocol-Version: 1")
+		if r.status != tc.status || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") || (tc.header != "" && r.header.Get(tc.header) == "") {
+			t.Errorf("%s %s: got %d %q (%s: %q); want %d text/plain", tc.method, tc.ct, r.status, r.header.Get("Content-Type"), tc.header, r.header.Get(tc.header), tc.status)
+		}
+	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	hc := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+	defer hc.CloseIdleConnections()
+	req, _ := http.NewRequest("DELETE", url+echoService+"Echo", strings.NewReader("\x00\x00\x00\x00\x00"))
+	req.Header.Set("Content-Type", "application/grpc")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Grpc-Status") != "12" || !strings.Contains(resp.Header.Get("Grpc-Message"), "POST") {
+		t.Errorf("gRPC DELETE: grpc-status %q message %q; want 12 saying POST", resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"))
+	}
+}

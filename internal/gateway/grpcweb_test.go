@@ -442,8 +442,8 @@ func TestGRPCWebMalformed(t *testing.T) {
 	}{
 		{"truncated frame", "application/grpc-web+proto", webFrame(0, good)[:6], "3", "truncated"},
 		{"truncated prefix", "application/grpc-web", []byte{0, 0}, "3", "truncated"},
-		{"empty body", "application/grpc-web", nil, "3", "no message"},
-		{"two messages", "application/grpc-web", append(webFrame(0, good), webFrame(0, good)...), "3", "more"},
+		{"empty body", "application/grpc-web", nil, "12", "no message"},
+		{"two messages", "application/grpc-web", append(webFrame(0, good), webFrame(0, good)...), "12", "more"},
 		{"huge length prefix", "application/grpc-web", []byte{0, 0xff, 0xff, 0xff, 0xff, 1, 2}, "8", "larger than the limit"},
 		{"bad base64", "application/grpc-web-text", []byte("!!!!notbase64"), "3", "not base64"},
 		{"unknown codec", "application/grpc-web+thrift", webFrame(0, good), "12", "unsupported gRPC-Web codec"},
@@ -462,5 +462,26 @@ func TestGRPCWebMalformed(t *testing.T) {
 				t.Errorf("good request after %s: got %d messages, trailer %q", tc.name, len(ok.messages), ok.trailer)
 			}
 		})
+	}
+}
+
+// TestGRPCWebUnsupportedEncoding: a grpc-encoding the gateway cannot
+// decode is UNIMPLEMENTED, with the encodings it accepts.
+func TestGRPCWebUnsupportedEncoding(t *testing.T) {
+	t.Parallel()
+	url := startBrowserGateway(t, "")
+	good, _ := proto.Marshal(&testingv1.Everything{StringValue: "ok"})
+	req, _ := http.NewRequest(http.MethodPost, url+echoService+"Echo", bytes.NewReader(webFrame(0, good)))
+	req.Header.Set("Content-Type", "application/grpc-web+proto")
+	req.Header.Set("Grpc-Encoding", "snappy")
+	resp, err := newHTTP1Client(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Grpc-Status") != "12" || resp.Header.Get("Grpc-Accept-Encoding") != "gzip" ||
+		!strings.Contains(resp.Header.Get("Grpc-Message"), "unsupported grpc-encoding") {
+		t.Errorf("got grpc-status %q, accept %q, message %q; want 12, gzip, unsupported grpc-encoding",
+			resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Accept-Encoding"), resp.Header.Get("Grpc-Message"))
 	}
 }
