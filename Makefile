@@ -53,8 +53,9 @@ run: build ## Start the library backend on :9000 (browser demo on :8081) and the
 	bin/rosetta serve --config examples/rosetta.yaml
 
 .PHONY: test
-test: lint chromium $(BIN)/h2spec ## Run every test with the race detector, plus lint and checkgenerate
+test: lint chromium $(BIN)/h2spec ## Run every test with the race detector, the Connect conformance suite, lint and checkgenerate
 	go test -race -count=1 -timeout 15m $(GO_PACKAGES)
+	$(MAKE) --no-print-directory conformance
 	$(MAKE) --no-print-directory checkgenerate
 
 .PHONY: chromium
@@ -109,9 +110,9 @@ fuzz: ## Run each fuzz target for FUZZ_TIME (default 30s)
 .PHONY: conformance
 conformance: $(BIN)/connectconformance $(BIN)/referenceserver ## Connect conformance suite (Connect, gRPC, gRPC-Web clients) against Rosetta in front of the reference server
 	go build -o $(BIN)/serverundertest ./conformance/serverundertest
-	$(BIN)/connectconformance --mode server --conf conformance/config.yaml --known-failing @conformance/known-failing.txt --parallel 2 -- \
+	$(BIN)/connectconformance --mode server --conf conformance/config.yaml --known-failing @conformance/known-failing.txt --known-flaky @conformance/known-flaky.txt --parallel 2 -- \
 	  $(BIN)/serverundertest -referenceserver $(BIN)/referenceserver \
-	  -protos $$(go env GOMODCACHE)/connectrpc.com/conformance@$(CONFORMANCE_VERSION)/proto
+	  -protos "$$(go mod download -json connectrpc.com/conformance@$(CONFORMANCE_VERSION) | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')/proto"
 
 $(BIN)/connectconformance $(BIN)/referenceserver:
 	@mkdir -p $(@D)

@@ -80,8 +80,10 @@ func (h *Connect) serveStream(w http.ResponseWriter, r *http.Request) {
 		h.end(out, r, call.FromError(err), nil)
 		return
 	}
+	var pump *pumpDone
 	if clientStreams {
-		go h.pump(in, cs, t, codec, abort)
+		pump = h.startPump(r, in, cs, t, codec, abort)
+		defer pump.wait()
 	} else {
 		req, err := h.readMessage(in, t, codec)
 		if errors.Is(err, io.EOF) {

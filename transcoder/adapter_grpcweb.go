@@ -117,7 +117,7 @@ func (h *GRPCWeb) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if clientStreams {
-		go h.pump(in, cs, t, out.codec, abort)
+		defer h.startPump(r, in, cs, t, out.codec, abort).wait()
 	} else if err := cs.SendMsg(&req); err == nil {
 		// An io.EOF from SendMsg means the backend already ended the
 		// call; RecvMsg returns its status.

@@ -251,6 +251,53 @@ func (b *rpcBase) readMessage(in *envelopeReader, t *target, codec string) ([]by
 	return msg, nil
 }
 
+// pumpDone tracks a pump goroutine; wait lets an HTTP/1.x handler keep
+// its connection reusable.
+type pumpDone struct {
+	done  chan struct{}
+	drain bool
+}
+
+// drainLimit and drainWait bound how much of a request body an HTTP/1.x
+// handler still reads after its call ended, and for how long: a client
+// that sends its whole request before reading the answer (as HTTP/1.1
+// clients do) finishes sending, and the connection can carry the next
+// request instead of being closed under it.
+const (
+	drainLimit = 1 << 20
+	drainWait  = 5 * time.Second
+)
+
+// startPump runs pump in its own goroutine for a client-streaming call.
+// Over HTTP/1.x the request body must be read to its end before the
+// handler returns, or net/http closes the connection after a response it
+// has already sent as keep-alive; call wait before returning.
+func (b *rpcBase) startPump(r *http.Request, in *envelopeReader, cs grpc.ClientStream, t *target, codec string, abort context.CancelCauseFunc) *pumpDone {
+	p := &pumpDone{done: make(chan struct{}), drain: r.ProtoMajor == 1}
+	go func() {
+		defer close(p.done)
+		b.pump(in, cs, t, codec, abort)
+		if p.drain {
+			_, _ = io.CopyN(io.Discard, in.r, drainLimit)
+		}
+	}()
+	return p
+}
+
+// wait waits, over HTTP/1.x and for at most drainWait, for the pump to
+// finish reading the request body.
+func (p *pumpDone) wait() {
+	if p == nil || !p.drain {
+		return
+	}
+	t := time.NewTimer(drainWait)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+	}
+}
+
 // pump forwards the client's messages to the backend and half-closes when
 // the request body ends. A malformed request aborts the call with the
 // reason as the context's cause.
