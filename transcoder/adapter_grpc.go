@@ -273,7 +273,7 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 		defer cancel()
 	}
 
-	c := &grpcCall{body: r.Body, scan: frameScanner{max: maxReq}}
+	c := &grpcCall{body: r.Body, scan: frameScanner{max: maxReq, gzip: r.Header.Get("Grpc-Encoding") == "gzip"}}
 	out := (&http.Request{
 		Method:        http.MethodPost,
 		URL:           &url.URL{Scheme: u.Scheme(), Host: u.Pick(), Path: r.URL.Path, RawPath: r.URL.RawPath},

@@ -1,6 +1,7 @@
 package transcoder
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net/http"
@@ -49,6 +50,46 @@ func TestFrameScannerConsume(t *testing.T) {
 	s := frameScanner{max: 100}
 	if got := s.consume(frames(100, 0, 100)); got != 0 {
 		t.Errorf("messages at the limit: reported %d", got)
+	}
+}
+
+// TestFrameScannerGzip: with gzip, a compressed message is checked by the
+// size it inflates to (gzip's ISIZE), at its last byte, however the
+// stream is split; uncompressed messages and short ones are checked on
+// the wire.
+func TestFrameScannerGzip(t *testing.T) {
+	gz := func(n int) []byte { return gzipBytes(bytes.Repeat([]byte("x"), n)) }
+	msg := func(flag byte, payload []byte) []byte {
+		h := []byte{flag, 0, 0, 0, 0}
+		binary.BigEndian.PutUint32(h[1:], uint32(len(payload)))
+		return append(h, payload...)
+	}
+	small, big := gz(90), gz(5000)
+	stream := append(append(msg(1, small), msg(0, bytes.Repeat([]byte("y"), 50))...), msg(1, big)...)
+	for chunk := 1; chunk <= len(stream); chunk++ {
+		s := frameScanner{max: 100, gzip: true}
+		var got uint32
+		fed := 0
+		for p := stream; len(p) > 0 && got == 0; {
+			n := min(chunk, len(p))
+			got = s.consume(p[:n])
+			p = p[n:]
+			fed += n
+		}
+		if got != 5000 {
+			t.Fatalf("chunk %d: reported %d; want 5000 (the inflated size)", chunk, got)
+		}
+		if fed != len(stream) {
+			t.Fatalf("chunk %d: reported before the last byte (%d of %d)", chunk, fed, len(stream))
+		}
+	}
+	// Without gzip (another encoding, or none), only wire sizes count.
+	s := frameScanner{max: 100}
+	if got := s.consume(msg(1, big)[:0]); got != 0 {
+		t.Fatal(got)
+	}
+	if got := (&frameScanner{max: 100}).consume(msg(1, big)); got != 0 {
+		t.Errorf("without gzip: reported %d; want 0 (the wire size is %d)", got, len(big))
 	}
 }
 

@@ -21,12 +21,28 @@ const grpcHeaderLen = 5
 // frameScanner follows the gRPC length prefixes of a byte stream without
 // buffering messages, to enforce a size limit while the bytes are copied.
 // Its zero value (with max set) is at a message boundary.
+//
+// With gzip set (the stream's grpc-encoding is gzip), a message flagged
+// compressed is also checked by the size it inflates to, which gzip
+// records in the last 4 bytes of the stream (ISIZE, RFC 1952): the
+// check happens on the message's last byte, before that byte is passed
+// on, so an oversized message never reaches the other side whole. (A
+// gzip stream can lie about ISIZE; its reader then fails, and the
+// receiver's own limit still applies.)
 type frameScanner struct {
 	max  uint32 // largest message allowed
+	gzip bool   // compressed messages are gzip streams
 	need uint64 // payload bytes of the current message still to come
 	hdrN int    // header bytes seen of the next message (0..4)
 	size uint32 // length accumulated from the header bytes seen
+
+	compressed bool    // the current message is flagged compressed
+	tail       [4]byte // its last payload bytes so far
 }
+
+// gzipMinSize is the smallest gzip stream: a 10-byte header, an empty
+// deflate block and the 8-byte trailer.
+const gzipMinSize = 20
 
 // consume scans p, which may split headers anywhere, and reports the size
 // of the first message over the limit (0 when none).
@@ -34,11 +50,24 @@ func (s *frameScanner) consume(p []byte) uint32 {
 	for len(p) > 0 {
 		if s.need > 0 {
 			k := min(s.need, uint64(len(p)))
+			if s.compressed {
+				s.keepTail(p[:k])
+			}
 			p = p[k:]
 			s.need -= k
+			if s.need == 0 && s.compressed {
+				if inflated := uint32(s.tail[0]) | uint32(s.tail[1])<<8 | uint32(s.tail[2])<<16 | uint32(s.tail[3])<<24; inflated > s.max {
+					return inflated
+				}
+			}
 			continue
 		}
-		if s.hdrN > 0 {
+		if s.hdrN == 0 {
+			s.compressed = false
+			if s.gzip && p[0]&1 != 0 {
+				s.compressed = true
+			}
+		} else {
 			s.size = s.size<<8 | uint32(p[0])
 		}
 		s.hdrN++
@@ -47,10 +76,23 @@ func (s *frameScanner) consume(p []byte) uint32 {
 			if s.size > s.max {
 				return s.size
 			}
+			if s.size < gzipMinSize {
+				s.compressed = false // too short to be gzip; the reader will say so
+			}
 			s.need, s.hdrN, s.size = uint64(s.size), 0, 0
 		}
 	}
 	return 0
+}
+
+// keepTail keeps the last 4 bytes seen of the current message.
+func (s *frameScanner) keepTail(b []byte) {
+	if len(b) >= len(s.tail) {
+		copy(s.tail[:], b[len(b)-len(s.tail):])
+		return
+	}
+	n := copy(s.tail[:], s.tail[len(b):])
+	copy(s.tail[n:], b)
 }
 
 // boundary scans chunk, which starts where the previous call stopped, and

@@ -94,7 +94,7 @@ func (p *GRPCProxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayR
 		rt:       rt,
 		in:       in,
 		path:     head.Path,
-		reqScan:  frameScanner{max: maxReq},
+		reqScan:  frameScanner{max: maxReq, gzip: head.Get("grpc-encoding") == "gzip"},
 		respScan: frameScanner{max: maxResp},
 		done:     done,
 		inEnded:  head.EndStream,

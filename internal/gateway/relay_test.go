@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -329,6 +331,15 @@ func TestGRPCRequestMessageLimit(t *testing.T) {
 		st := wantStatus(t, err, codes.ResourceExhausted, "")
 		if !strings.Contains(st.Message(), "larger than the limit of 1024 bytes (upstream test max_request_message_bytes)") {
 			t.Errorf("message: %q", st.Message())
+		}
+		// Compressed, the same message is checked by its inflated size.
+		_, err = client.Echo(testContext(t), &testingv1.Everything{StringValue: strings.Repeat("x", 2000)}, grpc.UseCompressor(gzip.Name))
+		st = wantStatus(t, err, codes.ResourceExhausted, "")
+		if !strings.Contains(st.Message(), "request message of 2003 bytes is larger than the limit of 1024 bytes") {
+			t.Errorf("gzip message: %q", st.Message())
+		}
+		if _, err := client.Echo(testContext(t), &testingv1.Everything{StringValue: strings.Repeat("x", 900)}, grpc.UseCompressor(gzip.Name)); err != nil {
+			t.Errorf("a compressed message under the limit: %v", err)
 		}
 		// A small request whose answer is over 1024 bytes passes.
 		ctx := metadata.AppendToOutgoingContext(testContext(t), "x-big", strings.Repeat("y", 2000))
