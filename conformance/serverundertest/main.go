@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -238,6 +239,7 @@ func writeConfig(dir string, req compatRequest, backend, protos string) (string,
 func startReferenceServer(bin string) (string, func(), error) {
 	cmd := exec.Command(bin)
 	cmd.Stderr = os.Stderr
+	dieWithParent(cmd)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return "", nil, err
@@ -246,6 +248,8 @@ func startReferenceServer(bin string) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
+	// Pdeathsig follows the thread that started the child: keep it.
+	runtime.LockOSThread()
 	if err := cmd.Start(); err != nil {
 		return "", nil, fmt.Errorf("start the reference server %s: %w", bin, err)
 	}
