@@ -110,7 +110,7 @@ fuzz: ## Run each fuzz target for FUZZ_TIME (default 30s)
 .PHONY: conformance
 conformance: $(BIN)/connectconformance $(BIN)/referenceserver ## Connect conformance suite (Connect, gRPC, gRPC-Web clients) against Rosetta in front of the reference server
 	go build -o $(BIN)/serverundertest ./conformance/serverundertest
-	$(BIN)/connectconformance --mode server --conf conformance/config.yaml --known-failing @conformance/known-failing.txt --known-flaky @conformance/known-flaky.txt --parallel 2 -- \
+	timeout 10m $(BIN)/connectconformance --mode server --conf conformance/config.yaml --known-failing @conformance/known-failing.txt --known-flaky @conformance/known-flaky.txt --parallel 2 -- \
 	  $(BIN)/serverundertest -referenceserver $(BIN)/referenceserver \
 	  -protos "$$(go mod download -json connectrpc.com/conformance@$(CONFORMANCE_VERSION) | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')/proto"
 
