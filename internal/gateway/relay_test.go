@@ -348,3 +348,28 @@ func TestGRPCRequestMessageLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestGRPCClientStreamHalfCloseBehindData: a client that half-closes
+// while its last messages still wait for the backend's flow-control window
+// (three 200 KB messages against a 64 KB initial window) gets its answer:
+// the END_STREAM waits behind the data instead of being lost.
+func TestGRPCClientStreamHalfCloseBehindData(t *testing.T) {
+	forEachGRPCPath(t, func(t *testing.T, path string) {
+		cc, _, _ := startGRPCGatewayOn(t, path)
+		client := testingv1.NewEchoServiceClient(cc)
+		text := strings.Repeat("x", 200<<10)
+		st, err := client.ClientStream(testContext(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			if err := st.Send(&testingv1.StreamItem{Text: text}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sum, err := st.CloseAndRecv()
+		if err != nil || sum.GetCount() != 3 {
+			t.Fatalf("client stream: %v, %v; want a summary of 3", sum, err)
+		}
+	})
+}

@@ -284,13 +284,19 @@ func (c *conn) writeLoop() {
 				return
 			}
 		}
+		var credits []credit
 		c.mu.Lock()
-		if cap(buf) <= 256<<10 {
+		if cap(buf) <= 2*outHighWater {
 			c.spare = buf[:0]
+		}
+		if len(c.blocked) > 0 && len(c.out) < outHighWater && !c.closed {
+			// Data that waited for room in the output.
+			credits = c.flushBlockedLocked(credits)
 		}
 		more := len(c.out) > 0
 		closing := c.closing
 		c.mu.Unlock()
+		applyCredits(credits, nil)
 		if more {
 			c.wake()
 			continue
@@ -322,6 +328,11 @@ func (c *conn) readLoop() {
 		if batch++; c.br.Buffered() == 0 || batch > maxBatchFrames {
 			c.endBatch()
 			batch = 0
+			if c.flooded() {
+				c.logger.Warn("http2 peer sends frames that need answers but reads none; closing the connection",
+					"remote", c.nc.RemoteAddr().String(), "queued_bytes", maxQueuedOut)
+				return
+			}
 		}
 		f, err := c.fr.ReadFrame()
 		c.dispatching.Store(true)
@@ -811,7 +822,7 @@ func (c *conn) flushBlockedLocked(credits []credit) []credit {
 	c.blocked = nil
 	for i, s := range list {
 		s.listed = false
-		if c.sendWindow <= 0 {
+		if c.sendWindow <= 0 || len(c.out) >= outHighWater {
 			for _, rest := range list[i:] {
 				if !rest.gone && !rest.listed {
 					rest.listed = true
@@ -881,11 +892,32 @@ func (c *conn) listBlockedLocked(s *Stream) {
 // sendableLocked returns how many of want bytes the windows allow now.
 func (c *conn) sendableLocked(s *Stream, want int) int {
 	n := int64(want)
-	n = min(n, s.sendWindow, c.sendWindow)
+	n = min(n, s.sendWindow, c.sendWindow, int64(outHighWater-len(c.out)))
 	if n < 0 {
 		return 0
 	}
 	return int(n)
+}
+
+// Output bounds. DATA is appended to a connection's output only while it
+// holds less than outHighWater bytes not yet written: past that, data
+// waits in its stream (whose writer waits, or whose relayed source gets
+// no flow-control credit), however large a window the peer grants, so a
+// peer that stops reading pins little memory. Only control frames (PING
+// and SETTINGS acknowledgements, RST_STREAM, WINDOW_UPDATE) and headers
+// can grow the output further; a peer that makes it pass maxQueuedOut
+// without reading (a ping or reset flood, CVE-2019-9512/9514) is
+// disconnected.
+const (
+	outHighWater = 256 << 10
+	maxQueuedOut = 16 << 20
+)
+
+// flooded reports whether the output passed maxQueuedOut.
+func (c *conn) flooded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out) > maxQueuedOut
 }
 
 // appendDataLocked writes p as DATA frames no larger than the peer's
@@ -1063,7 +1095,10 @@ func (s *Stream) WriteData(p []byte, end bool) error {
 			c.maybeCloseLocked(s)
 		}
 	}
-	if sent < len(p) {
+	// What the windows do not take now waits, and so does an END_STREAM
+	// behind waiting data (an empty final write must not overtake it, nor
+	// be lost).
+	if sent < len(p) || (end && !s.sentEnd) {
 		s.pending = append(s.pending, p[sent:]...)
 		s.pendingEnd = end
 		c.listBlockedLocked(s)
