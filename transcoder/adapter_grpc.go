@@ -64,8 +64,12 @@ type GRPCRoute struct {
 	// upstream's default timeout when the client sets no deadline, and
 	// their one-message answer is not flushed piecemeal.
 	unary bool
-	// timeout is the route's timeout (0: none).
-	timeout time.Duration
+	// timeout is the route's timeout (0: none). limitField is the
+	// grpc-timeout of the limit that caps a client's deadline (the route's
+	// timeout, else the upstream's for unary calls), formatted once per
+	// snapshot.
+	timeout    time.Duration
+	limitField string
 }
 
 // NewGRPCProxy builds the proxy of one snapshot: a table from every
@@ -99,6 +103,9 @@ func NewGRPCProxy(p GRPCParams) *GRPCProxy {
 			if p.RouteTimeout != nil {
 				rt.timeout = p.RouteTimeout(md)
 			}
+			if limit := rt.limit(); limit > 0 {
+				rt.limitField = formatGRPCTimeout(limit)
+			}
 			g.routes["/"+name+"/"+string(md.Name())] = rt
 		}
 	}
@@ -126,15 +133,20 @@ func (rt *GRPCRoute) deadline(v string) (timeout time.Duration, field string, an
 		}
 		client = d
 	}
-	limit := rt.timeout
-	if limit == 0 && rt.unary {
-		limit = time.Duration(rt.Upstream.Config.Timeout)
-	}
-	timeout, announced = announce(limit, client)
+	timeout, announced = announce(rt.limit(), client)
 	if announced && timeout != client {
-		field = formatGRPCTimeout(timeout)
+		field = rt.limitField // limit < client: the limit is what caps it
 	}
 	return timeout, field, announced, nil
+}
+
+// limit is the gateway's own bound on the route's calls: the route's
+// timeout, else the upstream's for unary calls (0: none).
+func (rt *GRPCRoute) limit() time.Duration {
+	if rt.timeout == 0 && rt.unary {
+		return time.Duration(rt.Upstream.Config.Timeout)
+	}
+	return rt.timeout
 }
 
 // gatewayBound is how long the gateway lets a call run: a little past a

@@ -4,19 +4,16 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/rosetta-gateway/rosetta/call"
 )
@@ -264,19 +261,10 @@ func (ww *webWriter) finish(ce *call.Error, trl metadata.MD, errID string) {
 // grpc-status-details-bin (a base64 google.rpc.Status), the error ID, then
 // the backend's trailer metadata (-bin values base64).
 func statusTrailers(ce *call.Error, trl metadata.MD, errID string) [][2]string {
-	code := codes.OK
-	if ce != nil {
-		code = ce.Code
+	if ce == nil {
+		ce = &call.Error{Code: codes.OK}
 	}
-	out := [][2]string{{"grpc-status", strconv.Itoa(int(code))}}
-	if ce != nil && ce.Msg != "" {
-		out = append(out, [2]string{"grpc-message", percentEncode(ce.Msg)})
-	}
-	if ce != nil && len(ce.Details) > 0 {
-		if b, err := proto.Marshal(ce.Proto()); err == nil {
-			out = append(out, [2]string{"grpc-status-details-bin", base64.RawStdEncoding.EncodeToString(b)})
-		}
-	}
+	out := grpcStatusFields(ce)
 	if errID != "" {
 		out = append(out, [2]string{strings.ToLower(ErrorIDHeader), errID})
 	}
@@ -297,21 +285,6 @@ func statusTrailers(ce *call.Error, trl metadata.MD, errID string) [][2]string {
 		}
 	}
 	return out
-}
-
-// percentEncode encodes a grpc-message value as the gRPC spec says: bytes
-// outside printable ASCII, and '%', become %XX.
-func percentEncode(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e || c == '%' {
-			fmt.Fprintf(&b, "%%%02X", c)
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
 }
 
 var _ http.Handler = (*GRPCWeb)(nil)

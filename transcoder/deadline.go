@@ -18,17 +18,15 @@ import (
 // DEADLINE_EXCEEDED. Either way the returned context ends when the call's
 // time is up.
 func callDeadline(ctx context.Context, limit, client time.Duration) (context.Context, context.CancelFunc) {
+	timeout, announced := announce(limit, client)
 	switch {
-	case client > 0:
-		if limit > 0 && limit < client {
-			client = limit
-		}
-		return context.WithTimeout(ctx, client)
-	case limit > 0:
-		c, cancel := context.WithTimeout(ctx, limit)
-		return unannounced{c}, cancel
+	case timeout == 0:
+		return context.WithCancel(ctx)
+	case announced:
+		return context.WithTimeout(ctx, timeout)
 	}
-	return context.WithCancel(ctx)
+	c, cancel := context.WithTimeout(ctx, timeout)
+	return unannounced{c}, cancel
 }
 
 // unannounced is a context whose deadline is kept from the gRPC client

@@ -180,31 +180,37 @@ func grpcCodeForHTTP(status int) codes.Code {
 	return codes.Unknown
 }
 
+// grpcStatusFields returns ce as the grpc-status, grpc-message
+// (percent-encoded) and grpc-status-details-bin (unpadded base64) fields,
+// lower-case, the empty ones left out. Every adapter renders statuses
+// through it: as headers, trailers, HTTP/2 fields or gRPC-Web trailers.
+func grpcStatusFields(ce *call.Error) [][2]string {
+	out := make([][2]string, 1, 3)
+	out[0] = [2]string{"grpc-status", strconv.Itoa(int(ce.Code))}
+	if ce.Msg != "" {
+		out = append(out, [2]string{"grpc-message", encodeGRPCMessage(ce.Msg)})
+	}
+	if len(ce.Details) > 0 {
+		if b, err := proto.Marshal(ce.Proto()); err == nil {
+			out = append(out, [2]string{"grpc-status-details-bin", base64.RawStdEncoding.EncodeToString(b)})
+		}
+	}
+	return out
+}
+
 // setGRPCStatus puts ce's status fields in h under prefix (""
 // for trailers-only headers, [http.TrailerPrefix] for trailers).
 func setGRPCStatus(h http.Header, prefix string, ce *call.Error) {
-	h[prefix+"Grpc-Status"] = []string{strconv.Itoa(int(ce.Code))}
-	if ce.Msg != "" {
-		h[prefix+"Grpc-Message"] = []string{encodeGRPCMessage(ce.Msg)}
-	}
-	if len(ce.Details) > 0 {
-		if b, err := proto.Marshal(ce.Proto()); err == nil {
-			h[prefix+"Grpc-Status-Details-Bin"] = []string{base64.RawStdEncoding.EncodeToString(b)}
-		}
+	for _, f := range grpcStatusFields(ce) {
+		h[prefix+http.CanonicalHeaderKey(f[0])] = []string{f[1]}
 	}
 }
 
-// appendGRPCStatusFields appends ce as the grpc-status, grpc-message and
-// grpc-status-details-bin fields of an HTTP/2 header block.
+// appendGRPCStatusFields appends ce's status fields to an HTTP/2 header
+// block.
 func appendGRPCStatusFields(f []hpack.HeaderField, ce *call.Error) []hpack.HeaderField {
-	f = append(f, hpack.HeaderField{Name: "grpc-status", Value: strconv.Itoa(int(ce.Code))})
-	if ce.Msg != "" {
-		f = append(f, hpack.HeaderField{Name: "grpc-message", Value: encodeGRPCMessage(ce.Msg)})
-	}
-	if len(ce.Details) > 0 {
-		if b, err := proto.Marshal(ce.Proto()); err == nil {
-			f = append(f, hpack.HeaderField{Name: "grpc-status-details-bin", Value: base64.RawStdEncoding.EncodeToString(b)})
-		}
+	for _, kv := range grpcStatusFields(ce) {
+		f = append(f, hpack.HeaderField{Name: kv[0], Value: kv[1]})
 	}
 	return f
 }

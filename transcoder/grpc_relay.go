@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,21 +130,11 @@ var relayDropped = func() map[string]bool {
 	m := map[string]bool{"te": true, "host": true}
 	for k := range hopByHop {
 		if k != "Content-Length" {
-			m[lower(k)] = true
+			m[strings.ToLower(k)] = true
 		}
 	}
 	return m
 }()
-
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
 
 // relayCall is one relayed call: the Events of both its streams.
 type relayCall struct {

@@ -351,10 +351,7 @@ func TestConnectTransportErrors(t *testing.T) {
 			t.Errorf("%s %s: got %d %q (%s: %q); want %d text/plain", tc.method, tc.ct, r.status, r.header.Get("Content-Type"), tc.header, r.header.Get(tc.header), tc.status)
 		}
 	}
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	hc := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
-	defer hc.CloseIdleConnections()
+	hc := newH2CClient(t)
 	req, _ := http.NewRequest("DELETE", url+echoService+"Echo", strings.NewReader("\x00\x00\x00\x00\x00"))
 	req.Header.Set("Content-Type", "application/grpc")
 	resp, err := hc.Do(req)

@@ -594,10 +594,7 @@ func TestGRPCOverHTTP1(t *testing.T) {
 
 	// Garbage over h2c: its first "length prefix" claims a message far
 	// over the limit, so the gateway refuses it without forwarding it.
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	h2c := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
-	defer h2c.CloseIdleConnections()
+	h2c := newH2CClient(t)
 	req, err = http.NewRequest(http.MethodPost, url+"/rosetta.testing.v1.EchoService/Echo", strings.NewReader("garbage garbage"))
 	if err != nil {
 		t.Fatal(err)

@@ -220,9 +220,7 @@ upstreams:
 		req, _ := http.NewRequest("POST", url+"/rosetta.testing.v1.EchoService/Echo", bytes.NewReader([]byte{0, 0, 0, 0, 0}))
 		req.Header.Set("Content-Type", "application/grpc")
 		req.Header.Set("Te", "trailers")
-		hc := h2cClient()
-		defer hc.CloseIdleConnections()
-		resp, err := hc.Do(req)
+		resp, err := newH2CClient(t).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,13 +237,6 @@ upstreams:
 			t.Errorf("no error line with the ID %s in the log:\n%s", id, text)
 		}
 	})
-}
-
-// h2cClient returns a net/http client that speaks prior-knowledge h2c.
-func h2cClient() *http.Client {
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{Protocols: &protocols}}
 }
 
 // newJSONLogger logs JSON lines at Info to w.

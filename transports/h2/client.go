@@ -130,8 +130,6 @@ func (cc *ClientConn) keepalive() {
 	cc.timer.Reset(cc.opts.PingTimeout)
 }
 
-func (cc *ClientConn) pingAcked([8]byte) {}
-
 func (cc *ClientConn) teardown() {
 	if cc.timer != nil {
 		cc.timer.Stop()

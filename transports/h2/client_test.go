@@ -498,3 +498,28 @@ func TestDialTLS(t *testing.T) {
 		<-served
 	})
 }
+
+// TestClientKeepalive: a connection that goes silent gets a PING after
+// PingInterval; a server that never answers it is dropped after
+// PingTimeout, so a dead backend is noticed without a request failing
+// against it first.
+func TestClientKeepalive(t *testing.T) {
+	t.Parallel()
+	addr, accepted := startRawServer(t)
+	cc := dial(t, addr, h2.ClientOptions{PingInterval: 20 * time.Millisecond, PingTimeout: 20 * time.Millisecond})
+	rs := <-accepted
+	// The server reads (and acknowledges SETTINGS) but answers no PING.
+	for {
+		if f, ok := rs.next().(*http2.PingFrame); ok && !f.IsAck() {
+			break
+		}
+	}
+	select {
+	case <-cc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection stayed open with its PING unanswered")
+	}
+	if cc.Available() {
+		t.Error("a closed connection reports itself available")
+	}
+}

@@ -402,9 +402,8 @@ func (c *conn) dispatch(f http2.Frame) (http2.ErrCode, string) {
 		return c.onSettings(f)
 	case *http2.PingFrame:
 		if f.IsAck() {
-			if c.cli != nil {
-				c.cli.pingAcked(f.Data)
-			}
+			// Any frame, this one included, tells the client's keepalive
+			// the connection is alive (c.frames).
 			return http2.ErrCodeNo, ""
 		}
 		c.mu.Lock()
