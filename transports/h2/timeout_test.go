@@ -90,3 +90,32 @@ func TestExpectContinue(t *testing.T) {
 		t.Fatalf("body: %v; want DATA \"body\"", d)
 	}
 }
+
+// resetRecorder is Events that only records the Reset.
+type resetRecorder struct{ reset chan error }
+
+func (r resetRecorder) Headers(*h2.Stream, []hpack.HeaderField, bool) {}
+func (r resetRecorder) Data(s *h2.Stream, p []byte, _ bool)           { s.Credit(len(p)) }
+func (r resetRecorder) Reset(_ *h2.Stream, err error)                 { r.reset <- err }
+
+// TestReadTimeoutIntercepted: an intercepted stream (the gRPC relay's)
+// whose request does not arrive within ReadTimeout is reset with CANCEL,
+// and its Events hear of it.
+func TestReadTimeoutIntercepted(t *testing.T) {
+	t.Parallel()
+	rec := resetRecorder{reset: make(chan error, 1)}
+	ts := startServer(t, http.NotFoundHandler(), func(s *h2.Server) {
+		s.ReadTimeout = 50 * time.Millisecond
+		s.Intercept = func(*h2.Stream, *h2.RequestHead) h2.Events { return rec }
+	})
+	c := dialRaw(t, ts.Addr)
+	c.request(1, "POST", "/relayed", false) // and no body
+	rst, ok := c.next().(*http2.RSTStreamFrame)
+	if !ok || rst.StreamID != 1 || rst.ErrCode != http2.ErrCodeCancel {
+		t.Fatalf("got %v; want RST_STREAM CANCEL on stream 1", rst)
+	}
+	var se h2.StreamError
+	if err := <-rec.reset; !errors.As(err, &se) || se.Code != http2.ErrCodeCancel || se.Remote {
+		t.Fatalf("Reset event: %v; want a local CANCEL", err)
+	}
+}
