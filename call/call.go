@@ -1,0 +1,88 @@
+package call
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Call is the protocol-neutral description of one call: what every
+// dialect resolves a request to before it talks to an upstream, and what
+// the policy chain decides on. An adapter fills it once the request is
+// routed; the chain then sets Consumer. It is not safe for concurrent
+// writes; once the chain has run it is read-only.
+type Call struct {
+	// Protocol is how the client spoke.
+	Protocol Protocol
+	// Procedure is "/pkg.Service/Method" for RPCs and the request path
+	// for plain HTTP (URI) routes.
+	Procedure string
+	// Method is the RPC method, nil for plain HTTP routes.
+	Method protoreflect.MethodDescriptor
+	// Route names the config route that covers the call: its selector
+	// ("pkg.Service.*") or its uri ("/users/*"); "" when no config route
+	// covers it.
+	Route string
+	// Upstream is the upstream's name.
+	Upstream string
+	// HTTPMethod is the request's HTTP method ("POST" for gRPC).
+	HTTPMethod string
+	// Header reads the request's headers (gRPC metadata included) by
+	// lower-case name.
+	Header Header
+	// RawQuery is the request's query string, without "?".
+	RawQuery string
+	// Peer is the address of the connection's remote end (not
+	// X-Forwarded-For; policies that trust proxies read that header).
+	Peer netip.AddrPort
+	// Bearer is a bearer token the protocol carried outside the
+	// Authorization header: the WebSocket bridge's "rosetta.bearer.<token>"
+	// subprotocol or its access_token query parameter. "" otherwise.
+	Bearer string
+
+	// Consumer is the identity the policy chain established: a
+	// configured consumer's name, or a JWT's subject when no consumer
+	// matches. "" when the call is anonymous.
+	Consumer string
+}
+
+// Header reads request header fields (or gRPC metadata) by lower-case
+// name. Get returns the first value, "" when absent. Implementations
+// must not allocate for a lookup.
+type Header interface {
+	Get(name string) string
+}
+
+// HTTPHeader adapts an [http.Header] to [Header]. Names are looked up as
+// given and in their canonical form, so it works for both the
+// canonicalized headers of net/http and the lower-case ones of gRPC
+// metadata.
+type HTTPHeader http.Header
+
+// Get returns the first value of name.
+func (h HTTPHeader) Get(name string) string {
+	if v := h[name]; len(v) > 0 {
+		return v[0]
+	}
+	if v := h[http.CanonicalHeaderKey(name)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// ParsePeer parses an http.Request's RemoteAddr ("ip:port", or a
+// bracketed IPv6 form) into an address. It returns the zero value when
+// the address has no IP (a Unix socket, a test recorder).
+func ParsePeer(remoteAddr string) netip.AddrPort {
+	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if a, err := netip.ParseAddr(strings.Trim(remoteAddr, "[]")); err == nil {
+		return netip.AddrPortFrom(a.Unmap(), 0)
+	}
+	return netip.AddrPort{}
+}
+
+var _ Header = HTTPHeader(nil)

@@ -1,0 +1,282 @@
+package policy
+
+import (
+	"context"
+	"sort"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/rosetta-gateway/rosetta/call"
+)
+
+// Phase places a plugin in the chain. Plugins run in phase order,
+// whatever their order in the config: authentication, then
+// authorization, then limits. (Edge limits run in the transports, before
+// any plugin.)
+type Phase uint8
+
+// The phases, in the order they run.
+const (
+	// Authenticate establishes who calls (jwt-auth, key-auth). When a
+	// chain has several authentication plugins, a call passes when any
+	// one of them accepts it.
+	Authenticate Phase = iota + 1
+	// Authorize decides whether that caller may make this call.
+	Authorize
+	// Limit counts the call (rate-limiting, concurrency-limit).
+	Limit
+)
+
+// Field is one header field (or metadata entry), its name in lower case.
+type Field struct{ Name, Value string }
+
+// RateLimit is the state of the limit a call was counted against, for
+// the RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset response
+// headers (IETF draft names). Set is false when no limit counted the
+// call.
+type RateLimit struct {
+	Set       bool
+	Limit     int64
+	Remaining int64
+	// ResetSeconds is when the limit is fully replenished, in seconds
+	// from now (rounded up).
+	ResetSeconds int64
+}
+
+// State is what the chain learned about one call while deciding. The
+// adapter that ran the chain owns it; plugins fill it; the adapter then
+// renders Response on the answer (refused or not), sends Upstream to the
+// backend and calls [Chain.Done] when the call ends.
+type State struct {
+	// Claims are the verified JWT's claims, nil without one. Shared and
+	// read-only.
+	Claims map[string]any
+	// Upstream are header fields (metadata) to send to the backend. Each
+	// replaces the client's fields of the same name.
+	Upstream []Field
+	// Response are header fields to add to the answer, refused or not
+	// (WWW-Authenticate, Retry-After).
+	Response []Field
+	// RateLimit is the limit the call was counted against.
+	RateLimit RateLimit
+
+	held [4]Releaser
+	n    int
+}
+
+// Hold records r to be released by [Chain.Done] when the call ends. A
+// plugin that holds a resource for the call's lifetime (a concurrency
+// slot) calls it after acquiring. It panics past four holds per call,
+// which a chain never reaches.
+func (s *State) Hold(r Releaser) {
+	s.held[s.n] = r
+	s.n++
+}
+
+// Releaser gives back what a plugin held for a call.
+type Releaser interface {
+	Release()
+}
+
+// Plugin is one configured policy. It is built once per config snapshot,
+// is immutable, and is safe for concurrent use; what it counts (rate
+// limiter state) lives in stores that outlive the snapshot.
+type Plugin interface {
+	// Name is the plugin's config name, such as "jwt-auth".
+	Name() string
+	// Phase is when the plugin runs.
+	Phase() Phase
+	// Check decides on c: nil allows; a *call.Error refuses (its code says
+	// how: Unauthenticated, PermissionDenied, ResourceExhausted,
+	// Unavailable). It may set c.Consumer and fill st. It may block on
+	// I/O (a Redis round trip, a JWKS fetch), bounded by ctx, so it must
+	// not run on a connection's reading goroutine.
+	Check(ctx context.Context, c *call.Call, st *State) *call.Error
+}
+
+// LocalChecker is implemented by plugins that can usually decide without
+// I/O. TryCheck never blocks: it answers as Check would, or reports
+// pending when the decision needs I/O, and then it has changed nothing
+// (no count taken, no slot held, st and c untouched).
+type LocalChecker interface {
+	TryCheck(c *call.Call, st *State) (err *call.Error, pending bool)
+}
+
+// MessageChecker is implemented by limit plugins that count each message
+// of a WebSocket (rate-limiting with per_message). CheckMessage refuses
+// a message with ResourceExhausted; it may block on I/O like Check.
+type MessageChecker interface {
+	CheckMessage(ctx context.Context, c *call.Call, st *State) *call.Error
+}
+
+// Chain is the ordered plugins of one route. It is built once per config
+// snapshot and is immutable; a nil *Chain allows everything.
+type Chain struct {
+	authn    []Plugin
+	rest     []Plugin // Authorize and Limit, in phase order
+	messages []MessageChecker
+	local    bool
+	strip    []string
+}
+
+// NewChain orders plugins by phase (stable within a phase). strip lists
+// header names the backend must never receive from the client, because
+// the chain sets them itself (claims_to_headers targets, x-consumer).
+func NewChain(plugins []Plugin, strip []string) *Chain {
+	c := &Chain{local: true, strip: strip}
+	sorted := append([]Plugin(nil), plugins...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Phase() < sorted[j].Phase() })
+	for _, p := range sorted {
+		if p.Phase() == Authenticate {
+			c.authn = append(c.authn, p)
+		} else {
+			c.rest = append(c.rest, p)
+		}
+		if _, ok := p.(LocalChecker); !ok {
+			c.local = false
+		}
+		if m, ok := p.(MessageChecker); ok {
+			c.messages = append(c.messages, m)
+		}
+	}
+	return c
+}
+
+// Empty reports whether the chain has no plugin.
+func (c *Chain) Empty() bool { return c == nil || len(c.authn)+len(c.rest) == 0 }
+
+// Strip returns the header names to remove from what the client sent
+// before the backend sees it.
+func (c *Chain) Strip() []string {
+	if c == nil {
+		return nil
+	}
+	return c.strip
+}
+
+// HasMessageLimits reports whether [Chain.CheckMessage] counts anything.
+func (c *Chain) HasMessageLimits() bool { return c != nil && len(c.messages) > 0 }
+
+// Check runs the chain on c, in phase order, and returns the first
+// refusal. It may block on I/O. Whatever it returns, the caller must call
+// [Chain.Done] with st when the call ends (at once when refused).
+func (c *Chain) Check(ctx context.Context, cl *call.Call, st *State) *call.Error {
+	if c == nil {
+		return nil
+	}
+	if err := c.authenticate(ctx, cl, st); err != nil {
+		return err
+	}
+	for _, p := range c.rest {
+		if err := p.Check(ctx, cl, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// authenticate passes when any authentication plugin accepts the call.
+// When none does, the refusal of the first plugin that found a credential
+// wins over "no credentials" refusals.
+func (c *Chain) authenticate(ctx context.Context, cl *call.Call, st *State) *call.Error {
+	var first *call.Error
+	for _, p := range c.authn {
+		err := p.Check(ctx, cl, st)
+		if err == nil {
+			return nil
+		}
+		if first == nil || IsMissingCredentials(first) && !IsMissingCredentials(err) {
+			first = err
+		}
+	}
+	return first
+}
+
+// TryCheck runs the chain without blocking. pending reports that some
+// plugin needs I/O to decide; nothing has been counted or held then, and
+// the caller must run [Chain.Check] where it may block (the handler
+// path). Otherwise it answers as Check.
+func (c *Chain) TryCheck(cl *call.Call, st *State) (err *call.Error, pending bool) {
+	if c == nil {
+		return nil, false
+	}
+	if !c.local {
+		return nil, true
+	}
+	var first *call.Error
+	authed := len(c.authn) == 0
+	for _, p := range c.authn {
+		err, pending := p.(LocalChecker).TryCheck(cl, st)
+		if pending {
+			return nil, true
+		}
+		if err == nil {
+			authed = true
+			break
+		}
+		if first == nil || IsMissingCredentials(first) && !IsMissingCredentials(err) {
+			first = err
+		}
+	}
+	if !authed {
+		return first, false
+	}
+	for _, p := range c.rest {
+		err, pending := p.(LocalChecker).TryCheck(cl, st)
+		if pending {
+			// Only the last plugins of a chain may be pending-capable
+			// after a counting one; release what was held so far.
+			c.Done(st)
+			return nil, true
+		}
+		if err != nil {
+			return err, false
+		}
+	}
+	return nil, false
+}
+
+// CheckMessage counts one WebSocket message against the chain's
+// per-message limits.
+func (c *Chain) CheckMessage(ctx context.Context, cl *call.Call, st *State) *call.Error {
+	if c == nil {
+		return nil
+	}
+	for _, m := range c.messages {
+		if err := m.CheckMessage(ctx, cl, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Done releases what the chain held for the call (concurrency slots). It
+// is idempotent.
+func (c *Chain) Done(st *State) {
+	for i := 0; i < st.n; i++ {
+		st.held[i].Release()
+		st.held[i] = nil
+	}
+	st.n = 0
+}
+
+// missingCredentials marks refusals that mean "no credential of this kind
+// was sent", as opposed to a bad one.
+type missingCredentials struct{}
+
+func (missingCredentials) Error() string { return "no credentials" }
+
+// MissingCredentials returns an Unauthenticated error with msg, marked as
+// "nothing was sent" so that a chain with several authentication plugins
+// prefers another plugin's "bad credential" refusal.
+func MissingCredentials(msg string) *call.Error {
+	e := call.Errorf(codes.Unauthenticated, "%s", msg)
+	e.Cause = missingCredentials{}
+	return e
+}
+
+// IsMissingCredentials reports whether err came from [MissingCredentials].
+func IsMissingCredentials(err *call.Error) bool {
+	_, ok := err.Cause.(missingCredentials)
+	return ok
+}
