@@ -26,6 +26,17 @@ type Config struct {
 	CORS *CORS `yaml:"cors"`
 	// Admin is the operator endpoint (optional).
 	Admin *Admin `yaml:"admin"`
+	// Plugins apply to every route, unless a route lists a plugin of the
+	// same name itself (the route's wins).
+	Plugins []Plugin `yaml:"plugins"`
+	// Consumers are the known callers: API keys and JWT subjects.
+	Consumers []Consumer `yaml:"consumers"`
+	// Redis is the shared store for rate limits with policy: redis.
+	Redis *Redis `yaml:"redis"`
+	// TrustedProxies are CIDRs (or addresses) of proxies whose
+	// X-Forwarded-For is believed when a policy needs the client's IP.
+	// Default: none (the connection's address is the client's).
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	// File is the path the config was read from ("" for flags-only
 	// configs). Relative paths in the config are resolved against its
@@ -297,6 +308,10 @@ type Route struct {
 	Timeout Duration `yaml:"timeout"`
 	// JSON overrides the gateway-wide JSON options for this route.
 	JSON JSONOptions `yaml:"json"`
+	// Plugins are the policies of this route, run in phase order
+	// (authentication, authorization, limits) on every protocol that
+	// reaches it.
+	Plugins []Plugin `yaml:"plugins"`
 
 	// Pos is where this route is in the config file.
 	Pos Pos `yaml:"-"`
