@@ -89,7 +89,11 @@ bench-generate: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)
 	cd bench && buf generate
 
 .PHONY: lint
-lint: lint-go lint-proto ## Run gofmt, go vet, staticcheck and buf lint
+lint: lint-files lint-go lint-proto ## Run the tracked-files check, gofmt, go vet, staticcheck and buf lint
+
+.PHONY: lint-files
+lint-files: ## Fail if git tracks a compiled executable or a file over 4 MiB
+	go run ./internal/cmd/checkfiles
 
 .PHONY: lint-go
 lint-go: $(BIN)/staticcheck ## gofmt, go vet and staticcheck (root and bench modules)
