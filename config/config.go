@@ -27,7 +27,9 @@ type Config struct {
 	// Admin is the operator endpoint (optional).
 	Admin *Admin `yaml:"admin"`
 	// Plugins apply to every route, unless a route lists a plugin of the
-	// same name itself (the route's wins).
+	// same name itself (the route's wins), and to calls no route covers.
+	// Each is built once and shared by every route it applies to (a
+	// top-level rate limit counts across routes).
 	Plugins []Plugin `yaml:"plugins"`
 	// Consumers are the known callers: API keys and JWT subjects.
 	Consumers []Consumer `yaml:"consumers"`
@@ -285,8 +287,10 @@ type CustomRule struct {
 // Route tunes the methods it selects.
 type Route struct {
 	// Selector picks methods by full name; a trailing ".*" selects every
-	// method of a service or package, e.g. "library.v1.Library.*". Either
-	// Selector or URI is set.
+	// method of a service or package, e.g. "library.v1.Library.*", and "*"
+	// every method. A method takes the plugins of the first route (in
+	// file order) whose selector matches it. Either Selector or URI is
+	// set.
 	Selector string `yaml:"selector"`
 	// URI routes plain HTTP requests to an upstream of kind http: an exact
 	// path ("/health") or a prefix ending in "/*" ("/users/*").

@@ -67,6 +67,9 @@ func newFixtureDir(t testing.TB) string {
 		"protos/library/v1/shelf.proto":     "syntax = \"proto3\";\n",
 		"third_party/google/api/http.proto": "syntax = \"proto3\";\n",
 	}
+	for name, content := range keyFixtures(t) {
+		files[name] = content
+	}
 	for name, content := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -392,7 +395,7 @@ func TestValidateInCode(t *testing.T) {
 			"nil": nil,
 		},
 		HTTP:   HTTPConfig{Rules: []HTTPRule{{Selector: "a.B.C", Get: "x", Pos: Pos{File: "gen.yaml", Line: 7, Col: 3}}}},
-		Routes: []Route{{Selector: "*"}},
+		Routes: []Route{{Selector: "library"}},
 	}
 	want := strings.Join([]string{
 		`listeners[1].address: duplicate address ":8080" (first used by listeners[0])`,
@@ -400,7 +403,7 @@ func TestValidateInCode(t *testing.T) {
 		`upstreams.bad.kind: unknown kind "soap" (known: grpc, http)`,
 		`upstreams.bad.targets: at least one target is required (hint: e.g. targets: ["127.0.0.1:9000"])`,
 		`upstreams.nil: upstream is empty (hint: give it targets, e.g. targets: ["127.0.0.1:9000"])`,
-		`routes[0].selector: invalid selector "*" (hint: write a full method name such as "library.v1.Library.GetBook", or end with ".*", e.g. "library.v1.Library.*")`,
+		`routes[0].selector: invalid selector "library" (hint: write a full method name such as "library.v1.Library.GetBook", or end with ".*", e.g. "library.v1.Library.*")`,
 		`gen.yaml:7:3: http.rules[0].get: path "x" must start with "/"`,
 	}, "\n")
 	err := c.Validate()

@@ -172,6 +172,7 @@ type decoder struct {
 	maxVisits int
 	depth     int
 	halted    bool
+	secret    int // > 0 while decoding a field tagged redact:"true"
 }
 
 func (d *decoder) pos(n *yaml.Node) Pos {
@@ -295,6 +296,9 @@ var durationType = reflect.TypeFor[Duration]()
 
 // value stores non-null, non-alias node n into v.
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
+	if d.special(n, v, path) {
+		return
+	}
 	if v.Type() == durationType {
 		d.duration(n, v, path)
 		return
@@ -350,6 +354,9 @@ func (d *decoder) scalar(n *yaml.Node, path, want string) (string, bool) {
 	}
 	s, problems := expandEnv(n.Value, d.env)
 	for _, p := range problems {
+		if d.secret > 0 {
+			p.msg = redactIn(p.msg, n.Value)
+		}
 		d.report(n, path, p.msg, p.hint)
 	}
 	return s, len(problems) == 0
@@ -530,7 +537,14 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		d.index.key[child] = d.pos(p.key)
+		secret := redacted(v.Type().Field(fields[i].index))
+		if secret {
+			d.secret++
+		}
 		d.decode(p.val, v.Field(fields[i].index), child)
+		if secret {
+			d.secret--
+		}
 	}
 }
 

@@ -77,6 +77,7 @@ func (c *Config) setDefaults() {
 			d.RefreshInterval = ptr(Duration(defaultRefreshInterval))
 		}
 	}
+	c.pluginDefaults()
 	t := &c.Transcoding
 	if t.DefaultBindings == nil {
 		t.DefaultBindings = ptr(true)
@@ -118,6 +119,7 @@ func (c *Config) resolvePaths(base string) {
 			}
 		}
 	}
+	c.resolvePluginPaths(abs)
 	for _, u := range c.Upstreams {
 		if u.TLS != nil {
 			abs(&u.TLS.CA)

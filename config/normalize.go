@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 )
 
 // Normalized returns c as indented JSON, for golden tests and the admin
@@ -13,8 +14,9 @@ import (
 // and map keys are sorted, so equal configs give equal bytes. Durations are
 // strings such as "30s". Empty strings, empty lists and unset (nil)
 // sections are left out; File, Upstream.Name and Pos are not part of the
-// schema and are left out too. Call it on a config from [Parse] or
-// [FromFlags] to see every default.
+// schema and are left out too. Secrets (jwt-auth secrets, consumer keys,
+// the Redis password) are shown as "<redacted>". Call it on a config from
+// [Parse] or [FromFlags] to see every default.
 func (c *Config) Normalized() ([]byte, error) {
 	var raw bytes.Buffer
 	if err := writeJSON(&raw, reflect.ValueOf(c).Elem()); err != nil {
@@ -40,8 +42,11 @@ func omitted(v reflect.Value) bool {
 }
 
 func writeJSON(b *bytes.Buffer, v reflect.Value) error {
-	if v.Type() == durationType {
+	switch v.Type() {
+	case durationType:
 		return writeScalar(b, v.Interface().(Duration).String())
+	case periodType:
+		return writeScalar(b, v.Interface().(Period).String())
 	}
 	switch v.Kind() {
 	case reflect.Pointer:
@@ -66,6 +71,10 @@ func writeJSON(b *bytes.Buffer, v reflect.Value) error {
 				return err
 			}
 			b.WriteByte(':')
+			if redacted(v.Type().Field(f.index)) {
+				writeRedacted(b, fv)
+				continue
+			}
 			if err := writeJSON(b, fv); err != nil {
 				return err
 			}
@@ -117,4 +126,22 @@ func writeScalar(b *bytes.Buffer, x any) error {
 	// Encode ends every value with a newline; drop it.
 	b.Truncate(b.Len() - 1)
 	return nil
+}
+
+// writeRedacted writes a secret string, or a list of them, as
+// "<redacted>" (one per element, so the count stays visible).
+func writeRedacted(b *bytes.Buffer, v reflect.Value) {
+	q := strconv.Quote(redactedText)
+	if v.Kind() != reflect.Slice {
+		b.WriteString(q)
+		return
+	}
+	b.WriteByte('[')
+	for i := range v.Len() {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(q)
+	}
+	b.WriteByte(']')
 }

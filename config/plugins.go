@@ -1,5 +1,22 @@
 package config
 
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+)
+
 // Plugin is one entry of a plugins list: a map with exactly one key, the
 // plugin's name, whose value holds the plugin's settings:
 //
@@ -34,19 +51,26 @@ type Plugin struct {
 // rosetta.bearer.<token> subprotocol or the access_token query
 // parameter). Exactly one of Secret, PublicKey and JWKSURI is set.
 type JWTAuth struct {
-	// Secret verifies HS256/384/512 tokens.
-	Secret string `yaml:"secret"`
+	// Secret verifies HS256/384/512 tokens. Write it as ${VAR}; it is
+	// shown as "<redacted>" in normalized output.
+	Secret string `yaml:"secret" redact:"true"`
 	// PublicKey is a PEM public key (RSA, ECDSA or Ed25519), inline or as
 	// a file path relative to the config file; it verifies RS/PS/ES/EdDSA
 	// tokens.
 	PublicKey string `yaml:"public_key"`
 	// JWKSURI is an https:// URL of a JSON Web Key Set (http:// only for
 	// loopback hosts). Keys are fetched at start, refreshed every
-	// JWKSRefresh and at once when a token names an unknown kid (at most
-	// once per JWKSRefreshMin after that).
+	// JWKSRefresh and at once when a token names an unknown kid (the first
+	// unknown kid after each refresh; after that at most once per
+	// JWKSRefreshMin).
 	JWKSURI string `yaml:"jwks_uri"`
-	// JWKSRefresh is how often the key set is refetched. Default 1h.
-	JWKSRefresh Duration `yaml:"jwks_refresh"`
+	// JWKSRefresh is how often the key set is refetched. Default 1h (with
+	// jwks_uri).
+	JWKSRefresh *Duration `yaml:"jwks_refresh"`
+	// JWKSRefreshMin is the least time between two refetches caused by
+	// tokens naming an unknown kid, so that made-up kids cannot make the
+	// gateway hammer the key server. Default 30s (with jwks_uri).
+	JWKSRefreshMin *Duration `yaml:"jwks_refresh_min"`
 	// Algorithms allow-lists the "alg" values accepted. Default: those the
 	// key material implies (HS256/384/512 for a secret, the key type's
 	// family for a public key, what the JWKS keys declare).
@@ -114,9 +138,10 @@ type ConcurrencyLimit struct {
 type Consumer struct {
 	// Name identifies the consumer. Required, unique.
 	Name string `yaml:"name"`
-	// Keys are the consumer's API keys (for key-auth). They are kept only
-	// as hashes.
-	Keys []string `yaml:"keys"`
+	// Keys are the consumer's API keys (for key-auth), a string or a
+	// list, e.g. ["${ALICE_KEY}"]. Unique across consumers. key-auth keeps
+	// only their SHA-256 hashes; normalized output shows "<redacted>".
+	Keys StringList `yaml:"keys" redact:"true"`
 	// JWTSubject makes a JWT whose "sub" is this value this consumer.
 	JWTSubject string `yaml:"jwt_subject"`
 
@@ -131,8 +156,9 @@ type Redis struct {
 	// Username and Password authenticate (Redis 6 ACLs, or Password
 	// alone for requirepass).
 	Username string `yaml:"username"`
-	// Password is the Redis password.
-	Password string `yaml:"password"`
+	// Password is the Redis password; normalized output shows
+	// "<redacted>".
+	Password string `yaml:"password" redact:"true"`
 	// DB is the database number. Default 0.
 	DB int `yaml:"db"`
 	// TLS enables TLS to Redis.
@@ -140,8 +166,131 @@ type Redis struct {
 }
 
 // Period is a rate-limit period: an integer number of seconds (3600) or
-// a duration string ("1h", "90s").
+// a duration string ("1h", "90s"). It must be greater than zero.
 type Period Duration
 
-// StringList is a string or a list of strings.
+// Std returns p as a [time.Duration].
+func (p Period) Std() time.Duration { return time.Duration(p) }
+
+// String formats p like [time.Duration.String], e.g. "1h0m0s".
+func (p Period) String() string { return time.Duration(p).String() }
+
+// MarshalText formats p like [Period.String].
+func (p Period) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// StringList is a string or a list of strings: audience: api and
+// audience: [api, admin] both decode.
 type StringList []string
+
+// Plugin names, as written in plugins lists.
+const (
+	PluginJWTAuth          = "jwt-auth"
+	PluginKeyAuth          = "key-auth"
+	PluginRateLimiting     = "rate-limiting"
+	PluginConcurrencyLimit = "concurrency-limit"
+	PluginCORS             = "cors"
+)
+
+// PluginNames returns the plugin names a plugins entry may use, sorted.
+func PluginNames() []string {
+	return append([]string(nil), pluginNames...)
+}
+
+// pluginNames are the yaml names of Plugin's fields, sorted.
+var pluginNames = func() []string {
+	var names []string
+	for _, f := range fieldsOf(reflect.TypeFor[Plugin]()) {
+		names = append(names, f.name)
+	}
+	slices.Sort(names)
+	return names
+}()
+
+// Name returns the name of the plugin p configures ("jwt-auth"), or ""
+// for an empty entry. A valid entry sets exactly one plugin.
+func (p *Plugin) Name() string {
+	switch {
+	case p.JWTAuth != nil:
+		return PluginJWTAuth
+	case p.KeyAuth != nil:
+		return PluginKeyAuth
+	case p.RateLimiting != nil:
+		return PluginRateLimiting
+	case p.ConcurrencyLimit != nil:
+		return PluginConcurrencyLimit
+	case p.CORS != nil:
+		return PluginCORS
+	}
+	return ""
+}
+
+// ReadPublicKey returns the public key of a jwt-auth public_key setting:
+// an inline PEM block, or the path of a PEM file (relative paths are
+// resolved against baseDir, the config file's directory). It accepts
+// PUBLIC KEY (PKIX: RSA, ECDSA on P-256/384/521, Ed25519), RSA PUBLIC KEY
+// (PKCS #1) and CERTIFICATE blocks, and refuses private keys. Errors never
+// quote the value.
+func ReadPublicKey(value, baseDir string) (crypto.PublicKey, error) {
+	data := []byte(value)
+	if !isInlinePEM(value) {
+		path := value
+		if !filepath.IsAbs(path) && baseDir != "" {
+			path = filepath.Join(baseDir, path)
+		}
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			msg := err.Error()
+			if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+				msg = pe.Err.Error()
+				if errors.Is(err, os.ErrNotExist) {
+					msg = "no such file"
+				}
+			}
+			return nil, fmt.Errorf("open %s: %s", value, msg)
+		}
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("no PEM block found")
+	}
+	var (
+		key any
+		err error
+	)
+	switch block.Type {
+	case "PUBLIC KEY":
+		key, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "RSA PUBLIC KEY":
+		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	case "CERTIFICATE":
+		var cert *x509.Certificate
+		if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
+			key = cert.PublicKey
+		}
+	default:
+		if strings.Contains(block.Type, "PRIVATE KEY") {
+			return nil, fmt.Errorf("the PEM block is a %s, not a public key", block.Type)
+		}
+		return nil, fmt.Errorf("unsupported PEM block %q", block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", block.Type, err)
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey, ed25519.PublicKey:
+		return k, nil
+	case *ecdsa.PublicKey:
+		switch k.Curve.Params().Name {
+		case "P-256", "P-384", "P-521":
+			return k, nil
+		}
+		return nil, fmt.Errorf("unsupported ECDSA curve %s (want P-256, P-384 or P-521)", k.Curve.Params().Name)
+	}
+	return nil, fmt.Errorf("unsupported public key type %T (want RSA, ECDSA or Ed25519)", key)
+}
+
+// isInlinePEM reports whether a public_key setting holds the PEM text
+// itself rather than a file path.
+func isInlinePEM(s string) bool {
+	return strings.HasPrefix(strings.TrimSpace(s), "-----BEGIN ")
+}

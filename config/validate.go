@@ -99,6 +99,7 @@ func (v *validator) run() {
 	for i := range c.Routes {
 		v.route(fmt.Sprintf("routes[%d]", i), &c.Routes[i])
 	}
+	v.plugins()
 	for i, s := range c.Transcoding.ForwardHeaders {
 		if !validHeaderPattern(s) {
 			v.report(fmt.Sprintf("transcoding.forward_headers[%d]", i), Pos{}, false,
@@ -343,6 +344,7 @@ func (v *validator) route(p string, r *Route) {
 	switch {
 	case sel == "":
 		v.report(p+".selector", r.Pos, false, "selector or uri is required", `e.g. selector: "library.v1.Library.*", or uri: "/users/*" with service: users`)
+	case sel == "*":
 	case strings.HasSuffix(sel, ".*") && validFullName(strings.TrimSuffix(sel, ".*"), 1):
 	case validFullName(sel, 3):
 	default:
