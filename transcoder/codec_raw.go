@@ -18,7 +18,7 @@ import (
 type rawCodec struct{}
 
 // rawCall is the call option that makes a call use [rawCodec].
-var rawCall = grpc.ForceCodecV2(rawCodec{})
+var RawCall = grpc.ForceCodecV2(rawCodec{})
 
 // Marshal returns the bytes *v points to, without copying.
 func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {

@@ -17,8 +17,8 @@ import (
 // suite's, check), and the gateway cancels it when the limit passes, with
 // DEADLINE_EXCEEDED. Either way the returned context ends when the call's
 // time is up.
-func callDeadline(ctx context.Context, limit, client time.Duration) (context.Context, context.CancelFunc) {
-	timeout, announced := announce(limit, client)
+func CallDeadline(ctx context.Context, limit, client time.Duration) (context.Context, context.CancelFunc) {
+	timeout, announced := Announce(limit, client)
 	switch {
 	case timeout == 0:
 		return context.WithCancel(ctx)
@@ -41,7 +41,7 @@ func (unannounced) Deadline() (time.Time, bool) { return time.Time{}, false }
 // announce reports whether a call whose client asked for deadline client
 // (0: none) carries a grpc-timeout to the backend, and the deadline the
 // gateway enforces: see callDeadline.
-func announce(limit, client time.Duration) (timeout time.Duration, announced bool) {
+func Announce(limit, client time.Duration) (timeout time.Duration, announced bool) {
 	switch {
 	case client > 0:
 		if limit > 0 && limit < client {

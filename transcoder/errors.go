@@ -27,31 +27,33 @@ const ErrorIDHeader = "Rosetta-Error-Id"
 
 // httpError is a call error with an HTTP status that overrides the gRPC
 // code's usual mapping (405, 413, 415 have no gRPC code of their own).
-type httpError struct {
-	err    *call.Error
-	status int
-	allow  []string
+type HTTPError struct {
+	Err    *call.Error
+	Status int
+	Allow  []string
 }
 
-func (e *httpError) Error() string { return e.err.Error() }
+func (e *HTTPError) Error() string { return e.Err.Error() }
 
 // Unwrap returns the call error.
-func (e *httpError) Unwrap() error { return e.err }
+func (e *HTTPError) Unwrap() error { return e.Err }
 
 // HTTPStatus returns the HTTP status for a gRPC code, following the
 // grpc-gateway table (Canceled → 499, FailedPrecondition → 400, ...).
 func HTTPStatus(code codes.Code) int { return runtime.HTTPStatusFromCode(code) }
 
-// writeError renders err as a google.rpc.Status JSON body with the HTTP
-// status of its code. 5xx answers carry an error ID, logged with the cause.
-func (h *REST) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var he *httpError
+// WriteJSONError renders err as a google.rpc.Status JSON body with the
+// HTTP status of its code (or the status an [HTTPError] carries), as REST
+// answers errors; detail types are resolved with res. 5xx answers carry an
+// error ID, logged to logger with the cause.
+func WriteJSONError(w http.ResponseWriter, r *http.Request, err error, res *TypeResolver, logger *slog.Logger) {
+	var he *HTTPError
 	var ce *call.Error
 	status := 0
 	if errors.As(err, &he) {
-		ce, status = he.err, he.status
-		if len(he.allow) > 0 {
-			w.Header().Set("Allow", strings.Join(he.allow, ", "))
+		ce, status = he.Err, he.Status
+		if len(he.Allow) > 0 {
+			w.Header().Set("Allow", strings.Join(he.Allow, ", "))
 		}
 	} else {
 		ce = call.FromError(err)
@@ -60,9 +62,9 @@ func (h *REST) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status = HTTPStatus(ce.Code)
 	}
 	if status >= 500 {
-		id := newErrorID()
+		id := NewErrorID()
 		w.Header().Set(ErrorIDHeader, id)
-		h.logger.LogAttrs(r.Context(), slog.LevelError, "request failed",
+		logger.LogAttrs(r.Context(), slog.LevelError, "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.String("code", ce.Code.String()), slog.Int("status", status),
 			slog.String("error_id", id), slog.Any("error", ce))
@@ -70,23 +72,24 @@ func (h *REST) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if ce.Code == codes.Unauthenticated {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
-	body := h.statusJSON(ce)
+	body := StatusJSON(ce, res)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Del("Content-Length")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
 
-// statusJSON marshals ce as google.rpc.Status JSON. Details whose types the
-// gateway cannot resolve are kept as {"@type": ..., "value": base64}.
-func (h *REST) statusJSON(ce *call.Error) []byte {
+// StatusJSON marshals ce as google.rpc.Status JSON, resolving detail types
+// with res. Details whose types the gateway cannot resolve are kept as
+// {"@type": ..., "value": base64}.
+func StatusJSON(ce *call.Error, res *TypeResolver) []byte {
 	type status struct {
 		Code    int32             `json:"code"`
 		Message string            `json:"message"`
 		Details []json.RawMessage `json:"details"`
 	}
 	out := status{Code: int32(ce.Code), Message: ce.Msg, Details: make([]json.RawMessage, 0, len(ce.Details))}
-	mo := protojson.MarshalOptions{Resolver: h.resolver}
+	mo := protojson.MarshalOptions{Resolver: res}
 	for _, d := range ce.Details {
 		b, err := mo.Marshal(d)
 		if err != nil {
@@ -106,7 +109,7 @@ func unresolvedAny(a *anypb.Any) []byte {
 	return b
 }
 
-func newErrorID() string {
+func NewErrorID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
@@ -121,14 +124,14 @@ var (
 // jsonError turns a protojson decoding error into a 400 naming the field
 // by its JSON path in the body. prefix is the body field path ("" for
 // body "*").
-func jsonError(err error, body []byte, prefix string) *call.Error {
-	return decodeJSONError(err, body, prefix, "body")
+func JSONError(err error, body []byte, prefix string) *call.Error {
+	return DecodeJSONError(err, body, prefix, "body")
 }
 
 // decodeJSONError is [jsonError] for any JSON document: what names it in
 // the message ("body", or "message" for a WebSocket frame) and is the
 // field blamed when the error names no field.
-func decodeJSONError(err error, body []byte, prefix, what string) *call.Error {
+func DecodeJSONError(err error, body []byte, prefix, what string) *call.Error {
 	// protojson writes "proto:" and then, at random, a space or a
 	// non-breaking space; only that one separator is dropped.
 	msg := strings.TrimPrefix(err.Error(), "proto:")
@@ -165,4 +168,16 @@ func fieldFromMessage(msg string) string {
 		return m[1]
 	}
 	return ""
+}
+
+// StatusError wraps err so that the REST error writer answers with the
+// given HTTP status instead of the one mapped from err's code.
+func StatusError(status int, err *call.Error) error {
+	return &HTTPError{Err: err, Status: status}
+}
+
+// IsNotFound reports whether err is Match's "no route" answer.
+func IsNotFound(err error) bool {
+	var he *HTTPError
+	return errors.As(err, &he) && he.Status == http.StatusNotFound
 }

@@ -20,13 +20,13 @@ import (
 var defaultForwardHeaders = []string{"x-request-id", "traceparent", "tracestate", "last-event-id"}
 
 // headerAllowList decides which request headers become backend metadata.
-type headerAllowList struct {
+type HeaderAllowList struct {
 	exact    map[string]bool
 	prefixes []string
 }
 
-func newHeaderAllowList(names []string) headerAllowList {
-	l := headerAllowList{exact: map[string]bool{}}
+func NewHeaderAllowList(names []string) HeaderAllowList {
+	l := HeaderAllowList{exact: map[string]bool{}}
 	for _, n := range append(append([]string(nil), defaultForwardHeaders...), names...) {
 		n = strings.ToLower(strings.TrimSpace(n))
 		if p, ok := strings.CutSuffix(n, "*"); ok {
@@ -38,7 +38,7 @@ func newHeaderAllowList(names []string) headerAllowList {
 	return l
 }
 
-func (l headerAllowList) allows(lower string) bool {
+func (l HeaderAllowList) allows(lower string) bool {
 	if l.exact[lower] {
 		return true
 	}
@@ -53,39 +53,39 @@ func (l headerAllowList) allows(lower string) bool {
 // outgoingMetadata builds the backend metadata of a REST request:
 // Authorization, Grpc-Metadata-<key> headers (prefix stripped, -bin values
 // base64-decoded), allow-listed headers, and X-Forwarded-For/-Host/-Proto.
-func (h *REST) outgoingMetadata(r *http.Request) metadata.MD {
+func OutgoingMetadata(r *http.Request, forward HeaderAllowList) metadata.MD {
 	md := metadata.MD{}
 	for k, vs := range r.Header {
 		lk := strings.ToLower(k)
 		switch {
 		case strings.HasPrefix(lk, "grpc-metadata-"):
 			key := lk[len("grpc-metadata-"):]
-			if !validMetadataKey(key) {
+			if !ValidMetadataKey(key) {
 				continue
 			}
 			if strings.HasSuffix(key, "-bin") {
 				for _, v := range vs {
-					if b, err := decodeBase64(v); err == nil {
+					if b, err := DecodeBase64(v); err == nil {
 						md[key] = append(md[key], string(b))
 					}
 				}
 				continue
 			}
 			md[key] = append(md[key], vs...)
-		case lk == "authorization" || h.forward.allows(lk):
-			if validMetadataKey(lk) && !strings.HasPrefix(lk, "x-forwarded-") {
+		case lk == "authorization" || forward.allows(lk):
+			if ValidMetadataKey(lk) && !strings.HasPrefix(lk, "x-forwarded-") {
 				md[lk] = append(md[lk], vs...)
 			}
 		}
 	}
-	setForwarded(md, r)
+	SetForwarded(md, r)
 	return md
 }
 
 // setForwarded adds x-forwarded-for (the client's chain plus its address),
 // x-forwarded-host and x-forwarded-proto metadata for r.
-func setForwarded(md metadata.MD, r *http.Request) {
-	f := forwardedFor(r.RemoteAddr, r.TLS != nil, r.Host,
+func SetForwarded(md metadata.MD, r *http.Request) {
+	f := ForwardedFor(r.RemoteAddr, r.TLS != nil, r.Host,
 		strings.Join(r.Header.Values("X-Forwarded-For"), ", "), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"))
 	if f.For != "" {
 		md["x-forwarded-for"] = []string{f.For}
@@ -96,14 +96,14 @@ func setForwarded(md metadata.MD, r *http.Request) {
 
 // forwarded are the X-Forwarded-For, -Host and -Proto values the gateway
 // sends upstream.
-type forwarded struct{ For, Host, Proto string }
+type Forwarded struct{ For, Host, Proto string }
 
 // forwardedFor computes them for a client at remoteAddr that asked for
 // host, extending what the client sent (prev*): its address is appended
 // to the For chain; Host and Proto are kept when set. For is empty when
 // remoteAddr has no host:port form.
-func forwardedFor(remoteAddr string, tls bool, host, prevFor, prevHost, prevProto string) forwarded {
-	var f forwarded
+func ForwardedFor(remoteAddr string, tls bool, host, prevFor, prevHost, prevProto string) Forwarded {
+	var f Forwarded
 	if ip, _, err := net.SplitHostPort(remoteAddr); err == nil {
 		f.For = ip
 		if prevFor != "" {
@@ -127,7 +127,7 @@ func forwardedFor(remoteAddr string, tls bool, host, prevFor, prevHost, prevProt
 // validMetadataKey reports whether key may be sent as gRPC metadata: not
 // reserved (grpc-*), not a pseudo or connection header, and made of
 // [0-9a-z-_.].
-func validMetadataKey(key string) bool {
+func ValidMetadataKey(key string) bool {
 	if key == "" || strings.HasPrefix(key, "grpc-") || strings.HasPrefix(key, ":") {
 		return false
 	}
@@ -147,7 +147,7 @@ func validMetadataKey(key string) bool {
 // setResponseMetadata writes backend response metadata as
 // Grpc-Metadata-<key> headers (prefix "Grpc-Metadata-") or as
 // Grpc-Trailer-<key> (prefix "Grpc-Trailer-"); binary values are base64.
-func setResponseMetadata(hdr http.Header, prefix string, md metadata.MD) {
+func SetResponseMetadata(hdr http.Header, prefix string, md metadata.MD) {
 	for k, vs := range md {
 		if k == "content-type" || strings.HasPrefix(k, "grpc-") || strings.HasPrefix(k, ":") {
 			continue
@@ -163,21 +163,9 @@ func setResponseMetadata(hdr http.Header, prefix string, md metadata.MD) {
 	}
 }
 
-// acceptsTrailers reports whether the client sent "TE: trailers".
-func acceptsTrailers(r *http.Request) bool {
-	for _, v := range r.Header.Values("Te") {
-		for _, part := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]), "trailers") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // parseGRPCTimeout parses a Grpc-Timeout header value: at most 8 digits and
 // a unit (H, M, S, m, u, n).
-func parseGRPCTimeout(s string) (time.Duration, error) {
+func ParseGRPCTimeout(s string) (time.Duration, error) {
 	if len(s) < 2 || len(s) > 9 {
 		return 0, fmt.Errorf("want up to 8 digits and a unit, such as 5S or 200m")
 	}
@@ -207,10 +195,27 @@ func parseGRPCTimeout(s string) (time.Duration, error) {
 
 // parseQuery parses a raw query string, answering 400 for malformed
 // escapes.
-func parseQuery(raw string) (url.Values, error) {
+func ParseQuery(raw string) (url.Values, error) {
 	q, err := url.ParseQuery(raw)
 	if err != nil {
 		return nil, call.BadField("query", fmt.Sprintf("malformed query string: %v", err))
 	}
 	return q, nil
+}
+
+// decodeBase64 accepts standard and URL-safe base64, padded or not, as the
+// proto3 JSON mapping does for bytes.
+func DecodeBase64(s string) ([]byte, error) {
+	enc := base64.StdEncoding
+	if strings.ContainsAny(s, "-_") {
+		enc = base64.URLEncoding
+	}
+	if len(s)%4 != 0 {
+		enc = enc.WithPadding(base64.NoPadding)
+	}
+	b, err := enc.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("not base64")
+	}
+	return b, nil
 }

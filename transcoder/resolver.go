@@ -11,12 +11,12 @@ import (
 // first (the backends' own types, for google.protobuf.Any) and then from the
 // types compiled into the gateway (google.rpc error details and the
 // well-known types).
-type typeResolver struct {
+type TypeResolver struct {
 	primary *protoregistry.Types
 }
 
-func newTypeResolver(s *registry.Snapshot) *typeResolver {
-	r := &typeResolver{}
+func NewTypeResolver(s *registry.Snapshot) *TypeResolver {
+	r := &TypeResolver{}
 	if s != nil {
 		r.primary = s.Types
 	}
@@ -24,7 +24,7 @@ func newTypeResolver(s *registry.Snapshot) *typeResolver {
 }
 
 // FindMessageByName implements protoregistry.MessageTypeResolver.
-func (r *typeResolver) FindMessageByName(name protoreflect.FullName) (protoreflect.MessageType, error) {
+func (r *TypeResolver) FindMessageByName(name protoreflect.FullName) (protoreflect.MessageType, error) {
 	if r.primary != nil {
 		if mt, err := r.primary.FindMessageByName(name); err == nil {
 			return mt, nil
@@ -34,7 +34,7 @@ func (r *typeResolver) FindMessageByName(name protoreflect.FullName) (protorefle
 }
 
 // FindMessageByURL implements protoregistry.MessageTypeResolver.
-func (r *typeResolver) FindMessageByURL(url string) (protoreflect.MessageType, error) {
+func (r *TypeResolver) FindMessageByURL(url string) (protoreflect.MessageType, error) {
 	if r.primary != nil {
 		if mt, err := r.primary.FindMessageByURL(url); err == nil {
 			return mt, nil
@@ -44,7 +44,7 @@ func (r *typeResolver) FindMessageByURL(url string) (protoreflect.MessageType, e
 }
 
 // FindExtensionByName implements protoregistry.ExtensionTypeResolver.
-func (r *typeResolver) FindExtensionByName(field protoreflect.FullName) (protoreflect.ExtensionType, error) {
+func (r *TypeResolver) FindExtensionByName(field protoreflect.FullName) (protoreflect.ExtensionType, error) {
 	if r.primary != nil {
 		if xt, err := r.primary.FindExtensionByName(field); err == nil {
 			return xt, nil
@@ -54,7 +54,7 @@ func (r *typeResolver) FindExtensionByName(field protoreflect.FullName) (protore
 }
 
 // FindExtensionByNumber implements protoregistry.ExtensionTypeResolver.
-func (r *typeResolver) FindExtensionByNumber(message protoreflect.FullName, field protoreflect.FieldNumber) (protoreflect.ExtensionType, error) {
+func (r *TypeResolver) FindExtensionByNumber(message protoreflect.FullName, field protoreflect.FieldNumber) (protoreflect.ExtensionType, error) {
 	if r.primary != nil {
 		if xt, err := r.primary.FindExtensionByNumber(message, field); err == nil {
 			return xt, nil

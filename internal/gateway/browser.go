@@ -8,6 +8,8 @@ import (
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/router"
 	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/connect"
+	"github.com/rosetta-gateway/rosetta/transcoder/grpcweb"
 )
 
 // This file wires the browser-facing protocols: gRPC-Web, Connect and CORS.
@@ -32,7 +34,7 @@ func (g *Gateway) applyCORS(w http.ResponseWriter, r *http.Request) bool {
 }
 
 // browserAdapters builds the gRPC-Web and Connect adapters of a snapshot.
-func (g *Gateway) browserAdapters(snap *registry.Snapshot, table *router.Table) (*transcoder.GRPCWeb, *transcoder.Connect) {
+func (g *Gateway) browserAdapters(snap *registry.Snapshot, table *router.Table) (*grpcweb.Handler, *connect.Handler) {
 	p := transcoder.Params{
 		Snapshot:    snap,
 		Table:       table,
@@ -40,9 +42,9 @@ func (g *Gateway) browserAdapters(snap *registry.Snapshot, table *router.Table) 
 		Transcoding: g.cfg.Transcoding,
 	}
 	p.Logger = g.logger.With("component", "transcoder.grpc_web")
-	web := transcoder.NewGRPCWeb(p)
+	web := grpcweb.New(p)
 	p.Logger = g.logger.With("component", "transcoder.connect")
-	return web, transcoder.NewConnect(p)
+	return web, connect.New(p)
 }
 
 // refreshRPC returns the state to serve an RPC-shaped (gRPC-Web or Connect)

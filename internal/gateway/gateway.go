@@ -22,6 +22,11 @@ import (
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/router"
 	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/connect"
+	grpcdialect "github.com/rosetta-gateway/rosetta/transcoder/grpc"
+	"github.com/rosetta-gateway/rosetta/transcoder/grpcweb"
+	"github.com/rosetta-gateway/rosetta/transcoder/rest"
+	"github.com/rosetta-gateway/rosetta/transcoder/websocket"
 	"github.com/rosetta-gateway/rosetta/transports"
 	"github.com/rosetta-gateway/rosetta/upstream"
 )
@@ -53,11 +58,11 @@ type Gateway struct {
 type state struct {
 	snap          *registry.Snapshot
 	table         *router.Table
-	rest          *transcoder.REST
-	grpc          *transcoder.GRPCProxy
-	grpcWeb       *transcoder.GRPCWeb
-	connect       *transcoder.Connect
-	websocket     *transcoder.WebSocket
+	rest          *rest.Handler
+	grpc          *grpcdialect.Proxy
+	grpcWeb       *grpcweb.Handler
+	connect       *connect.Handler
+	websocket     *websocket.Bridge
 	routeProblems []registry.Problem
 }
 
@@ -142,14 +147,14 @@ func (g *Gateway) install(snap *registry.Snapshot) {
 		Routes:          g.cfg.Routes,
 		DefaultBindings: g.cfg.Transcoding.DefaultBindingsEnabled(),
 	})
-	rest := transcoder.NewREST(transcoder.Params{
+	rest := rest.New(transcoder.Params{
 		Snapshot:    snap,
 		Table:       table,
 		Backends:    g.backend,
 		Transcoding: g.cfg.Transcoding,
 		Logger:      g.logger.With("component", "transcoder.rest"),
 	})
-	grpcProxy := transcoder.NewGRPCProxy(transcoder.GRPCParams{
+	grpcProxy := grpcdialect.New(grpcdialect.Params{
 		Snapshot:     snap,
 		Upstreams:    g.ups.Get,
 		Logger:       g.logger.With("component", "transcoder.grpc"),

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"github.com/rosetta-gateway/rosetta/transcoder"
+	grpcdialect "github.com/rosetta-gateway/rosetta/transcoder/grpc"
 )
 
 // localGRPC holds the gRPC services the gateway answers itself: server
@@ -67,7 +67,7 @@ func (g *Gateway) serveGRPC(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	rt, err := st.grpc.Match(r)
-	if err != nil && errors.Is(err, transcoder.ErrUnknownMethod) && looksLikeMethodPath(r.URL.Path) {
+	if err != nil && errors.Is(err, grpcdialect.ErrUnknownMethod) && looksLikeMethodPath(r.URL.Path) {
 		if _, found := g.reg.RefreshMissing(r.Context(), r.URL.Path); found {
 			st = g.state.Load()
 			rt, err = st.grpc.Match(r)

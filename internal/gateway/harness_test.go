@@ -28,7 +28,7 @@ func startGateway(t *testing.T, backendAddr, yamlText string) (string, *Gateway)
 }
 
 // grpcPaths are the two ways the gateway serves gRPC over HTTP/2: the
-// frame relay (transcoder.GRPCProxy.Relay) and the handler path
+// frame relay (grpcdialect.Proxy.Relay) and the handler path
 // (GRPCProxy.Serve) that takes calls the relay cannot.
 var grpcPaths = []string{"relay", "handler"}
 

@@ -7,11 +7,12 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/transcoder"
+	grpcdialect "github.com/rosetta-gateway/rosetta/transcoder/grpc"
 	"github.com/rosetta-gateway/rosetta/transports/h2"
 )
 
 // interceptGRPC hands gRPC calls that arrive over HTTP/2 to the frame
-// relay (transcoder.GRPCProxy.Relay), which forwards them without a
+// relay (grpcdialect.Proxy.Relay), which forwards them without a
 // goroutine per call. Everything else, and gRPC calls the relay cannot
 // take (local services, CORS requests from a browser, unknown methods,
 // upstreams still connecting), goes to the one handler.
@@ -26,17 +27,17 @@ func (g *Gateway) interceptGRPC(s *h2.Stream, head *h2.RequestHead) h2.Events {
 	if st == nil {
 		return nil
 	}
-	var done func(*transcoder.RelayResult)
+	var done func(*grpcdialect.RelayResult)
 	if g.access.Enabled(head.Context, slog.LevelInfo) {
 		start := time.Now()
-		done = func(res *transcoder.RelayResult) { g.logRelayed(head, start, res) }
+		done = func(res *grpcdialect.RelayResult) { g.logRelayed(head, start, res) }
 	}
 	return st.grpc.Relay(s, head, done)
 }
 
 // logRelayed writes the access line of a relayed call, with the keys and
 // meanings of withAccessLog's.
-func (g *Gateway) logRelayed(head *h2.RequestHead, start time.Time, res *transcoder.RelayResult) {
+func (g *Gateway) logRelayed(head *h2.RequestHead, start time.Time, res *grpcdialect.RelayResult) {
 	status := 200
 	if !res.HasCode {
 		status = 499 // the client went away before an answer

@@ -8,6 +8,8 @@ import (
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/router"
 	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/rest"
+	"github.com/rosetta-gateway/rosetta/transcoder/websocket"
 )
 
 // wsSockets tracks the open WebSockets of a gateway. Hijacked connections
@@ -44,8 +46,8 @@ func (s *wsSockets) close(ctx context.Context) {
 
 // newWebSocket builds the WebSocket bridge of one snapshot, beside its
 // REST adapter.
-func (g *Gateway) newWebSocket(snap *registry.Snapshot, table *router.Table, rest *transcoder.REST) *transcoder.WebSocket {
-	return transcoder.NewWebSocket(transcoder.WebSocketParams{
+func (g *Gateway) newWebSocket(snap *registry.Snapshot, table *router.Table, rest *rest.Handler) *websocket.Bridge {
+	return websocket.New(websocket.Params{
 		Params: transcoder.Params{
 			Snapshot:    snap,
 			Table:       table,
@@ -53,7 +55,6 @@ func (g *Gateway) newWebSocket(snap *registry.Snapshot, table *router.Table, res
 			Transcoding: g.cfg.Transcoding,
 			Logger:      g.logger.With("component", "transcoder.websocket"),
 		},
-		REST:      rest,
 		WebSocket: g.cfg.WebSocket,
 		Context:   g.ws.context(),
 	})

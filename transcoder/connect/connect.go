@@ -1,4 +1,4 @@
-package transcoder
+package connect
 
 import (
 	"encoding/base64"
@@ -10,12 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/internal/rpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/descriptorpb"
-
-	"github.com/rosetta-gateway/rosetta/call"
 )
 
 // Connect serves the Connect protocol (connectrpc.com/docs/protocol):
@@ -27,20 +28,20 @@ import (
 //
 // A Connect is built once per snapshot, is immutable, and is safe for
 // concurrent use.
-type Connect struct {
-	rpcBase
+type Handler struct {
+	rpc.Base
 }
 
 // NewConnect builds the Connect adapter of one snapshot. It uses
 // p.Snapshot, p.Table (for route timeouts), p.Backends, p.Transcoding.JSON
 // (discard_unknown) and p.Logger.
-func NewConnect(p Params) *Connect {
-	return &Connect{rpcBase: newRPCBase(p)}
+func New(p transcoder.Params) *Handler {
+	return &Handler{Base: rpc.NewBase(p)}
 }
 
 // ServeHTTP serves one Connect call routed by its "/pkg.Service/Method"
 // path. An unknown method answers 404 with code "unimplemented".
-func (h *Connect) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(strings.ToLower(r.Header.Get("Content-Type")), "application/connect+") {
 		h.serveStream(w, r)
 		return
@@ -61,8 +62,8 @@ func (h *Connect) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // unaryTarget resolves a unary method; unknown methods are a 404.
-func (h *Connect) unaryTarget(w http.ResponseWriter, r *http.Request) (*target, bool) {
-	t, ce := h.resolve(r.URL.Path)
+func (h *Handler) unaryTarget(w http.ResponseWriter, r *http.Request) (*rpc.Target, bool) {
+	t, ce := h.Resolve(r.URL.Path)
 	if ce != nil {
 		status := 0
 		if ce.Code == codes.Unimplemented {
@@ -71,15 +72,15 @@ func (h *Connect) unaryTarget(w http.ResponseWriter, r *http.Request) (*target, 
 		h.writeError(w, r, ce, status)
 		return nil, false
 	}
-	if t.method.IsStreamingClient() || t.method.IsStreamingServer() {
-		h.writeError(w, r, call.Errorf(codes.Unimplemented, "method %s streams: call it with the Connect streaming protocol (Content-Type application/connect+proto or application/connect+json)", t.method.FullName()), http.StatusUnsupportedMediaType)
+	if t.Method.IsStreamingClient() || t.Method.IsStreamingServer() {
+		h.writeError(w, r, call.Errorf(codes.Unimplemented, "method %s streams: call it with the Connect streaming protocol (Content-Type application/connect+proto or application/connect+json)", t.Method.FullName()), http.StatusUnsupportedMediaType)
 		return nil, false
 	}
 	return t, true
 }
 
 // servePost serves a unary POST.
-func (h *Connect) servePost(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) servePost(w http.ResponseWriter, r *http.Request) {
 	ct := r.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(ct)
 	var codec string
@@ -97,17 +98,17 @@ func (h *Connect) servePost(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(t.max)+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(t.Max)+1))
 	if err != nil {
-		h.writeError(w, r, call.FromError(readError(err, "request body")), 0)
+		h.writeError(w, r, call.FromError(rpc.ReadError(err, "request body")), 0)
 		return
 	}
-	if len(body) > t.max {
-		h.writeError(w, r, call.Errorf(codes.ResourceExhausted, "request message is larger than the limit of %d bytes", t.max), 0)
+	if len(body) > t.Max {
+		h.writeError(w, r, call.Errorf(codes.ResourceExhausted, "request message is larger than the limit of %d bytes", t.Max), 0)
 		return
 	}
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != "identity" {
-		if body, err = decompress(enc, body, t.max); err != nil {
+		if body, err = rpc.Decompress(enc, body, t.Max); err != nil {
 			h.writeError(w, r, call.FromError(err), 0)
 			return
 		}
@@ -119,17 +120,17 @@ func (h *Connect) servePost(w http.ResponseWriter, r *http.Request) {
 // [&base64=1][&compression=gzip]. Only methods whose options say
 // idempotency_level = NO_SIDE_EFFECTS may be called with GET; others answer
 // 405 with Allow: POST.
-func (h *Connect) serveGet(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	t, ok := h.unaryTarget(w, r)
 	if !ok {
 		return
 	}
-	if opts, _ := t.method.Options().(*descriptorpb.MethodOptions); opts.GetIdempotencyLevel() != descriptorpb.MethodOptions_NO_SIDE_EFFECTS {
+	if opts, _ := t.Method.Options().(*descriptorpb.MethodOptions); opts.GetIdempotencyLevel() != descriptorpb.MethodOptions_NO_SIDE_EFFECTS {
 		w.Header().Set("Allow", http.MethodPost)
-		h.writeError(w, r, call.Errorf(codes.Unimplemented, "method %s may have side effects, so it is not served over GET: call it with POST (GET needs option idempotency_level = NO_SIDE_EFFECTS)", t.method.FullName()), http.StatusMethodNotAllowed)
+		h.writeError(w, r, call.Errorf(codes.Unimplemented, "method %s may have side effects, so it is not served over GET: call it with POST (GET needs option idempotency_level = NO_SIDE_EFFECTS)", t.Method.FullName()), http.StatusMethodNotAllowed)
 		return
 	}
-	q, err := parseQuery(r.URL.RawQuery)
+	q, err := transcoder.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		h.writeError(w, r, call.FromError(err), 0)
 		return
@@ -151,7 +152,7 @@ func (h *Connect) serveGet(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if enc := q.Get("compression"); enc != "" && enc != "identity" {
-		if body, err = decompress(enc, body, t.max); err != nil {
+		if body, err = rpc.Decompress(enc, body, t.Max); err != nil {
 			h.writeError(w, r, call.FromError(err), 0)
 			return
 		}
@@ -162,13 +163,13 @@ func (h *Connect) serveGet(w http.ResponseWriter, r *http.Request) {
 // unary calls a unary method with a request message in codec ("proto" or
 // "json") and writes the response: header metadata as headers, trailer
 // metadata as Trailer-<key> headers.
-func (h *Connect) unary(w http.ResponseWriter, r *http.Request, t *target, codec string, body []byte) {
+func (h *Handler) unary(w http.ResponseWriter, r *http.Request, t *rpc.Target, codec string, body []byte) {
 	timeout, ce := connectTimeout(r)
 	if ce != nil {
 		h.writeError(w, r, ce, 0)
 		return
 	}
-	md, ce := requestMetadata(r)
+	md, ce := rpc.RequestMetadata(r)
 	if ce != nil {
 		h.writeError(w, r, ce, 0)
 		return
@@ -176,18 +177,18 @@ func (h *Connect) unary(w http.ResponseWriter, r *http.Request, t *target, codec
 	req := body
 	if codec == "json" {
 		var err error
-		if req, err = h.jsonToProto(t.method.Input(), body); err != nil {
+		if req, err = h.JSONToProto(t.Method.Input(), body); err != nil {
 			h.writeError(w, r, call.FromError(err), 0)
 			return
 		}
 	}
-	ctx, cancel := t.callContext(r, timeout, md)
+	ctx, cancel := t.CallContext(r, timeout, md)
 	defer cancel()
 	var resp []byte
 	var hdr, trl metadata.MD
-	err := t.backend.Conn.Invoke(ctx, t.path, &req, &resp, rawCall, grpc.Header(&hdr), grpc.Trailer(&trl))
-	setResponseMetadata(w.Header(), "", hdr)
-	setResponseMetadata(w.Header(), "Trailer-", trl)
+	err := t.Backend.Conn.Invoke(ctx, t.Path, &req, &resp, transcoder.RawCall, grpc.Header(&hdr), grpc.Trailer(&trl))
+	transcoder.SetResponseMetadata(w.Header(), "", hdr)
+	transcoder.SetResponseMetadata(w.Header(), "Trailer-", trl)
 	if err != nil {
 		h.writeError(w, r, call.FromError(err), 0)
 		return
@@ -195,13 +196,13 @@ func (h *Connect) unary(w http.ResponseWriter, r *http.Request, t *target, codec
 	ct := "application/proto"
 	if codec == "json" {
 		ct = "application/json"
-		if resp, err = h.protoToJSON(t.method.Output(), resp); err != nil {
+		if resp, err = h.ProtoToJSON(t.Method.Output(), resp); err != nil {
 			h.writeError(w, r, call.FromError(err), 0)
 			return
 		}
 	}
-	if len(resp) >= compressMinBytes && acceptsEncoding(r.Header.Values("Accept-Encoding"), "gzip") {
-		resp = gzipBytes(resp)
+	if len(resp) >= rpc.CompressMinBytes && rpc.AcceptsEncoding(r.Header.Values("Accept-Encoding"), "gzip") {
+		resp = rpc.GzipBytes(resp)
 		w.Header().Set("Content-Encoding", "gzip")
 	}
 	w.Header().Set("Content-Type", ct)
@@ -226,12 +227,12 @@ func connectTimeout(r *http.Request) (time.Duration, *call.Error) {
 // writeError writes a unary Connect error: the error JSON with the HTTP
 // status of its code, or status when not 0. 5xx-class errors are logged
 // with an error ID sent in the Rosetta-Error-Id header.
-func (h *Connect) writeError(w http.ResponseWriter, r *http.Request, ce *call.Error, status int) {
-	if id := h.logFailure(r, "connect", ce); id != "" {
-		w.Header().Set(ErrorIDHeader, id)
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, ce *call.Error, status int) {
+	if id := h.LogFailure(r, "connect", ce); id != "" {
+		w.Header().Set(transcoder.ErrorIDHeader, id)
 	}
 	if status == 0 {
-		status = ConnectHTTPStatus(ce.Code)
+		status = HTTPStatus(ce.Code)
 	}
 	body, _ := json.Marshal(h.connectError(ce))
 	hdr := w.Header()
@@ -255,4 +256,4 @@ func writeHTTPError(w http.ResponseWriter, status int, msg string) {
 	_, _ = io.WriteString(w, msg+"\n")
 }
 
-var _ http.Handler = (*Connect)(nil)
+var _ http.Handler = (*Handler)(nil)

@@ -1,4 +1,4 @@
-package transcoder
+package connect
 
 import (
 	"encoding/base64"
@@ -6,13 +6,13 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/transcoder"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-
-	"github.com/rosetta-gateway/rosetta/call"
 )
 
 // connectCodeNames are the Connect protocol's names of the gRPC codes.
@@ -37,7 +37,7 @@ var connectCodeNames = [...]string{
 
 // ConnectCode returns the Connect protocol's name of a gRPC code
 // ("not_found"); unknown codes are "unknown".
-func ConnectCode(c codes.Code) string {
+func Code(c codes.Code) string {
 	if int(c) > 0 && int(c) < len(connectCodeNames) {
 		return connectCodeNames[c]
 	}
@@ -47,7 +47,7 @@ func ConnectCode(c codes.Code) string {
 // ConnectHTTPStatus returns the HTTP status of a unary Connect error with
 // code c, from the Connect protocol's table (it differs from the REST
 // table: Unimplemented → 501, ResourceExhausted → 429, ...).
-func ConnectHTTPStatus(c codes.Code) int {
+func HTTPStatus(c codes.Code) int {
 	switch c {
 	case codes.Canceled:
 		return 499
@@ -90,22 +90,22 @@ type connectDetail struct {
 }
 
 // connectError renders ce in the Connect error shape.
-func (b *rpcBase) connectError(ce *call.Error) *connectError {
-	out := &connectError{Code: ConnectCode(ce.Code), Message: ce.Msg}
+func (b *Handler) connectError(ce *call.Error) *connectError {
+	out := &connectError{Code: Code(ce.Code), Message: ce.Msg}
 	for _, d := range ce.Details {
 		out.Details = append(out.Details, b.connectDetail(d))
 	}
 	return out
 }
 
-func (b *rpcBase) connectDetail(a *anypb.Any) connectDetail {
+func (b *Handler) connectDetail(a *anypb.Any) connectDetail {
 	url := a.GetTypeUrl()
 	d := connectDetail{
 		Type:  url[strings.LastIndexByte(url, '/')+1:],
 		Value: base64.RawStdEncoding.EncodeToString(a.GetValue()),
 	}
-	if m, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{Resolver: b.resolver}); err == nil {
-		if js, err := (protojson.MarshalOptions{Resolver: b.resolver}).Marshal(m); err == nil {
+	if m, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{Resolver: b.Resolver}); err == nil {
+		if js, err := (protojson.MarshalOptions{Resolver: b.Resolver}).Marshal(m); err == nil {
 			d.Debug = js
 		}
 	}
@@ -117,12 +117,12 @@ func (b *rpcBase) connectDetail(a *anypb.Any) connectDetail {
 func endStreamMetadata(trl metadata.MD, errID string) map[string][]string {
 	out := map[string][]string{}
 	tmp := http.Header{}
-	setResponseMetadata(tmp, "", trl)
+	transcoder.SetResponseMetadata(tmp, "", trl)
 	for k, vs := range tmp {
 		out[k] = vs
 	}
 	if errID != "" {
-		out[ErrorIDHeader] = []string{errID}
+		out[transcoder.ErrorIDHeader] = []string{errID}
 	}
 	if len(out) == 0 {
 		return nil

@@ -1,4 +1,4 @@
-package transcoder
+package connect
 
 import (
 	"context"
@@ -10,11 +10,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/internal/rpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-
-	"github.com/rosetta-gateway/rosetta/call"
 )
 
 // serveStream serves the Connect streaming protocol. Once the method is
@@ -22,7 +23,7 @@ import (
 // end-of-stream message. Client and bidi streams are full duplex over
 // HTTP/2 (and over HTTP/1.1 where net/http allows it); server streams read
 // their one request message first.
-func (h *Connect) serveStream(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 	ct := r.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(ct)
 	mt = strings.ToLower(mt)
@@ -37,7 +38,7 @@ func (h *Connect) serveStream(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusMethodNotAllowed, "Connect streaming calls are POST requests, not "+r.Method)
 		return
 	}
-	t, ce := h.resolve(r.URL.Path)
+	t, ce := h.Resolve(r.URL.Path)
 	if ce != nil {
 		status := 0
 		if ce.Code == codes.Unimplemented {
@@ -50,47 +51,47 @@ func (h *Connect) serveStream(w http.ResponseWriter, r *http.Request) {
 		w:           w,
 		rc:          http.NewResponseController(w),
 		contentType: mt,
-		gzip:        acceptsEncoding(r.Header.Values("Connect-Accept-Encoding"), "gzip"),
+		gzip:        rpc.AcceptsEncoding(r.Header.Values("Connect-Accept-Encoding"), "gzip"),
 	}
 	timeout, ce := connectTimeout(r)
 	if ce != nil {
 		h.end(out, r, ce, nil)
 		return
 	}
-	md, ce := requestMetadata(r)
+	md, ce := rpc.RequestMetadata(r)
 	if ce != nil {
 		h.end(out, r, ce, nil)
 		return
 	}
-	in := &envelopeReader{r: r.Body, max: t.max, encoding: r.Header.Get("Connect-Content-Encoding"), what: "Connect envelope"}
-	if enc := in.encoding; enc != "" && enc != "identity" && enc != "gzip" {
+	in := &rpc.EnvelopeReader{R: r.Body, Max: t.Max, Encoding: r.Header.Get("Connect-Content-Encoding"), What: "Connect envelope"}
+	if enc := in.Encoding; enc != "" && enc != "identity" && enc != "gzip" {
 		h.end(out, r, call.Errorf(codes.Unimplemented, "unsupported Connect-Content-Encoding %q: send gzip or identity", enc), nil)
 		return
 	}
 	// Let HTTP/1.1 read the request while writing the response, as HTTP/2
 	// always can; it fails harmlessly where it is not needed.
 	_ = out.rc.EnableFullDuplex()
-	base, cancel := t.callContext(r, timeout, md)
+	base, cancel := t.CallContext(r, timeout, md)
 	defer cancel()
 	ctx, abort := context.WithCancelCause(base)
 	defer abort(nil)
-	clientStreams := t.method.IsStreamingClient()
-	cs, err := t.backend.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: clientStreams}, t.path, rawCall)
+	clientStreams := t.Method.IsStreamingClient()
+	cs, err := t.Backend.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: clientStreams}, t.Path, transcoder.RawCall)
 	if err != nil {
 		h.end(out, r, call.FromError(err), nil)
 		return
 	}
-	var pump *pumpDone
+	var pump *rpc.PumpDone
 	if clientStreams {
-		pump = h.startPump(r, in, cs, t, codec, abort)
-		defer pump.wait()
+		pump = h.StartPump(r, in, cs, t, codec, abort)
+		defer pump.Wait()
 	} else {
-		req, err := h.readMessage(in, t, codec)
+		req, err := h.ReadMessage(in, t, codec)
 		if errors.Is(err, io.EOF) {
-			err = call.Errorf(codes.Unimplemented, "the request has no message: method %s takes one", t.method.FullName())
+			err = call.Errorf(codes.Unimplemented, "the request has no message: method %s takes one", t.Method.FullName())
 		}
 		if err == nil {
-			err = checkNoMore(in, string(t.method.FullName()))
+			err = rpc.CheckNoMore(in, string(t.Method.FullName()))
 		}
 		if err != nil {
 			h.end(out, r, call.FromError(err), nil)
@@ -106,7 +107,7 @@ func (h *Connect) serveStream(w http.ResponseWriter, r *http.Request) {
 	out.start(hdr)
 	for err == nil {
 		if codec == "json" {
-			js, cerr := h.protoToJSON(t.method.Output(), msg)
+			js, cerr := h.ProtoToJSON(t.Method.Output(), msg)
 			if cerr != nil {
 				err = cerr
 				break
@@ -124,14 +125,14 @@ func (h *Connect) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A request the gateway could not read aborted the call: report why.
-	h.end(out, r, h.callError(ctx, err), cs.Trailer())
+	h.end(out, r, h.CallError(ctx, err), cs.Trailer())
 }
 
 // end logs 5xx-class errors and ends the stream with ce (nil: OK).
-func (h *Connect) end(out *connectStreamWriter, r *http.Request, ce *call.Error, trl metadata.MD) {
+func (h *Handler) end(out *connectStreamWriter, r *http.Request, ce *call.Error, trl metadata.MD) {
 	var id string
 	if ce != nil {
-		id = h.logFailure(r, "connect", ce)
+		id = h.LogFailure(r, "connect", ce)
 	}
 	out.endWith(h.endMessage(ce, trl, id))
 }
@@ -142,7 +143,7 @@ type endStream struct {
 	Metadata map[string][]string `json:"metadata,omitempty"`
 }
 
-func (h *Connect) endMessage(ce *call.Error, trl metadata.MD, errID string) []byte {
+func (h *Handler) endMessage(ce *call.Error, trl metadata.MD, errID string) []byte {
 	es := endStream{Metadata: endStreamMetadata(trl, errID)}
 	if ce != nil {
 		es.Error = h.connectError(ce)
@@ -172,7 +173,7 @@ func (o *connectStreamWriter) start(hdr metadata.MD) {
 	if o.gzip {
 		h.Set("Connect-Content-Encoding", "gzip")
 	}
-	setResponseMetadata(h, "", hdr)
+	transcoder.SetResponseMetadata(h, "", hdr)
 	o.w.WriteHeader(http.StatusOK)
 	o.started = true
 }
@@ -180,15 +181,15 @@ func (o *connectStreamWriter) start(hdr metadata.MD) {
 // message writes one message envelope and flushes it.
 func (o *connectStreamWriter) message(payload []byte) error {
 	var flags byte
-	if o.gzip && len(payload) >= compressMinBytes {
-		payload = gzipBytes(payload)
-		flags |= flagCompressed
+	if o.gzip && len(payload) >= rpc.CompressMinBytes {
+		payload = rpc.GzipBytes(payload)
+		flags |= rpc.FlagCompressed
 	}
 	return o.write(flags, payload)
 }
 
 func (o *connectStreamWriter) write(flags byte, payload []byte) error {
-	o.buf = appendEnvelope(o.buf[:0], flags, payload)
+	o.buf = rpc.AppendEnvelope(o.buf[:0], flags, payload)
 	if _, err := o.w.Write(o.buf); err != nil {
 		return err
 	}
@@ -201,5 +202,5 @@ func (o *connectStreamWriter) endWith(msg []byte) {
 	if !o.started {
 		o.start(nil)
 	}
-	_ = o.write(flagEndStream, msg)
+	_ = o.write(rpc.FlagEndStream, msg)
 }

@@ -1,17 +1,14 @@
-package transcoder
+package grpc
 
 import (
-	"encoding/base64"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/transcoder"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/rosetta-gateway/rosetta/call"
 )
 
 // grpcHeaderLen is the size of the gRPC length prefix: one flag byte
@@ -133,35 +130,6 @@ func formatGRPCTimeout(d time.Duration) string {
 	return strconv.FormatInt(int64(ms), 10) + "m"
 }
 
-// encodeGRPCMessage percent-encodes a grpc-message value as the gRPC
-// HTTP/2 spec asks: bytes outside printable ASCII, and '%'.
-func encodeGRPCMessage(msg string) string {
-	clean := true
-	for i := 0; i < len(msg); i++ {
-		if c := msg[i]; c < 0x20 || c > 0x7e || c == '%' {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return msg
-	}
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	b.Grow(len(msg) + 8)
-	for i := 0; i < len(msg); i++ {
-		c := msg[i]
-		if c < 0x20 || c > 0x7e || c == '%' {
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&0xf])
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
-
 // grpcCodeForHTTP maps the HTTP status of a non-gRPC answer to a gRPC code,
 // as gRPC clients do ("HTTP to gRPC Status Code Mapping").
 func grpcCodeForHTTP(status int) codes.Code {
@@ -180,36 +148,10 @@ func grpcCodeForHTTP(status int) codes.Code {
 	return codes.Unknown
 }
 
-// grpcStatusFields returns ce as the grpc-status, grpc-message
-// (percent-encoded) and grpc-status-details-bin (unpadded base64) fields,
-// lower-case, the empty ones left out. Every adapter renders statuses
-// through it: as headers, trailers, HTTP/2 fields or gRPC-Web trailers.
-func grpcStatusFields(ce *call.Error) [][2]string {
-	out := make([][2]string, 1, 3)
-	out[0] = [2]string{"grpc-status", strconv.Itoa(int(ce.Code))}
-	if ce.Msg != "" {
-		out = append(out, [2]string{"grpc-message", encodeGRPCMessage(ce.Msg)})
-	}
-	if len(ce.Details) > 0 {
-		if b, err := proto.Marshal(ce.Proto()); err == nil {
-			out = append(out, [2]string{"grpc-status-details-bin", base64.RawStdEncoding.EncodeToString(b)})
-		}
-	}
-	return out
-}
-
-// setGRPCStatus puts ce's status fields in h under prefix (""
-// for trailers-only headers, [http.TrailerPrefix] for trailers).
-func setGRPCStatus(h http.Header, prefix string, ce *call.Error) {
-	for _, f := range grpcStatusFields(ce) {
-		h[prefix+http.CanonicalHeaderKey(f[0])] = []string{f[1]}
-	}
-}
-
 // appendGRPCStatusFields appends ce's status fields to an HTTP/2 header
 // block.
 func appendGRPCStatusFields(f []hpack.HeaderField, ce *call.Error) []hpack.HeaderField {
-	for _, kv := range grpcStatusFields(ce) {
+	for _, kv := range transcoder.GRPCStatusFields(ce) {
 		f = append(f, hpack.HeaderField{Name: kv[0], Value: kv[1]})
 	}
 	return f

@@ -1,4 +1,4 @@
-package transcoder
+package grpc
 
 import (
 	"context"
@@ -12,12 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/reflect/protoreflect"
-
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/registry"
+	"github.com/rosetta-gateway/rosetta/transcoder"
 	"github.com/rosetta-gateway/rosetta/upstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // ErrUnknownMethod is the cause of [GRPCProxy.Match]'s error when the
@@ -26,7 +26,7 @@ import (
 var ErrUnknownMethod = errors.New("unknown gRPC method")
 
 // GRPCParams configures [NewGRPCProxy].
-type GRPCParams struct {
+type Params struct {
 	// Snapshot is the descriptor snapshot whose services are routed.
 	Snapshot *registry.Snapshot
 	// Upstreams returns the upstream of a name from the snapshot.
@@ -49,13 +49,13 @@ type GRPCParams struct {
 //
 // A GRPCProxy belongs to one snapshot; build a new one per snapshot. It is
 // safe for concurrent use.
-type GRPCProxy struct {
-	routes map[string]*GRPCRoute
+type Proxy struct {
+	routes map[string]*Route
 	logger *slog.Logger
 }
 
 // GRPCRoute is one method that [GRPCProxy.Match] resolved.
-type GRPCRoute struct {
+type Route struct {
 	// Service and Method are the names from the request path.
 	Service, Method string
 	// Upstream serves the method.
@@ -76,12 +76,12 @@ type GRPCRoute struct {
 // "/pkg.Service/Method" path to its upstream, so that matching a request
 // costs one map lookup. Services whose upstream is not in Upstreams are
 // left out (they answer UNIMPLEMENTED).
-func NewGRPCProxy(p GRPCParams) *GRPCProxy {
+func New(p Params) *Proxy {
 	logger := p.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &GRPCProxy{routes: map[string]*GRPCRoute{}, logger: logger}
+	g := &Proxy{routes: map[string]*Route{}, logger: logger}
 	if p.Snapshot == nil || p.Upstreams == nil {
 		return g
 	}
@@ -94,7 +94,7 @@ func NewGRPCProxy(p GRPCParams) *GRPCProxy {
 		methods := svc.Desc.Methods()
 		for i := 0; i < methods.Len(); i++ {
 			md := methods.Get(i)
-			rt := &GRPCRoute{
+			rt := &Route{
 				Service:  name,
 				Method:   string(md.Name()),
 				Upstream: u,
@@ -124,16 +124,16 @@ const deadlineGrace = 500 * time.Millisecond
 // (field is the grpc-timeout to send instead of the client's; "" keeps
 // it); a limit on a call without one is enforced by the gateway alone
 // (announced false), as callDeadline does for the other protocols.
-func (rt *GRPCRoute) deadline(v string) (timeout time.Duration, field string, announced bool, err error) {
+func (rt *Route) deadline(v string) (timeout time.Duration, field string, announced bool, err error) {
 	var client time.Duration
 	if v != "" {
-		d, perr := parseGRPCTimeout(v)
+		d, perr := transcoder.ParseGRPCTimeout(v)
 		if perr != nil {
 			return 0, "", false, call.Errorf(codes.Internal, "malformed grpc-timeout header %q: %v", v, perr)
 		}
 		client = d
 	}
-	timeout, announced = announce(rt.limit(), client)
+	timeout, announced = transcoder.Announce(rt.limit(), client)
 	if announced && timeout != client {
 		field = rt.limitField // limit < client: the limit is what caps it
 	}
@@ -142,7 +142,7 @@ func (rt *GRPCRoute) deadline(v string) (timeout time.Duration, field string, an
 
 // limit is the gateway's own bound on the route's calls: the route's
 // timeout, else the upstream's for unary calls (0: none).
-func (rt *GRPCRoute) limit() time.Duration {
+func (rt *Route) limit() time.Duration {
 	if rt.timeout == 0 && rt.unary {
 		return time.Duration(rt.Upstream.Config.Timeout)
 	}
@@ -166,7 +166,7 @@ var errNeedHTTP2 = call.Errorf(codes.Unimplemented,
 // Match resolves the request path "/pkg.Service/Method" to its route. Its
 // errors are gRPC UNIMPLEMENTED statuses worded as grpc-go words them, with
 // cause [ErrUnknownMethod] for names the snapshot lacks.
-func (p *GRPCProxy) Match(r *http.Request) (*GRPCRoute, error) {
+func (p *Proxy) Match(r *http.Request) (*Route, error) {
 	if r.ProtoMajor < 2 {
 		return nil, errNeedHTTP2
 	}
@@ -190,7 +190,7 @@ func (p *GRPCProxy) Match(r *http.Request) (*GRPCRoute, error) {
 }
 
 // ServeHTTP matches the request and serves it.
-func (p *GRPCProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, err := p.Match(r)
 	if err != nil {
 		p.WriteError(w, r, err)
@@ -240,7 +240,7 @@ var errRequestTooBig = errors.New("request message over the size limit")
 var teTrailers = []string{"trailers"}
 
 // Serve forwards one call to rt's upstream and streams the answer back.
-func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute) {
+func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route) {
 	u := rt.Upstream
 	maxReq, maxResp := messageLimits(u)
 	// The inbound header map becomes the upstream request's: nothing reads
@@ -256,7 +256,7 @@ func (p *GRPCProxy) Serve(w http.ResponseWriter, r *http.Request, rt *GRPCRoute)
 	}
 	// gRPC requires "te: trailers"; it is the only TE value HTTP/2 allows.
 	header["Te"] = teTrailers
-	fwd := forwardedFor(r.RemoteAddr, r.TLS != nil, r.Host,
+	fwd := transcoder.ForwardedFor(r.RemoteAddr, r.TLS != nil, r.Host,
 		strings.Join(header.Values("X-Forwarded-For"), ", "), header.Get("X-Forwarded-Host"), header.Get("X-Forwarded-Proto"))
 	if fwd.For != "" {
 		header["X-Forwarded-For"] = []string{fwd.For}
@@ -419,7 +419,7 @@ func messageLimits(u *upstream.Upstream) (req, resp uint32) {
 // fail answers a call whose upstream request failed, before or after the
 // response started: a request message over the limit, the client gone
 // (nothing to answer), the deadline, or an unreachable or broken upstream.
-func (p *GRPCProxy) fail(ctx context.Context, deadline time.Time, w http.ResponseWriter, r *http.Request, c *grpcCall, rt *GRPCRoute, started bool, err error) {
+func (p *Proxy) fail(ctx context.Context, deadline time.Time, w http.ResponseWriter, r *http.Request, c *grpcCall, rt *Route, started bool, err error) {
 	u := rt.Upstream
 	switch {
 	case c.tooBig.Load() > 0:
@@ -442,11 +442,11 @@ func (p *GRPCProxy) fail(ctx context.Context, deadline time.Time, w http.Respons
 // the response headers); nothing may have been written yet. Server-side
 // failures (Internal, Unavailable, Unknown, DataLoss) get an error ID,
 // logged with the cause and sent in the Rosetta-Error-Id header.
-func (p *GRPCProxy) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+func (p *Proxy) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	writeGRPCStatus(w, r, p.logger, false, err)
 }
 
-func (p *GRPCProxy) writeStatus(w http.ResponseWriter, r *http.Request, started bool, err error) {
+func (p *Proxy) writeStatus(w http.ResponseWriter, r *http.Request, started bool, err error) {
 	writeGRPCStatus(w, r, p.logger, started, err)
 }
 
@@ -462,13 +462,13 @@ func writeGRPCStatus(w http.ResponseWriter, r *http.Request, logger *slog.Logger
 	}
 	switch ce.Code {
 	case codes.Internal, codes.Unavailable, codes.Unknown, codes.DataLoss:
-		id := newErrorID()
-		h[prefix+ErrorIDHeader] = []string{id}
+		id := transcoder.NewErrorID()
+		h[prefix+transcoder.ErrorIDHeader] = []string{id}
 		logger.LogAttrs(r.Context(), slog.LevelError, "grpc call failed",
 			slog.String("path", r.URL.Path), slog.String("code", ce.Code.String()),
 			slog.String("error_id", id), slog.Any("error", ce))
 	}
-	setGRPCStatus(h, prefix, ce)
+	transcoder.SetGRPCStatus(h, prefix, ce)
 	if !started {
 		h.Set("Content-Type", "application/grpc")
 		h.Del("Content-Length")

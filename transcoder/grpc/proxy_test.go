@@ -1,4 +1,4 @@
-package transcoder
+package grpc
 
 import (
 	"bytes"
@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/internal/rpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"github.com/rosetta-gateway/rosetta/call"
-	"github.com/rosetta-gateway/rosetta/config"
 	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/upstream"
@@ -58,7 +60,7 @@ func TestFrameScannerConsume(t *testing.T) {
 // stream is split; uncompressed messages and short ones are checked on
 // the wire.
 func TestFrameScannerGzip(t *testing.T) {
-	gz := func(n int) []byte { return gzipBytes(bytes.Repeat([]byte("x"), n)) }
+	gz := func(n int) []byte { return rpc.GzipBytes(bytes.Repeat([]byte("x"), n)) }
 	msg := func(flag byte, payload []byte) []byte {
 		h := []byte{flag, 0, 0, 0, 0}
 		binary.BigEndian.PutUint32(h[1:], uint32(len(payload)))
@@ -125,7 +127,7 @@ func TestFrameScannerBoundary(t *testing.T) {
 func TestGRPCTimeoutRoundTrip(t *testing.T) {
 	for _, d := range []time.Duration{time.Millisecond, 1500 * time.Microsecond, 30 * time.Second, 2000 * time.Hour} {
 		v := formatGRPCTimeout(d)
-		got, err := parseGRPCTimeout(v)
+		got, err := transcoder.ParseGRPCTimeout(v)
 		if err != nil {
 			t.Fatalf("%v → %q: %v", d, v, err)
 		}
@@ -141,13 +143,13 @@ func TestEncodeGRPCMessage(t *testing.T) {
 		"100% sure":   "100%25 sure",
 		"ünï\ncode\t": "%C3%BCn%C3%AF%0Acode%09",
 	} {
-		if got := encodeGRPCMessage(in); got != want {
+		if got := transcoder.EncodeGRPCMessage(in); got != want {
 			t.Errorf("encodeGRPCMessage(%q) = %q; want %q", in, got, want)
 		}
 	}
 }
 
-func newTestGRPCProxy(t *testing.T) *GRPCProxy {
+func newTestGRPCProxy(t *testing.T) *Proxy {
 	t.Helper()
 	files := new(protoregistry.Files)
 	if err := files.RegisterFile(testingv1.File_rosetta_testing_v1_echo_proto); err != nil {
@@ -160,7 +162,7 @@ func newTestGRPCProxy(t *testing.T) *GRPCProxy {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = u.Close() })
-	return NewGRPCProxy(GRPCParams{Snapshot: snap, Upstreams: func(name string) (*upstream.Upstream, bool) {
+	return New(Params{Snapshot: snap, Upstreams: func(name string) (*upstream.Upstream, bool) {
 		return u, name == "test"
 	}})
 }
@@ -206,7 +208,7 @@ func TestGRPCProxyTrailersOnlyErrors(t *testing.T) {
 	r.ProtoMajor, r.Proto = 2, "HTTP/2.0"
 	w = httptest.NewRecorder()
 	p.ServeHTTP(w, r)
-	if w.Header().Get("Grpc-Status") != "14" || w.Header().Get("Grpc-Message") != "upstream test is unavailable" || w.Header().Get(ErrorIDHeader) == "" {
+	if w.Header().Get("Grpc-Status") != "14" || w.Header().Get("Grpc-Message") != "upstream test is unavailable" || w.Header().Get(transcoder.ErrorIDHeader) == "" {
 		t.Errorf("unreachable upstream: got %v", w.Header())
 	}
 

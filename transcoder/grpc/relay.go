@@ -1,4 +1,4 @@
-package transcoder
+package grpc
 
 import (
 	"cmp"
@@ -8,12 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transports/h2"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/codes"
-
-	"github.com/rosetta-gateway/rosetta/call"
-	"github.com/rosetta-gateway/rosetta/transports/h2"
 )
 
 // RelayResult is what the access log needs of a relayed call.
@@ -40,7 +40,7 @@ type RelayResult struct {
 // call; flow control is passed through (a client's window is granted back
 // as its bytes reach the upstream connection, and the other way). done,
 // when not nil, runs once when the client's side of the call is over.
-func (p *GRPCProxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResult)) h2.Events {
+func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResult)) h2.Events {
 	rt, ok := p.routes[head.Path]
 	if !ok || head.Method != "POST" {
 		return nil
@@ -78,7 +78,7 @@ func (p *GRPCProxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayR
 		}
 		fields = append(fields, f)
 	}
-	fwd := forwardedFor(head.RemoteAddr, head.TLS != nil, head.Authority, prevFor, prevHost, prevProto)
+	fwd := transcoder.ForwardedFor(head.RemoteAddr, head.TLS != nil, head.Authority, prevFor, prevHost, prevProto)
 	if fwd.For != "" {
 		fields = append(fields, hpack.HeaderField{Name: "x-forwarded-for", Value: fwd.For})
 	}
@@ -138,8 +138,8 @@ var relayDropped = func() map[string]bool {
 
 // relayCall is one relayed call: the Events of both its streams.
 type relayCall struct {
-	p    *GRPCProxy
-	rt   *GRPCRoute
+	p    *Proxy
+	rt   *Route
 	in   *h2.Stream // the client's
 	up   *h2.Stream // the upstream's
 	path string
@@ -342,7 +342,7 @@ func (c *relayCall) failLocked(err error) {
 	}
 	switch ce.Code {
 	case codes.Internal, codes.Unavailable, codes.Unknown, codes.DataLoss:
-		id := newErrorID()
+		id := transcoder.NewErrorID()
 		c.res.ErrorID = id
 		fields = append(fields, hpack.HeaderField{Name: "rosetta-error-id", Value: id})
 		c.p.logger.LogAttrs(c.in.Context(), slog.LevelError, "grpc call failed",

@@ -1,4 +1,4 @@
-package transcoder
+package grpcweb
 
 import (
 	"context"
@@ -11,11 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/internal/rpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-
-	"github.com/rosetta-gateway/rosetta/call"
 )
 
 // GRPCWeb serves gRPC-Web (binary application/grpc-web[+proto|+json] and
@@ -29,14 +30,14 @@ import (
 //
 // A GRPCWeb is built once per snapshot, is immutable, and is safe for
 // concurrent use. It works the same over HTTP/1.1, HTTP/2 and HTTP/3.
-type GRPCWeb struct {
-	rpcBase
+type Handler struct {
+	rpc.Base
 }
 
 // NewGRPCWeb builds the gRPC-Web adapter of one snapshot. It uses
 // p.Snapshot, p.Table (for route timeouts), p.Backends and p.Logger.
-func NewGRPCWeb(p Params) *GRPCWeb {
-	return &GRPCWeb{rpcBase: newRPCBase(p)}
+func New(p transcoder.Params) *Handler {
+	return &Handler{Base: rpc.NewBase(p)}
 }
 
 // ServeHTTP serves one gRPC-Web call routed by its "/pkg.Service/Method"
@@ -44,7 +45,7 @@ func NewGRPCWeb(p Params) *GRPCWeb {
 // HTTP 200 with grpc-status, grpc-message and grpc-status-details-bin as
 // headers and an empty body (as connect-go and Envoy answer); later errors
 // travel in the trailer frame.
-func (h *GRPCWeb) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out := newWebWriter(w, r.Header.Get("Content-Type"))
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -55,45 +56,45 @@ func (h *GRPCWeb) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(out, r, call.Errorf(codes.Unimplemented, "unsupported gRPC-Web codec %q: send application/grpc-web+proto or application/grpc-web+json", out.codec), nil)
 		return
 	}
-	t, ce := h.resolve(r.URL.Path)
+	t, ce := h.Resolve(r.URL.Path)
 	if ce != nil {
 		h.fail(out, r, ce, nil)
 		return
 	}
 	var timeout time.Duration
 	if v := r.Header.Get("Grpc-Timeout"); v != "" {
-		d, err := parseGRPCTimeout(v)
+		d, err := transcoder.ParseGRPCTimeout(v)
 		if err != nil {
 			h.fail(out, r, call.Errorf(codes.InvalidArgument, "invalid grpc-timeout header %q: %v", v, err), nil)
 			return
 		}
 		timeout = d
 	}
-	md, ce := requestMetadata(r)
+	md, ce := rpc.RequestMetadata(r)
 	if ce != nil {
 		h.fail(out, r, ce, nil)
 		return
 	}
 	var body io.Reader = r.Body
 	if out.text {
-		body = newBase64Reader(body)
+		body = rpc.NewBase64Reader(body)
 	}
-	in := &envelopeReader{r: body, max: t.max, encoding: r.Header.Get("Grpc-Encoding"), what: "gRPC-Web frame"}
-	if enc := in.encoding; enc != "" && enc != "identity" && enc != "gzip" {
+	in := &rpc.EnvelopeReader{R: body, Max: t.Max, Encoding: r.Header.Get("Grpc-Encoding"), What: "gRPC-Web frame"}
+	if enc := in.Encoding; enc != "" && enc != "identity" && enc != "gzip" {
 		w.Header().Set("Grpc-Accept-Encoding", "gzip")
 		h.fail(out, r, call.Errorf(codes.Unimplemented, "unsupported grpc-encoding %q: send gzip or identity", enc), nil)
 		return
 	}
-	clientStreams := t.method.IsStreamingClient()
+	clientStreams := t.Method.IsStreamingClient()
 	var req []byte
 	if !clientStreams {
 		var err error
-		req, err = h.readMessage(in, t, out.codec)
+		req, err = h.ReadMessage(in, t, out.codec)
 		if errors.Is(err, io.EOF) {
-			err = call.Errorf(codes.Unimplemented, "the request has no message: method %s takes one length-prefixed message", t.method.FullName())
+			err = call.Errorf(codes.Unimplemented, "the request has no message: method %s takes one length-prefixed message", t.Method.FullName())
 		}
 		if err == nil {
-			err = checkNoMore(in, string(t.method.FullName()))
+			err = rpc.CheckNoMore(in, string(t.Method.FullName()))
 		}
 		if err != nil {
 			h.fail(out, r, call.FromError(err), nil)
@@ -104,17 +105,17 @@ func (h *GRPCWeb) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// HTTP/2 always can.
 		_ = out.rc.EnableFullDuplex()
 	}
-	base, cancel := t.callContext(r, timeout, md)
+	base, cancel := t.CallContext(r, timeout, md)
 	defer cancel()
 	ctx, abort := context.WithCancelCause(base)
 	defer abort(nil)
-	cs, err := t.backend.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: clientStreams}, t.path, rawCall)
+	cs, err := t.Backend.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: clientStreams}, t.Path, transcoder.RawCall)
 	if err != nil {
 		h.fail(out, r, call.FromError(err), nil)
 		return
 	}
 	if clientStreams {
-		defer h.startPump(r, in, cs, t, out.codec, abort).wait()
+		defer h.StartPump(r, in, cs, t, out.codec, abort).Wait()
 	} else if err := cs.SendMsg(&req); err == nil {
 		// An io.EOF from SendMsg means the backend already ended the
 		// call; RecvMsg returns its status.
@@ -124,13 +125,13 @@ func (h *GRPCWeb) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err = cs.RecvMsg(&msg)
 	hdr, _ := cs.Header()
 	if err != nil && !errors.Is(err, io.EOF) && len(hdr) == 0 {
-		h.fail(out, r, h.callError(ctx, err), cs.Trailer())
+		h.fail(out, r, h.CallError(ctx, err), cs.Trailer())
 		return
 	}
 	out.start(hdr)
 	for err == nil {
 		if out.codec == "json" {
-			js, cerr := h.protoToJSON(t.method.Output(), msg)
+			js, cerr := h.ProtoToJSON(t.Method.Output(), msg)
 			if cerr != nil {
 				err = cerr
 				break
@@ -147,22 +148,12 @@ func (h *GRPCWeb) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out.finish(nil, cs.Trailer(), "")
 		return
 	}
-	h.fail(out, r, h.callError(ctx, err), cs.Trailer())
-}
-
-// callError is the status of a call that failed with err: the reason a
-// request the gateway could not read aborted it, else err's.
-func (b *rpcBase) callError(ctx context.Context, err error) *call.Error {
-	var cause *call.Error
-	if errors.As(context.Cause(ctx), &cause) {
-		return cause
-	}
-	return call.FromError(err)
+	h.fail(out, r, h.CallError(ctx, err), cs.Trailer())
 }
 
 // fail logs 5xx-class errors and writes ce as the call's final status.
-func (h *GRPCWeb) fail(out *webWriter, r *http.Request, ce *call.Error, trl metadata.MD) {
-	id := h.logFailure(r, "grpc_web", ce)
+func (h *Handler) fail(out *webWriter, r *http.Request, ce *call.Error, trl metadata.MD) {
+	id := h.LogFailure(r, "grpc_web", ce)
 	out.finish(ce, trl, id)
 }
 
@@ -205,14 +196,14 @@ func (ww *webWriter) start(hdr metadata.MD) {
 	h := ww.w.Header()
 	h.Set("Content-Type", ww.contentType)
 	h.Del("Content-Length")
-	setResponseMetadata(h, "", hdr)
+	transcoder.SetResponseMetadata(h, "", hdr)
 	ww.w.WriteHeader(http.StatusOK)
 	ww.started = true
 }
 
 // frame writes one frame and flushes it.
 func (ww *webWriter) frame(flags byte, payload []byte) error {
-	ww.buf = appendEnvelope(ww.buf[:0], flags, payload)
+	ww.buf = rpc.AppendEnvelope(ww.buf[:0], flags, payload)
 	data := ww.buf
 	if ww.text {
 		data = base64.StdEncoding.AppendEncode(nil, ww.buf)
@@ -236,7 +227,7 @@ func (ww *webWriter) finish(ce *call.Error, trl metadata.MD, errID string) {
 			h.Add(kv[0], kv[1])
 		}
 		if errID != "" {
-			h.Set(ErrorIDHeader, errID)
+			h.Set(transcoder.ErrorIDHeader, errID)
 		}
 		status := http.StatusOK
 		if h.Get("Allow") != "" {
@@ -253,7 +244,7 @@ func (ww *webWriter) finish(ce *call.Error, trl metadata.MD, errID string) {
 		block.WriteString(kv[1])
 		block.WriteString("\r\n")
 	}
-	_ = ww.frame(flagTrailer, []byte(block.String()))
+	_ = ww.frame(rpc.FlagTrailer, []byte(block.String()))
 }
 
 // statusTrailers lists the trailers of a gRPC response, lowercase and in a
@@ -264,13 +255,13 @@ func statusTrailers(ce *call.Error, trl metadata.MD, errID string) [][2]string {
 	if ce == nil {
 		ce = &call.Error{Code: codes.OK}
 	}
-	out := grpcStatusFields(ce)
+	out := transcoder.GRPCStatusFields(ce)
 	if errID != "" {
-		out = append(out, [2]string{strings.ToLower(ErrorIDHeader), errID})
+		out = append(out, [2]string{strings.ToLower(transcoder.ErrorIDHeader), errID})
 	}
 	keys := make([]string, 0, len(trl))
 	for k := range trl {
-		if k == "content-type" || strings.HasPrefix(k, "grpc-") || strings.HasPrefix(k, ":") || !validMetadataKey(k) {
+		if k == "content-type" || strings.HasPrefix(k, "grpc-") || strings.HasPrefix(k, ":") || !transcoder.ValidMetadataKey(k) {
 			continue
 		}
 		keys = append(keys, k)
@@ -287,4 +278,4 @@ func statusTrailers(ce *call.Error, trl metadata.MD, errID string) [][2]string {
 	return out
 }
 
-var _ http.Handler = (*GRPCWeb)(nil)
+var _ http.Handler = (*Handler)(nil)

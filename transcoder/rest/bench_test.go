@@ -1,4 +1,4 @@
-package transcoder
+package rest
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package transcoder
+package rest
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/rosetta-gateway/rosetta/transcoder/internal/binding"
 )
 
 // framing is how a stream of response messages is laid out in an HTTP
@@ -33,8 +35,8 @@ const (
 // framingFor picks the framing from the Accept header: text/event-stream
 // → SSE; application/x-ndjson → NDJSON; application/json → a JSON array;
 // anything else (*/*, none) → NDJSON. HttpBody responses are always raw.
-func framingFor(r *http.Request, p *plan) framing {
-	if p.respRaw {
+func framingFor(r *http.Request, p *binding.Plan) framing {
+	if p.RespRaw {
 		return framingRaw
 	}
 	array := false

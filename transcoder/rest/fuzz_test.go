@@ -1,4 +1,4 @@
-package transcoder
+package rest
 
 import (
 	"io"
@@ -8,11 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/transcoder/internal/binding"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/dynamicpb"
-
-	"github.com/rosetta-gateway/rosetta/config"
 )
 
 // FuzzDecodeRequest feeds arbitrary bodies, paths and query strings to the
@@ -59,18 +59,18 @@ func FuzzDecodeRequest(f *testing.F) {
 		p := h.plans[m.Route]
 		var wire *[]byte
 		var wireErr error
-		if p.fast != nil {
+		if p.Fast != nil {
 			r2 := r.Clone(r.Context())
 			r2.Body = io.NopCloser(strings.NewReader(body))
 			wire, wireErr = h.decodeWireRequest(r2, p, m.Values)
 		}
 		msg, err := h.decodeRequest(r, p, m.Values)
-		if p.fast != nil {
+		if p.Fast != nil {
 			q, _ := url.ParseQuery(query)
 			checkSameRequest(t, p, msg, err, wire, wireErr, len(q) <= 1)
 		}
-		if m.Route.Body == "*" && !p.bodyRaw && body != "" {
-			ref := dynamicpb.NewMessage(p.input)
+		if m.Route.Body == "*" && !p.BodyRaw && body != "" {
+			ref := dynamicpb.NewMessage(p.Input)
 			refErr := protojson.UnmarshalOptions{Resolver: h.resolver}.Unmarshal([]byte(body), ref)
 			if (refErr == nil) != (err == nil) && len(m.Values) == 0 {
 				t.Fatalf("body %q: decoder error %v; protojson error %v", body, err, refErr)
@@ -89,7 +89,7 @@ func FuzzDecodeRequest(f *testing.F) {
 // dynamicpb path built, or failed with the same error.
 // Which error a request with several bad query parameters gets depends on
 // map order, so sameError only holds for at most one parameter.
-func checkSameRequest(t *testing.T, p *plan, msg *dynamicpb.Message, err error, wire *[]byte, wireErr error, sameError bool) {
+func checkSameRequest(t *testing.T, p *binding.Plan, msg *dynamicpb.Message, err error, wire *[]byte, wireErr error, sameError bool) {
 	t.Helper()
 	if (err == nil) != (wireErr == nil) {
 		t.Fatalf("dynamicpb path error %v; fast path error %v", err, wireErr)
@@ -100,7 +100,7 @@ func checkSameRequest(t *testing.T, p *plan, msg *dynamicpb.Message, err error, 
 		}
 		return
 	}
-	got := dynamicpb.NewMessage(p.input)
+	got := dynamicpb.NewMessage(p.Input)
 	if err := proto.Unmarshal(*wire, got); err != nil {
 		t.Fatalf("fast path request does not unmarshal: %v", err)
 	}

@@ -1,4 +1,4 @@
-package transcoder
+package rest
 
 import (
 	"bytes"
@@ -26,8 +26,8 @@ func TestFastPathRoutes(t *testing.T) {
 		key := rt.HTTPMethod + " " + rt.Pattern
 		if w, ok := want[key]; ok {
 			seen++
-			if w != (p.fast != nil) {
-				t.Errorf("%s: fast path %v, want %v", key, p.fast != nil, w)
+			if w != (p.Fast != nil) {
+				t.Errorf("%s: fast path %v, want %v", key, p.Fast != nil, w)
 			}
 		}
 	}
@@ -44,7 +44,7 @@ func TestFastPathSameAnswers(t *testing.T) {
 		fast := newTestREST(t, echoConn{}, tc)
 		slow := newTestREST(t, echoConn{}, tc)
 		for _, p := range slow.plans {
-			p.fast = nil
+			p.Fast = nil
 		}
 		for _, r := range []struct{ method, path, body, accept string }{
 			{"POST", "/v1/echo", benchBody, ""},
@@ -63,7 +63,7 @@ func TestFastPathSameAnswers(t *testing.T) {
 			{"GET", "/v1/echo/i1/nested?nested.name=x&nested.child.n=2", "", ""},
 			{"POST", "/v1/echo/x:custom", `{"id": "y", "name": "things/1/parts/2"}`, ""},
 		} {
-			do := func(h *REST) (int, string) {
+			do := func(h *Handler) (int, string) {
 				req := httptest.NewRequest(r.method, r.path, strings.NewReader(r.body))
 				if r.body != "" {
 					req.Header.Set("Content-Type", "application/json")

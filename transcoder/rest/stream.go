@@ -1,4 +1,4 @@
-package transcoder
+package rest
 
 import (
 	"bytes"
@@ -11,10 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/internal/binding"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-
-	"github.com/rosetta-gateway/rosetta/call"
 )
 
 // sseKeepAlive is how often an idle Server-Sent Events stream gets a
@@ -33,16 +34,16 @@ const sseKeepAlive = 15 * time.Second
 //
 // On the fast path, first and the messages sent and received are wire
 // bytes (*[]byte) and the call uses the raw codec.
-func (h *REST) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, p *plan, be Backend, values []string, first any) {
+func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, p *binding.Plan, be transcoder.Backend, values []string, first any) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	md := p.route.Method
+	md := p.Route.Method
 	desc := &grpc.StreamDesc{ServerStreams: md.IsStreamingServer(), ClientStreams: md.IsStreamingClient()}
 	var opts []grpc.CallOption
-	if p.fast != nil {
-		opts = append(opts, rawCall)
+	if p.Fast != nil {
+		opts = append(opts, transcoder.RawCall)
 	}
-	cs, err := be.Conn.NewStream(ctx, desc, p.fullMethod, opts...)
+	cs, err := be.Conn.NewStream(ctx, desc, p.FullMethod, opts...)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -76,19 +77,19 @@ func (h *REST) stream(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		return err
 	}
 
-	msg := p.newResponse()
+	msg := p.NewResponse()
 	err = cs.RecvMsg(msg)
 	if !md.IsStreamingServer() {
 		// Client streaming: one response, written like a unary one.
 		if err == nil {
-			err = cs.RecvMsg(p.newResponse())
+			err = cs.RecvMsg(p.NewResponse())
 			if errors.Is(err, io.EOF) {
 				err = nil
 			}
 		}
 		hdr, _ := cs.Header()
-		setResponseMetadata(w.Header(), metadataHeaderPrefix, hdr)
-		setResponseMetadata(w.Header(), metadataTrailerPrefix, cs.Trailer())
+		transcoder.SetResponseMetadata(w.Header(), metadataHeaderPrefix, hdr)
+		transcoder.SetResponseMetadata(w.Header(), metadataTrailerPrefix, cs.Trailer())
 		if err != nil {
 			h.writeError(w, r, failure(err))
 			return
@@ -98,15 +99,15 @@ func (h *REST) stream(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	}
 
 	hdr, _ := cs.Header()
-	setResponseMetadata(w.Header(), metadataHeaderPrefix, hdr)
+	transcoder.SetResponseMetadata(w.Header(), metadataHeaderPrefix, hdr)
 	if err != nil && !errors.Is(err, io.EOF) {
 		h.writeError(w, r, failure(err))
-		setResponseMetadata(w.Header(), http.TrailerPrefix+metadataTrailerPrefix, cs.Trailer())
+		transcoder.SetResponseMetadata(w.Header(), http.TrailerPrefix+metadataTrailerPrefix, cs.Trailer())
 		return
 	}
 	fr := framingFor(r, p)
 	if fr == framingRaw && err == nil {
-		ct, _, _ := p.encodeAny(nil, msg, false)
+		ct, _, _ := p.EncodeAny(nil, msg, false)
 		w.Header().Set("Content-Type", ct)
 	} else {
 		w.Header().Set("Content-Type", fr.contentType())
@@ -121,12 +122,12 @@ func (h *REST) stream(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		stop := out.keepAlive(sseKeepAlive)
 		defer stop()
 	}
-	int64Numbers := p.int64Numbers || wantsInt64Numbers(r)
+	int64Numbers := p.Int64Numbers || binding.WantsInt64Numbers(r)
 	var buf bytes.Buffer
 	var jsonBuf []byte
 	fr.begin(&buf)
 	for seq := 1; err == nil; seq++ {
-		_, b, encErr := p.encodeAny(jsonBuf[:0], msg, int64Numbers)
+		_, b, encErr := p.EncodeAny(jsonBuf[:0], msg, int64Numbers)
 		if encErr != nil {
 			err = encErr
 			break
@@ -137,21 +138,21 @@ func (h *REST) stream(ctx context.Context, w http.ResponseWriter, r *http.Reques
 			return // the client went away; ctx cancels the backend call
 		}
 		buf.Reset()
-		msg = p.newResponse()
+		msg = p.NewResponse()
 		err = cs.RecvMsg(msg)
 	}
 	if !errors.Is(err, io.EOF) {
-		fr.fail(&buf, h.statusJSON(call.FromError(failure(err))))
+		fr.fail(&buf, transcoder.StatusJSON(call.FromError(failure(err)), h.resolver))
 	}
 	fr.end(&buf)
 	_ = out.write(buf.Bytes())
-	setResponseMetadata(w.Header(), http.TrailerPrefix+metadataTrailerPrefix, cs.Trailer())
+	transcoder.SetResponseMetadata(w.Header(), http.TrailerPrefix+metadataTrailerPrefix, cs.Trailer())
 }
 
 // pumpRequests reads JSON request messages from the body and sends each
 // to the backend, then half-closes. A message that does not decode ends
 // the call with a 400-class error naming the field.
-func (h *REST) pumpRequests(r *http.Request, p *plan, values []string, cs grpc.ClientStream) error {
+func (h *Handler) pumpRequests(r *http.Request, p *binding.Plan, values []string, cs grpc.ClientStream) error {
 	dec := json.NewDecoder(r.Body)
 	for {
 		var raw json.RawMessage
@@ -161,19 +162,19 @@ func (h *REST) pumpRequests(r *http.Request, p *plan, values []string, cs grpc.C
 			}
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return &httpError{err: call.Errorf(codes.ResourceExhausted, "request body is larger than the limit of %d bytes", mbe.Limit), status: http.StatusRequestEntityTooLarge}
+				return &transcoder.HTTPError{Err: call.Errorf(codes.ResourceExhausted, "request body is larger than the limit of %d bytes", mbe.Limit), Status: http.StatusRequestEntityTooLarge}
 			}
 			return call.BadField("body", "invalid JSON in request stream: "+err.Error())
 		}
 		var msg any
-		if p.fast != nil {
-			b, err := h.buildWire(r, p, values, raw, nil)
+		if p.Fast != nil {
+			b, err := binding.BuildWire(h.request(r), p, values, raw, nil)
 			if err != nil {
 				return err
 			}
 			msg = &b
 		} else {
-			m, err := h.buildRequest(r, p, values, raw)
+			m, err := binding.BuildRequest(h.request(r), p, values, raw)
 			if err != nil {
 				return err
 			}

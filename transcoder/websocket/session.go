@@ -1,4 +1,4 @@
-package transcoder
+package websocket
 
 import (
 	"bytes"
@@ -17,11 +17,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/internal/binding"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-
-	"github.com/rosetta-gateway/rosetta/call"
 )
 
 // The WebSocket bridge's subprotocols (Sec-WebSocket-Protocol values).
@@ -178,12 +179,12 @@ func isCloseSend(frame []byte) (bool, *call.Error) {
 
 // statusFrame renders the final frame of a call:
 // {"@status": <google.rpc.Status>, "@headers": {...}, "@trailers": {...}}.
-func (h *REST) statusFrame(ce *call.Error, hdr, trl metadata.MD) []byte {
+func (h *Bridge) statusFrame(ce *call.Error, hdr, trl metadata.MD) []byte {
 	var status []byte
 	if ce == nil {
 		status = []byte(`{"code":0,"message":"","details":[]}`)
 	} else {
-		status = h.statusJSON(ce)
+		status = transcoder.StatusJSON(ce, h.resolver)
 	}
 	b, _ := json.Marshal(struct {
 		Status   json.RawMessage     `json:"@status"`
@@ -251,11 +252,11 @@ const msgShutdown = "the gateway is shutting down; reconnect"
 // before it reads the next frame, so nothing is buffered beyond one
 // message each way.
 type wsSession struct {
-	h    *WebSocket
+	h    *Bridge
 	conn *websocket.Conn
 	r    *http.Request
-	p    *plan
-	be   Backend
+	p    *binding.Plan
+	be   transcoder.Backend
 	req  *wsRequest
 
 	int64Numbers bool
@@ -284,9 +285,9 @@ type wsSession struct {
 	idleTimer *time.Timer
 }
 
-func newWSSession(h *WebSocket, conn *websocket.Conn, r *http.Request, p *plan, be Backend, req *wsRequest, md metadata.MD) *wsSession {
+func newWSSession(h *Bridge, conn *websocket.Conn, r *http.Request, p *binding.Plan, be transcoder.Backend, req *wsRequest, md metadata.MD) *wsSession {
 	s := &wsSession{h: h, conn: conn, r: r, p: p, be: be, req: req, first: make(chan any, 1)}
-	s.int64Numbers = p.int64Numbers || wantsInt64Numbers(r)
+	s.int64Numbers = p.Int64Numbers || binding.WantsInt64Numbers(r)
 	// The request's context ends when the handler returns; the socket
 	// lives inside the handler, so it is the right parent.
 	s.connCtx, s.cancelConn = context.WithCancel(r.Context())
@@ -308,7 +309,7 @@ func (s *wsSession) run() {
 	})
 	defer stopShutdown()
 
-	method := s.p.route.Method
+	method := s.p.Route.Method
 	var cs grpc.ClientStream
 	var err error
 	if method.IsStreamingClient() {
@@ -329,7 +330,7 @@ func (s *wsSession) run() {
 		ctx := s.callCtx
 		if d := callTimeout(s.p, s.be, method); d > 0 {
 			var cancel context.CancelFunc
-			ctx, cancel = callDeadline(ctx, d, 0)
+			ctx, cancel = transcoder.CallDeadline(ctx, d, 0)
 			defer cancel()
 		}
 		if cs, err = s.req.newStream(ctx, s.be); err != nil {
@@ -383,7 +384,7 @@ func (s *wsSession) finish(cs grpc.ClientStream, err error) {
 		ce = call.FromError(err)
 		code = closeCode(ce)
 	}
-	s.h.logFinish(s.r.Context(), s.p.fullMethod, ce)
+	s.h.logFinish(s.r.Context(), s.p.FullMethod, ce)
 	if quiet {
 		_ = s.conn.CloseNow()
 	} else {
@@ -397,7 +398,7 @@ func (s *wsSession) finish(cs grpc.ClientStream, err error) {
 			reason = closeReason(ce.Msg)
 		}
 		ctx, cancel := context.WithTimeout(s.connCtx, finalWriteTimeout)
-		if s.conn.Write(ctx, websocket.MessageText, s.h.rest.statusFrame(ce, hdr, trl)) == nil {
+		if s.conn.Write(ctx, websocket.MessageText, s.h.statusFrame(ce, hdr, trl)) == nil {
 			_ = s.conn.Close(code, reason)
 		}
 		cancel()
@@ -472,7 +473,7 @@ func (s *wsSession) readLoop(cs grpc.ClientStream) {
 		}
 		if halfClosed {
 			s.fail(&wsFailure{err: call.Errorf(codes.InvalidArgument,
-				"message after the request stream was closed (by @close_send, or by the one request message of method %s)", s.p.route.Method.FullName()),
+				"message after the request stream was closed (by @close_send, or by the one request message of method %s)", s.p.Route.Method.FullName()),
 				code: closeCode(&call.Error{Code: codes.InvalidArgument})})
 			return
 		}

@@ -1,4 +1,4 @@
-package transcoder
+package websocket
 
 import (
 	"context"
@@ -10,25 +10,23 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/router"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/internal/binding"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
-
-	"github.com/rosetta-gateway/rosetta/call"
-	"github.com/rosetta-gateway/rosetta/config"
-	"github.com/rosetta-gateway/rosetta/router"
 )
 
 // WebSocketParams are the inputs of [NewWebSocket].
-type WebSocketParams struct {
+type Params struct {
 	// Params are the snapshot, route table, backends and transcoding
 	// options, the same as for [NewREST].
-	Params
-	// REST is the REST adapter built from the same Params. The bridge
-	// shares its path/query mapping, metadata rules and error rendering.
-	REST *REST
+	transcoder.Params
 	// WebSocket tunes origins, keepalive and the message size limit.
 	// Zero durations disable pings and the idle timeout; the config
 	// package fills the documented defaults.
@@ -44,11 +42,14 @@ type WebSocketParams struct {
 // The wire protocol is described in README.md ("WebSocket bridge"). A
 // WebSocket is built once per snapshot, is immutable and is safe for
 // concurrent use.
-type WebSocket struct {
-	rest     *REST
+type Bridge struct {
+	resolver *transcoder.TypeResolver
+	backends func(string) (transcoder.Backend, bool)
+	forward  transcoder.HeaderAllowList
+	strict   bool
 	table    *router.Table
-	routes   map[*router.Route]*plan // binding plans, without a body
-	methods  map[string]wsMethod     // by "/pkg.Service/Method"
+	routes   map[*router.Route]*binding.Plan // binding plans, without a body
+	methods  map[string]wsMethod             // by "/pkg.Service/Method"
 	origins  originPolicy
 	ping     time.Duration
 	idle     time.Duration
@@ -59,20 +60,20 @@ type WebSocket struct {
 
 // wsMethod is a method reachable on its gRPC path.
 type wsMethod struct {
-	plan     *plan
+	plan     *binding.Plan
 	upstream string
 }
 
 // WebSocketTarget is what [WebSocket.Match] resolved a request to: a
 // method, its upstream and the path variable values.
-type WebSocketTarget struct {
-	plan     *plan
+type Target struct {
+	plan     *binding.Plan
 	upstream string
 	values   []string
 }
 
 // NewWebSocket builds the WebSocket bridge of one snapshot.
-func NewWebSocket(p WebSocketParams) *WebSocket {
+func New(p Params) *Bridge {
 	logger := p.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -81,10 +82,15 @@ func NewWebSocket(p WebSocketParams) *WebSocket {
 	if base == nil {
 		base = context.Background()
 	}
-	h := &WebSocket{
-		rest:     p.REST,
+	res := transcoder.NewTypeResolver(p.Snapshot)
+	bindings := binding.NewBuilder(res)
+	h := &Bridge{
+		resolver: res,
+		backends: p.Backends,
+		forward:  transcoder.NewHeaderAllowList(p.Transcoding.ForwardHeaders),
+		strict:   p.Transcoding.StrictQuery,
 		table:    p.Table,
-		routes:   make(map[*router.Route]*plan),
+		routes:   make(map[*router.Route]*binding.Plan),
 		methods:  make(map[string]wsMethod),
 		origins:  newOriginPolicy(p.WebSocket.AllowedOrigins),
 		maxBytes: p.WebSocket.MaxMessageBytes,
@@ -107,7 +113,7 @@ func NewWebSocket(p WebSocketParams) *WebSocket {
 		cp := *rt
 		cp.Body, cp.BodyField = "", nil
 		cp.ResponseBody, cp.ResponseBodyField = "", nil
-		h.routes[rt] = p.REST.newPlan(&cp, json)
+		h.routes[rt] = bindings.Plan(&cp, json)
 	}
 	if p.Snapshot != nil {
 		for _, svc := range p.Snapshot.Services() {
@@ -119,7 +125,7 @@ func NewWebSocket(p WebSocketParams) *WebSocket {
 				if bound := p.Table.RouteFor(md.FullName()); len(bound) > 0 {
 					rt.Config = bound[0].Config
 				}
-				h.methods[path] = wsMethod{plan: p.REST.newPlan(rt, json), upstream: svc.Upstream}
+				h.methods[path] = wsMethod{plan: bindings.Plan(rt, json), upstream: svc.Upstream}
 			}
 		}
 	}
@@ -130,9 +136,9 @@ func NewWebSocket(p WebSocketParams) *WebSocket {
 // "/pkg.Service/Method" first, then its HTTP bindings (GET, or the first
 // method the path allows when GET is not one of them). It returns a 404
 // error when nothing matches.
-func (h *WebSocket) Match(r *http.Request) (WebSocketTarget, error) {
+func (h *Bridge) Match(r *http.Request) (Target, error) {
 	if m, ok := h.methods[r.URL.Path]; ok {
-		return WebSocketTarget{plan: m.plan, upstream: m.upstream}, nil
+		return Target{plan: m.plan, upstream: m.upstream}, nil
 	}
 	path := r.URL.EscapedPath()
 	m, allow, ok := h.table.Match(http.MethodGet, path)
@@ -141,20 +147,25 @@ func (h *WebSocket) Match(r *http.Request) (WebSocketTarget, error) {
 	}
 	if ok {
 		if p := h.routes[m.Route]; p != nil {
-			return WebSocketTarget{plan: p, upstream: m.Route.Upstream, values: m.Values}, nil
+			return Target{plan: p, upstream: m.Route.Upstream, values: m.Values}, nil
 		}
 	}
-	return WebSocketTarget{}, &httpError{
-		err:    call.Errorf(codes.NotFound, "no WebSocket route matches %s: use a method's HTTP binding path or /<package.Service>/<Method>", r.URL.Path),
-		status: http.StatusNotFound,
+	return Target{}, &transcoder.HTTPError{
+		Err:    call.Errorf(codes.NotFound, "no WebSocket route matches %s: use a method's HTTP binding path or /<package.Service>/<Method>", r.URL.Path),
+		Status: http.StatusNotFound,
 	}
 }
 
+// writeError answers a problem found before the upgrade as REST does.
+func (h *Bridge) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	transcoder.WriteJSONError(w, r, err, h.resolver, h.logger)
+}
+
 // ServeHTTP matches the upgrade request and serves it.
-func (h *WebSocket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t, err := h.Match(r)
 	if err != nil {
-		h.rest.WriteError(w, r, err)
+		h.writeError(w, r, err)
 		return
 	}
 	h.Serve(w, r, t)
@@ -164,35 +175,35 @@ func (h *WebSocket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // socket to the method until either side ends. Problems found before the
 // upgrade (origin, subprotocol, path or query values, upstream) are
 // answered as REST errors; after it, as a status frame and a close code.
-func (h *WebSocket) Serve(w http.ResponseWriter, r *http.Request, t WebSocketTarget) {
+func (h *Bridge) Serve(w http.ResponseWriter, r *http.Request, t Target) {
 	if !h.origins.allows(r) {
-		h.rest.WriteError(w, r, call.Errorf(codes.PermissionDenied,
+		h.writeError(w, r, call.Errorf(codes.PermissionDenied,
 			"origin %q may not open WebSockets on this gateway: add it to websocket.allowed_origins", r.Header.Get("Origin")))
 		return
 	}
 	neg, cerr := negotiate(r.Header)
 	if cerr != nil {
-		h.rest.WriteError(w, r, cerr)
+		h.writeError(w, r, cerr)
 		return
 	}
-	be, ok := h.rest.backends(t.upstream)
+	be, ok := h.backends(t.upstream)
 	if !ok {
-		h.rest.WriteError(w, r, call.Errorf(codes.Unavailable, "upstream %q is not available", t.upstream))
+		h.writeError(w, r, call.Errorf(codes.Unavailable, "upstream %q is not available", t.upstream))
 		return
 	}
-	q, err := parseQuery(r.URL.RawQuery)
+	q, err := transcoder.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		h.rest.WriteError(w, r, err)
+		h.writeError(w, r, err)
 		return
 	}
 	token := q.Get(AccessTokenParam)
 	q.Del(AccessTokenParam)
 	req, cerr := h.newRequest(t, neg.mode, q)
 	if cerr != nil {
-		h.rest.WriteError(w, r, cerr)
+		h.writeError(w, r, cerr)
 		return
 	}
-	md := h.rest.outgoingMetadata(r)
+	md := transcoder.OutgoingMetadata(r, h.forward)
 	if neg.bearer != "" {
 		token = neg.bearer
 	}
@@ -218,7 +229,7 @@ func (h *WebSocket) Serve(w http.ResponseWriter, r *http.Request, t WebSocketTar
 // wsRequest builds request messages from frames: the frame's message
 // merged over the query values, then the path values, which win.
 type wsRequest struct {
-	p    *plan
+	p    *binding.Plan
 	mode wsMode
 	// base holds the query and path values and path only the path values
 	// (nil when there are none); proto mode keeps them encoded.
@@ -232,20 +243,20 @@ type wsRequest struct {
 
 // newRequest prepares the request mapping of one socket from the path
 // variables and the query string.
-func (h *WebSocket) newRequest(t WebSocketTarget, mode wsMode, q url.Values) (*wsRequest, *call.Error) {
+func (h *Bridge) newRequest(t Target, mode wsMode, q url.Values) (*wsRequest, *call.Error) {
 	p := t.plan
-	req := &wsRequest{p: p, mode: mode, unmarshal: proto.UnmarshalOptions{Resolver: p.resolver}}
-	req.fast = mode == modeJSON && p.fast != nil && p.fast.outNum == 0
-	base := dynamicpb.NewMessage(p.input)
+	req := &wsRequest{p: p, mode: mode, unmarshal: proto.UnmarshalOptions{Resolver: p.Resolver}}
+	req.fast = mode == modeJSON && p.Fast != nil && p.Fast.OutNum == 0
+	base := dynamicpb.NewMessage(p.Input)
 	if len(q) > 0 {
-		if err := populateQuery(base, q, p.isBound, h.rest.strict); err != nil {
+		if err := binding.PopulateQuery(base, q, p.IsBound, h.strict); err != nil {
 			return nil, err
 		}
 	}
-	if len(p.route.Vars) > 0 {
-		path := dynamicpb.NewMessage(p.input)
-		for i, v := range p.route.Vars {
-			if err := setFieldPath(path, v.Fields, v.FieldPath, []string{t.values[i]}); err != nil {
+	if len(p.Route.Vars) > 0 {
+		path := dynamicpb.NewMessage(p.Input)
+		for i, v := range p.Route.Vars {
+			if err := binding.SetFieldPath(path, v.Fields, v.FieldPath, []string{t.values[i]}); err != nil {
 				return nil, err
 			}
 		}
@@ -279,9 +290,9 @@ func (q *wsRequest) decode(frame []byte) (any, *call.Error) {
 		// Check the frame against the request type, then send its bytes
 		// as they are: protobuf concatenation is a merge, so the path
 		// values appended last win.
-		scratch := dynamicpb.NewMessage(q.p.input)
+		scratch := dynamicpb.NewMessage(q.p.Input)
 		if err := q.unmarshal.Unmarshal(frame, scratch); err != nil {
-			return nil, call.BadField("message", fmt.Sprintf("frame is not a valid %s protobuf message: %v", q.p.input.FullName(), err))
+			return nil, call.BadField("message", fmt.Sprintf("frame is not a valid %s protobuf message: %v", q.p.Input.FullName(), err))
 		}
 		b := make([]byte, 0, len(q.baseBytes)+len(frame)+len(q.pathBytes))
 		b = append(append(append(b, q.baseBytes...), frame...), q.pathBytes...)
@@ -289,16 +300,16 @@ func (q *wsRequest) decode(frame []byte) (any, *call.Error) {
 	}
 	if q.fast {
 		b := append([]byte(nil), q.baseBytes...)
-		if b, err := q.p.fast.in.AppendProto(b, frame); err == nil {
+		if b, err := q.p.Fast.In.AppendProto(b, frame); err == nil {
 			b = append(b, q.pathBytes...)
 			return &b, nil
 		}
 		// Not valid: the dynamicpb path below words the error as
 		// protojson does.
 	}
-	msg := dynamicpb.NewMessage(q.p.input)
-	if err := q.p.unmarshal.Unmarshal(frame, msg); err != nil {
-		return nil, decodeJSONError(err, frame, "", "message")
+	msg := dynamicpb.NewMessage(q.p.Input)
+	if err := q.p.Unmarshal.Unmarshal(frame, msg); err != nil {
+		return nil, transcoder.DecodeJSONError(err, frame, "", "message")
 	}
 	if q.fast {
 		// protojson accepted what wirejson did not: send its encoding.
@@ -336,7 +347,7 @@ func (q *wsRequest) fieldsOnly() any {
 		return &b
 	}
 	if q.base == nil {
-		return dynamicpb.NewMessage(q.p.input)
+		return dynamicpb.NewMessage(q.p.Input)
 	}
 	return proto.Clone(q.base)
 }
@@ -346,7 +357,7 @@ func (q *wsRequest) newResponse() any {
 	if q.mode == modeProto || q.fast {
 		return new([]byte)
 	}
-	return dynamicpb.NewMessage(q.p.output)
+	return dynamicpb.NewMessage(q.p.Output)
 }
 
 // encode renders a response message as a frame.
@@ -355,24 +366,24 @@ func (q *wsRequest) encode(msg any, int64Numbers bool) (websocket.MessageType, [
 		return websocket.MessageBinary, *msg.(*[]byte), nil
 	}
 	if q.fast {
-		enc := q.p.fast.out
+		enc := q.p.Fast.Out
 		if int64Numbers {
-			enc = q.p.fast.out64
+			enc = q.p.Fast.Out64
 		}
 		wire := *msg.(*[]byte)
 		if b, err := enc.AppendJSON(nil, wire); err == nil {
 			return websocket.MessageText, b, nil
 		}
-		m := dynamicpb.NewMessage(q.p.output)
+		m := dynamicpb.NewMessage(q.p.Output)
 		if err := q.unmarshal.Unmarshal(wire, m); err != nil {
 			return 0, nil, call.Errorf(codes.Internal, "decode backend response: %v", err).WithCause(err)
 		}
 		msg = m
 	}
 	m := msg.(*dynamicpb.Message)
-	b, err := q.p.marshal.Marshal(m)
+	b, err := q.p.Marshal.Marshal(m)
 	if err == nil && int64Numbers {
-		b, err = int64AsNumbers(b, q.p.output, q.p.resolver)
+		b, err = binding.Int64AsNumbers(b, q.p.Output, q.p.Resolver)
 	}
 	if err != nil {
 		return 0, nil, call.Errorf(codes.Internal, "encode response: %v", err).WithCause(err)
@@ -384,23 +395,23 @@ func (q *wsRequest) encode(msg any, int64Numbers bool) (websocket.MessageType, [
 // bytes through unchanged.
 func (q *wsRequest) callOptions() []grpc.CallOption {
 	if q.mode == modeProto || q.fast {
-		return []grpc.CallOption{rawCall}
+		return []grpc.CallOption{transcoder.RawCall}
 	}
 	return nil
 }
 
 // newStream opens the backend stream of a socket's call.
-func (q *wsRequest) newStream(ctx context.Context, be Backend) (grpc.ClientStream, error) {
-	md := q.p.route.Method
+func (q *wsRequest) newStream(ctx context.Context, be transcoder.Backend) (grpc.ClientStream, error) {
+	md := q.p.Route.Method
 	desc := &grpc.StreamDesc{ServerStreams: md.IsStreamingServer(), ClientStreams: md.IsStreamingClient()}
-	return be.Conn.NewStream(ctx, desc, q.p.fullMethod, q.callOptions()...)
+	return be.Conn.NewStream(ctx, desc, q.p.FullMethod, q.callOptions()...)
 }
 
 // callTimeout is a call's deadline: the route's timeout, else the
 // upstream's for unary methods; streams get none unless the route sets one.
-func callTimeout(p *plan, be Backend, md protoreflect.MethodDescriptor) time.Duration {
-	if p.timeout > 0 {
-		return p.timeout
+func callTimeout(p *binding.Plan, be transcoder.Backend, md protoreflect.MethodDescriptor) time.Duration {
+	if p.Timeout > 0 {
+		return p.Timeout
 	}
 	if !md.IsStreamingClient() && !md.IsStreamingServer() {
 		return be.Timeout
@@ -422,15 +433,15 @@ type wsFailure struct {
 }
 
 // logFinish logs calls that ended with a server-side error, once.
-func (h *WebSocket) logFinish(ctx context.Context, method string, ce *call.Error) {
-	if ce == nil || HTTPStatus(ce.Code) < 500 || ce.Code == codes.Unavailable && ce.Msg == msgShutdown {
+func (h *Bridge) logFinish(ctx context.Context, method string, ce *call.Error) {
+	if ce == nil || transcoder.HTTPStatus(ce.Code) < 500 || ce.Code == codes.Unavailable && ce.Msg == msgShutdown {
 		return
 	}
 	h.logger.LogAttrs(ctx, slog.LevelError, "websocket call failed",
 		slog.String("procedure", method), slog.String("code", ce.Code.String()), slog.Any("error", ce))
 }
 
-var _ http.Handler = (*WebSocket)(nil)
+var _ http.Handler = (*Bridge)(nil)
 
 // sampleKey is a valid Sec-WebSocket-Key (RFC 6455's sample), given to
 // coder/websocket for a WebSocket over an HTTP/2 stream, which has none.

@@ -1,4 +1,4 @@
-package transcoder
+package websocket
 
 import (
 	"net/http"
@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/transcoder/internal/binding"
 )
 
 func TestCloseReason(t *testing.T) {
@@ -89,9 +90,9 @@ func TestOriginPolicy(t *testing.T) {
 // in both modes: it must never panic, and every message it accepts must
 // marshal.
 func FuzzWebSocketFrame(f *testing.F) {
-	h := newTestREST(f, nil, config.Transcoding{})
-	var p *plan
-	for rt, pl := range h.plans {
+	h := newTestBridge(f, config.Transcoding{})
+	var p *binding.Plan
+	for rt, pl := range h.routes {
 		if rt.Method.Name() == "Echo" && rt.Pattern == "/v1/echo/{id}" {
 			p = pl
 		}
@@ -111,7 +112,7 @@ func FuzzWebSocketFrame(f *testing.F) {
 		if binary {
 			mode = modeProto
 		}
-		req := &wsRequest{p: p, mode: mode, unmarshal: proto.UnmarshalOptions{Resolver: p.resolver}}
+		req := &wsRequest{p: p, mode: mode, unmarshal: proto.UnmarshalOptions{Resolver: p.Resolver}}
 		if closeSend, err := isCloseSend(frame); closeSend || err != nil {
 			return
 		}

@@ -1,7 +1,6 @@
-package transcoder
+package binding
 
 import (
-	"encoding/base64"
 	"fmt"
 	"math"
 	"net/url"
@@ -10,16 +9,16 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/transcoder"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
-
-	"github.com/rosetta-gateway/rosetta/call"
 )
 
 // setFieldPath sets the (possibly nested) field chain fields of msg to the
 // text value, converting it as the proto3 JSON mapping does for scalars.
 // name is the field path as the client wrote it, for error messages.
-func setFieldPath(msg protoreflect.Message, fields []protoreflect.FieldDescriptor, name string, values []string) *call.Error {
+func SetFieldPath(msg protoreflect.Message, fields []protoreflect.FieldDescriptor, name string, values []string) *call.Error {
 	for _, fd := range fields[:len(fields)-1] {
 		msg = msg.Mutable(fd).Message()
 	}
@@ -153,7 +152,7 @@ func parseScalar(fd protoreflect.FieldDescriptor, s string) (protoreflect.Value,
 		}
 		return protoreflect.ValueOfFloat64(f), nil
 	case protoreflect.BytesKind:
-		b, err := decodeBase64(s)
+		b, err := transcoder.DecodeBase64(s)
 		if err != nil {
 			return protoreflect.Value{}, err
 		}
@@ -188,23 +187,6 @@ func parseFloat(s string, bits int) (float64, error) {
 		return 0, numErr(err)
 	}
 	return f, nil
-}
-
-// decodeBase64 accepts standard and URL-safe base64, padded or not, as the
-// proto3 JSON mapping does for bytes.
-func decodeBase64(s string) ([]byte, error) {
-	enc := base64.StdEncoding
-	if strings.ContainsAny(s, "-_") {
-		enc = base64.URLEncoding
-	}
-	if len(s)%4 != 0 {
-		enc = enc.WithPadding(base64.NoPadding)
-	}
-	b, err := enc.DecodeString(s)
-	if err != nil {
-		return nil, fmt.Errorf("not base64")
-	}
-	return b, nil
 }
 
 // parseMessageValue handles the message types that have a text form: the
@@ -295,7 +277,7 @@ func camelToSnakePath(p string) string {
 // entries use "labels[key]=value"; a repeated field takes every value of its
 // key. Keys naming fields bound by the path or the body are skipped (skip
 // reports them). Unknown keys are ignored unless strict.
-func populateQuery(msg protoreflect.Message, q url.Values, skip func([]protoreflect.FieldDescriptor) bool, strict bool) *call.Error {
+func PopulateQuery(msg protoreflect.Message, q url.Values, skip func([]protoreflect.FieldDescriptor) bool, strict bool) *call.Error {
 	return walkQuery(msg.Descriptor(), q, skip, strict, messageSink{msg})
 }
 
@@ -312,7 +294,7 @@ type querySink interface {
 type messageSink struct{ msg protoreflect.Message }
 
 func (s messageSink) setField(fields []protoreflect.FieldDescriptor, key string, values []string) *call.Error {
-	return setFieldPath(s.msg, fields, key, values)
+	return SetFieldPath(s.msg, fields, key, values)
 }
 
 func (s messageSink) setMapEntry(fields []protoreflect.FieldDescriptor, key, mapKey string, values []string) *call.Error {

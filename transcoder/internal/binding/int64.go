@@ -1,4 +1,4 @@
-package transcoder
+package binding
 
 import (
 	"bytes"
@@ -7,13 +7,14 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/rosetta-gateway/rosetta/transcoder"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // wantsInt64Numbers reports whether the client asked for 64-bit integers
 // as JSON numbers with an Accept media-type parameter:
 // "Accept: application/json; int64=number".
-func wantsInt64Numbers(r *http.Request) bool {
+func WantsInt64Numbers(r *http.Request) bool {
 	for _, v := range r.Header.Values("Accept") {
 		if !strings.Contains(v, "int64") {
 			continue // the common case, without parsing
@@ -34,7 +35,7 @@ func wantsInt64Numbers(r *http.Request) bool {
 // strings, for clients whose JSON parsers handle big numbers. Key order is
 // kept. It serves the dynamicpb path; the fast path writes numbers
 // directly.
-func int64AsNumbers(js []byte, md protoreflect.MessageDescriptor, res *typeResolver) ([]byte, error) {
+func Int64AsNumbers(js []byte, md protoreflect.MessageDescriptor, res *transcoder.TypeResolver) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.UseNumber()
 	v, err := decodeOrdered(dec)
@@ -144,7 +145,7 @@ func encodeScalar(b *bytes.Buffer, v any) error {
 	return nil
 }
 
-func numbersInMessage(v any, md protoreflect.MessageDescriptor, res *typeResolver) any {
+func numbersInMessage(v any, md protoreflect.MessageDescriptor, res *transcoder.TypeResolver) any {
 	switch md.FullName() {
 	case "google.protobuf.Int64Value", "google.protobuf.UInt64Value":
 		return toNumber(v)
@@ -183,7 +184,7 @@ func numbersInMessage(v any, md protoreflect.MessageDescriptor, res *typeResolve
 	return obj
 }
 
-func numbersInField(md protoreflect.MessageDescriptor, key string, v any, res *typeResolver) any {
+func numbersInField(md protoreflect.MessageDescriptor, key string, v any, res *transcoder.TypeResolver) any {
 	fd := md.Fields().ByJSONName(key)
 	if fd == nil {
 		fd = md.Fields().ByName(protoreflect.Name(key))
@@ -210,7 +211,7 @@ func numbersInField(md protoreflect.MessageDescriptor, key string, v any, res *t
 	return numbersInValue(fd, v, res)
 }
 
-func numbersInValue(fd protoreflect.FieldDescriptor, v any, res *typeResolver) any {
+func numbersInValue(fd protoreflect.FieldDescriptor, v any, res *transcoder.TypeResolver) any {
 	switch fd.Kind() {
 	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind,
 		protoreflect.Uint64Kind, protoreflect.Fixed64Kind:

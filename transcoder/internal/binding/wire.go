@@ -1,22 +1,21 @@
-package transcoder
+package binding
 
 import (
 	"errors"
 	"fmt"
 	"math"
-	"net/http"
 	"sync"
 
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/router"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/wirejson"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
-
-	"github.com/rosetta-gateway/rosetta/call"
-	"github.com/rosetta-gateway/rosetta/config"
-	"github.com/rosetta-gateway/rosetta/router"
-	"github.com/rosetta-gateway/rosetta/transcoder/wirejson"
 )
 
 // The fast path transcodes a route's JSON straight to and from the
@@ -35,13 +34,13 @@ import (
 // rejects is encoded the slow way.
 
 // fastPlan is the wire-level part of a route's plan.
-type fastPlan struct {
-	in      *wirejson.Plan // the request message
-	body    *wirejson.Plan // the body field's message (body: "field"); nil otherwise
-	bodyTag []byte         // the body field's tag
-	out     *wirejson.Plan // the response message, or its response_body field's
-	out64   *wirejson.Plan // out, writing 64-bit integers as JSON numbers
-	outNum  protowire.Number
+type FastPlan struct {
+	In      *wirejson.Plan // the request message
+	Body    *wirejson.Plan // the body field's message (body: "field"); nil otherwise
+	BodyTag []byte         // the body field's tag
+	Out     *wirejson.Plan // the response message, or its response_body field's
+	Out64   *wirejson.Plan // out, writing 64-bit integers as JSON numbers
+	OutNum  protowire.Number
 }
 
 // compilers shares wirejson plans among the routes of one snapshot, one
@@ -67,8 +66,8 @@ func (c *compilers) get(opts wirejson.Options) *wirejson.Compiler {
 
 // newFastPlan compiles the fast path of a route, or returns nil when the
 // route keeps the dynamicpb path.
-func (h *REST) newFastPlan(p *plan, rt *router.Route, opts config.JSONOptions) *fastPlan {
-	if p.bodyRaw || p.respRaw || p.maskField != nil {
+func (h *Builder) newFastPlan(p *Plan, rt *router.Route, opts config.JSONOptions) *FastPlan {
+	if p.BodyRaw || p.RespRaw || p.MaskField != nil {
 		return nil
 	}
 	singularMessage := func(fd protoreflect.FieldDescriptor) bool {
@@ -97,17 +96,17 @@ func (h *REST) newFastPlan(p *plan, rt *router.Route, opts config.JSONOptions) *
 	wc := h.compilers.get(wo)
 	wo.Int64AsNumbers = true
 	wc64 := h.compilers.get(wo)
-	f := &fastPlan{in: wc.Compile(p.input), out: wc.Compile(p.output), out64: wc64.Compile(p.output)}
+	f := &FastPlan{In: wc.Compile(p.Input), Out: wc.Compile(p.Output), Out64: wc64.Compile(p.Output)}
 	if fd := rt.BodyField; fd != nil {
-		f.body = f.in.Field(fd)
-		f.bodyTag = protowire.AppendTag(nil, fd.Number(), protowire.BytesType)
+		f.Body = f.In.Field(fd)
+		f.BodyTag = protowire.AppendTag(nil, fd.Number(), protowire.BytesType)
 	}
 	if fd := rt.ResponseBodyField; fd != nil {
-		f.out = f.out.Field(fd)
-		f.out64 = f.out64.Field(fd)
-		f.outNum = fd.Number()
+		f.Out = f.Out.Field(fd)
+		f.Out64 = f.Out64.Field(fd)
+		f.OutNum = fd.Number()
 	}
-	if f.out == nil || f.out64 == nil || (rt.BodyField != nil && f.body == nil) {
+	if f.Out == nil || f.Out64 == nil || (rt.BodyField != nil && f.Body == nil) {
 		return nil
 	}
 	return f
@@ -116,27 +115,27 @@ func (h *REST) newFastPlan(p *plan, rt *router.Route, opts config.JSONOptions) *
 // errSlowPath makes a request leave the fast path.
 var errSlowPath = errors.New("use the dynamicpb path")
 
-// buildWire encodes one request message from a body (already read), the
-// path variables and the query string, as [REST.buildRequest] builds it.
+// BuildWire encodes one request message from a body (already read), the
+// path variables and the query string, as [BuildRequest] builds it.
 // Later fields win over earlier ones on the wire as Set does in
-// buildRequest: the body comes first, then the path, then the query.
-func (h *REST) buildWire(r *http.Request, p *plan, values []string, body, dst []byte) ([]byte, error) {
-	f := p.fast
-	rt := p.route
+// BuildRequest: the body comes first, then the path, then the query.
+func BuildWire(q Request, p *Plan, values []string, body, dst []byte) ([]byte, error) {
+	f := p.Fast
+	rt := p.Route
 	if rt.Body != "" && len(body) > 0 {
 		var err error
-		if f.body == nil {
-			dst, err = f.in.AppendProto(dst, body)
+		if f.Body == nil {
+			dst, err = f.In.AppendProto(dst, body)
 		} else {
-			dst = append(dst, f.bodyTag...)
+			dst = append(dst, f.BodyTag...)
 			var start int
 			dst, start = wirejson.BeginLen(dst)
-			if dst, err = f.body.AppendProto(dst, body); err == nil {
+			if dst, err = f.Body.AppendProto(dst, body); err == nil {
 				dst = wirejson.EndLen(dst, start)
 			}
 		}
 		if err != nil {
-			return h.slowWire(r, p, values, body, dst[:0])
+			return slowWire(q, p, values, body, dst[:0])
 		}
 	}
 	for i, v := range rt.Vars {
@@ -145,15 +144,15 @@ func (h *REST) buildWire(r *http.Request, p *plan, values []string, body, dst []
 			return nil, cerr
 		}
 	}
-	if rt.Body != "*" && r.URL.RawQuery != "" {
-		q, err := parseQuery(r.URL.RawQuery)
+	if rt.Body != "*" && q.RawQuery != "" {
+		vals, err := transcoder.ParseQuery(q.RawQuery)
 		if err != nil {
 			return nil, err
 		}
 		sink := &wireSink{dst: dst}
-		if cerr := walkQuery(p.input, q, p.isBound, h.strict, sink); cerr != nil {
+		if cerr := walkQuery(p.Input, vals, p.IsBound, q.Strict, sink); cerr != nil {
 			if cerr == errSlowQuery {
-				return h.slowWire(r, p, values, body, dst[:0])
+				return slowWire(q, p, values, body, dst[:0])
 			}
 			return nil, cerr
 		}
@@ -163,8 +162,8 @@ func (h *REST) buildWire(r *http.Request, p *plan, values []string, body, dst []
 }
 
 // slowWire builds the request the dynamicpb way and marshals it.
-func (h *REST) slowWire(r *http.Request, p *plan, values []string, body, dst []byte) ([]byte, error) {
-	msg, err := h.buildRequest(r, p, values, body)
+func slowWire(q Request, p *Plan, values []string, body, dst []byte) ([]byte, error) {
+	msg, err := BuildRequest(q, p, values, body)
 	if err != nil {
 		return nil, err
 	}
@@ -315,27 +314,27 @@ func appendValueWire(dst []byte, fd protoreflect.FieldDescriptor, v protoreflect
 
 // encodeWire renders a response message given as wire bytes (or its
 // response_body field) as the JSON HTTP body, appended to dst.
-func (p *plan) encodeWire(dst, resp []byte, int64Numbers bool) ([]byte, error) {
-	f := p.fast
+func (p *Plan) EncodeWire(dst, resp []byte, int64Numbers bool) ([]byte, error) {
+	f := p.Fast
 	msg, ok := resp, true
-	if f.outNum != 0 {
-		msg, ok = messageField(resp, f.outNum)
+	if f.OutNum != 0 {
+		msg, ok = messageField(resp, f.OutNum)
 	}
 	out, err := dst, errSlowPath
 	if ok {
-		enc := f.out
+		enc := f.Out
 		if int64Numbers {
-			enc = f.out64
+			enc = f.Out64
 		}
 		out, err = enc.AppendJSON(dst, msg)
 	}
 	if err != nil {
 		// The dynamicpb path decides what the answer is.
-		m := dynamicpb.NewMessage(p.output)
+		m := dynamicpb.NewMessage(p.Output)
 		if uerr := proto.Unmarshal(resp, m); uerr != nil {
 			return dst, call.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", uerr).WithCause(uerr)
 		}
-		_, b, err := p.encode(m, int64Numbers)
+		_, b, err := p.Encode(m, int64Numbers)
 		if err != nil {
 			return dst, err
 		}

@@ -1,4 +1,4 @@
-package transcoder
+package rpc
 
 import (
 	"bytes"
@@ -17,71 +17,71 @@ import (
 
 // maxMessageBytes caps one message of a gRPC-Web or Connect request (after
 // decompression). Larger messages get RESOURCE_EXHAUSTED.
-const maxMessageBytes = 4 << 20
+const MaxMessageBytes = 4 << 20
 
 // compressMinBytes is the smallest response message the Connect adapter
 // compresses when the client accepts gzip; smaller ones are not worth it.
-const compressMinBytes = 1024
+const CompressMinBytes = 1024
 
 // Envelope flags shared by gRPC-Web and the Connect streaming protocol:
 // every message is [flags:1][length:4, big-endian][payload:length].
 const (
-	flagCompressed = 0x01 // payload is compressed with the stream's encoding
-	flagEndStream  = 0x02 // Connect: the end-of-stream message (JSON)
-	flagTrailer    = 0x80 // gRPC-Web: the trailer frame (an HTTP/1 header block)
+	FlagCompressed = 0x01 // payload is compressed with the stream's encoding
+	FlagEndStream  = 0x02 // Connect: the end-of-stream message (JSON)
+	FlagTrailer    = 0x80 // gRPC-Web: the trailer frame (an HTTP/1 header block)
 )
 
 // envelopeReader reads length-prefixed messages from a request body.
-type envelopeReader struct {
-	r        io.Reader
-	max      int
-	encoding string // "" or "identity": none; "gzip"
-	what     string // "gRPC-Web frame" or "Connect envelope", for errors
+type EnvelopeReader struct {
+	R        io.Reader
+	Max      int
+	Encoding string // "" or "identity": none; "gzip"
+	What     string // "gRPC-Web frame" or "Connect envelope", for errors
 }
 
 // next reads one message and returns its payload, decompressed. It returns
 // io.EOF when the body ends cleanly between messages, and a *call.Error
 // saying what is wrong with a malformed one.
-func (e *envelopeReader) next() ([]byte, error) {
+func (e *EnvelopeReader) Next() ([]byte, error) {
 	var hdr [5]byte
-	n, err := io.ReadFull(e.r, hdr[:])
+	n, err := io.ReadFull(e.R, hdr[:])
 	if err != nil {
 		if errors.Is(err, io.EOF) && n == 0 {
 			return nil, io.EOF
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, call.Errorf(codes.InvalidArgument, "truncated %s: the body ended after %d of the 5 prefix bytes", e.what, n)
+			return nil, call.Errorf(codes.InvalidArgument, "truncated %s: the body ended after %d of the 5 prefix bytes", e.What, n)
 		}
-		return nil, readError(err, e.what)
+		return nil, ReadError(err, e.What)
 	}
 	flags := hdr[0]
 	size := binary.BigEndian.Uint32(hdr[1:])
-	if int64(size) > int64(e.max) {
-		return nil, call.Errorf(codes.ResourceExhausted, "%s of %d bytes is larger than the limit of %d bytes", e.what, size, e.max)
+	if int64(size) > int64(e.Max) {
+		return nil, call.Errorf(codes.ResourceExhausted, "%s of %d bytes is larger than the limit of %d bytes", e.What, size, e.Max)
 	}
-	if flags&^flagCompressed != 0 {
-		return nil, call.Errorf(codes.InvalidArgument, "%s has unknown flags 0x%02x: requests carry only data messages (flag 0x00, or 0x01 when compressed)", e.what, flags)
+	if flags&^FlagCompressed != 0 {
+		return nil, call.Errorf(codes.InvalidArgument, "%s has unknown flags 0x%02x: requests carry only data messages (flag 0x00, or 0x01 when compressed)", e.What, flags)
 	}
 	payload := make([]byte, size)
-	if n, err := io.ReadFull(e.r, payload); err != nil {
+	if n, err := io.ReadFull(e.R, payload); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, call.Errorf(codes.InvalidArgument, "truncated %s: its prefix says %d bytes but the body ended after %d", e.what, size, n)
+			return nil, call.Errorf(codes.InvalidArgument, "truncated %s: its prefix says %d bytes but the body ended after %d", e.What, size, n)
 		}
-		return nil, readError(err, e.what)
+		return nil, ReadError(err, e.What)
 	}
-	if flags&flagCompressed == 0 {
+	if flags&FlagCompressed == 0 {
 		return payload, nil
 	}
-	if e.encoding == "" || e.encoding == "identity" {
+	if e.Encoding == "" || e.Encoding == "identity" {
 		// A protocol error rather than a bad argument (connect-go and
 		// grpc-go answer INTERNAL).
-		return nil, call.Errorf(codes.Internal, "%s is flagged compressed but the request names no message encoding", e.what)
+		return nil, call.Errorf(codes.Internal, "%s is flagged compressed but the request names no message encoding", e.What)
 	}
-	return decompress(e.encoding, payload, e.max)
+	return Decompress(e.Encoding, payload, e.Max)
 }
 
 // readError turns a body read error into a client-facing error.
-func readError(err error, what string) error {
+func ReadError(err error, what string) error {
 	var ce *call.Error
 	if errors.As(err, &ce) {
 		return ce
@@ -95,7 +95,7 @@ func readError(err error, what string) error {
 
 // decompress decodes a payload compressed with encoding, refusing results
 // larger than max bytes.
-func decompress(encoding string, payload []byte, max int) ([]byte, error) {
+func Decompress(encoding string, payload []byte, max int) ([]byte, error) {
 	if encoding != "gzip" {
 		return nil, call.Errorf(codes.Unimplemented, "unsupported message encoding %q: send gzip or identity", encoding)
 	}
@@ -114,7 +114,7 @@ func decompress(encoding string, payload []byte, max int) ([]byte, error) {
 }
 
 // gzipBytes compresses b.
-func gzipBytes(b []byte) []byte {
+func GzipBytes(b []byte) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	_, _ = zw.Write(b)
@@ -123,7 +123,7 @@ func gzipBytes(b []byte) []byte {
 }
 
 // appendEnvelope appends one length-prefixed message to dst.
-func appendEnvelope(dst []byte, flags byte, payload []byte) []byte {
+func AppendEnvelope(dst []byte, flags byte, payload []byte) []byte {
 	var hdr [5]byte
 	hdr[0] = flags
 	binary.BigEndian.PutUint32(hdr[1:], uint32(len(payload)))
@@ -133,7 +133,7 @@ func appendEnvelope(dst []byte, flags byte, payload []byte) []byte {
 
 // acceptsEncoding reports whether a comma-separated Accept-Encoding style
 // header value lists enc.
-func acceptsEncoding(values []string, enc string) bool {
+func AcceptsEncoding(values []string, enc string) bool {
 	for _, v := range values {
 		for _, part := range strings.Split(v, ",") {
 			name, _, _ := strings.Cut(part, ";")
@@ -157,7 +157,7 @@ type base64Reader struct {
 	err   error
 }
 
-func newBase64Reader(r io.Reader) *base64Reader {
+func NewBase64Reader(r io.Reader) *base64Reader {
 	return &base64Reader{r: r, buf: make([]byte, 0, 4096)}
 }
 
@@ -222,8 +222,8 @@ func (b *base64Reader) decode() error {
 
 // checkNoMore reports an error when a request that must hold exactly one
 // message has more.
-func checkNoMore(e *envelopeReader, method string) error {
-	_, err := e.next()
+func CheckNoMore(e *EnvelopeReader, method string) error {
+	_, err := e.Next()
 	switch {
 	case errors.Is(err, io.EOF):
 		return nil

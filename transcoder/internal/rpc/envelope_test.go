@@ -1,4 +1,4 @@
-package transcoder
+package rpc
 
 import (
 	"bytes"
@@ -36,7 +36,7 @@ func TestBase64Reader(t *testing.T) {
 				if split != "whole" {
 					r = iotest.OneByteReader(r)
 				}
-				got, err := io.ReadAll(newBase64Reader(r))
+				got, err := io.ReadAll(NewBase64Reader(r))
 				if err != nil {
 					t.Fatalf("read: %v", err)
 				}
@@ -56,7 +56,7 @@ func TestBase64ReaderErrors(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			_, err := io.ReadAll(newBase64Reader(strings.NewReader(in)))
+			_, err := io.ReadAll(NewBase64Reader(strings.NewReader(in)))
 			var ce *call.Error
 			if !errors.As(err, &ce) || ce.Code != codes.InvalidArgument {
 				t.Fatalf("got %v; want an InvalidArgument call error", err)
@@ -67,8 +67,8 @@ func TestBase64ReaderErrors(t *testing.T) {
 
 func TestEnvelopeReader(t *testing.T) {
 	t.Parallel()
-	good := appendEnvelope(nil, 0, []byte("abc"))
-	zipped := appendEnvelope(nil, flagCompressed, gzipBytes([]byte("abc")))
+	good := AppendEnvelope(nil, 0, []byte("abc"))
+	zipped := AppendEnvelope(nil, FlagCompressed, GzipBytes([]byte("abc")))
 	tests := []struct {
 		name     string
 		body     []byte
@@ -83,18 +83,18 @@ func TestEnvelopeReader(t *testing.T) {
 		{"truncated prefix", good[:3], "", "", codes.InvalidArgument},
 		{"truncated message", good[:6], "", "", codes.InvalidArgument},
 		{"huge length", []byte{0, 0xff, 0xff, 0xff, 0xff}, "", "", codes.ResourceExhausted},
-		{"trailer flag", appendEnvelope(nil, flagTrailer, nil), "", "", codes.InvalidArgument},
+		{"trailer flag", AppendEnvelope(nil, FlagTrailer, nil), "", "", codes.InvalidArgument},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := &envelopeReader{r: bytes.NewReader(tc.body), max: 1 << 20, encoding: tc.encoding, what: "frame"}
-			got, err := e.next()
+			e := &EnvelopeReader{R: bytes.NewReader(tc.body), Max: 1 << 20, Encoding: tc.encoding, What: "frame"}
+			got, err := e.Next()
 			if tc.code == codes.OK {
 				if err != nil || string(got) != tc.want {
 					t.Fatalf("got %q, %v; want %q", got, err, tc.want)
 				}
-				if _, err := e.next(); !errors.Is(err, io.EOF) {
+				if _, err := e.Next(); !errors.Is(err, io.EOF) {
 					t.Errorf("second read: got %v; want io.EOF", err)
 				}
 				return

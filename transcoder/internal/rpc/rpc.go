@@ -1,4 +1,4 @@
-package transcoder
+package rpc
 
 import (
 	"context"
@@ -10,6 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/registry"
+	"github.com/rosetta-gateway/rosetta/router"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/wirejson"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -17,94 +22,90 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
-
-	"github.com/rosetta-gateway/rosetta/call"
-	"github.com/rosetta-gateway/rosetta/registry"
-	"github.com/rosetta-gateway/rosetta/router"
-	"github.com/rosetta-gateway/rosetta/transcoder/wirejson"
 )
 
 // rpcBase is what the RPC-shaped adapters (gRPC-Web and Connect) share:
 // they route by the "/pkg.Service/Method" path through the snapshot, not
 // by HTTP rules, and forward request metadata as it came.
-type rpcBase struct {
-	snap     *registry.Snapshot
-	table    *router.Table
-	backends func(string) (Backend, bool)
-	resolver *typeResolver
-	logger   *slog.Logger
-	jsonIn   protojson.UnmarshalOptions
-	jsonOut  protojson.MarshalOptions
+type Base struct {
+	Snap     *registry.Snapshot
+	Table    *router.Table
+	Backends func(string) (transcoder.Backend, bool)
+	Resolver *transcoder.TypeResolver
+	Logger   *slog.Logger
+	JSONIn   protojson.UnmarshalOptions
+	JSONOut  protojson.MarshalOptions
 	wire     *wirejson.Compiler // JSON ⇄ wire plans, compiled once per message type
 	plans    *sync.Map          // protoreflect.FullName → *wirejson.Plan, read without locking
-	max      int
+	Max      int
 }
 
-func newRPCBase(p Params) rpcBase {
+func NewBase(p transcoder.Params) Base {
 	logger := p.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	res := newTypeResolver(p.Snapshot)
-	return rpcBase{
-		snap:     p.Snapshot,
-		table:    p.Table,
-		backends: p.Backends,
-		resolver: res,
-		logger:   logger,
-		jsonIn:   protojson.UnmarshalOptions{DiscardUnknown: isSet(p.Transcoding.JSON.DiscardUnknown), Resolver: res},
-		jsonOut:  protojson.MarshalOptions{Resolver: res},
-		wire:     wirejson.NewCompiler(wirejson.Options{DiscardUnknown: isSet(p.Transcoding.JSON.DiscardUnknown), Resolver: res}),
+	res := transcoder.NewTypeResolver(p.Snapshot)
+	discard := p.Transcoding.JSON.DiscardUnknown != nil && *p.Transcoding.JSON.DiscardUnknown
+	return Base{
+		Snap:     p.Snapshot,
+		Table:    p.Table,
+		Backends: p.Backends,
+		Resolver: res,
+		Logger:   logger,
+		JSONIn:   protojson.UnmarshalOptions{DiscardUnknown: discard, Resolver: res},
+		JSONOut:  protojson.MarshalOptions{Resolver: res},
+		wire:     wirejson.NewCompiler(wirejson.Options{DiscardUnknown: discard, Resolver: res}),
 		plans:    new(sync.Map),
-		max:      maxMessageBytes,
+		Max:      MaxMessageBytes,
 	}
 }
 
 // target is one resolved RPC: its method, gRPC path and backend.
-type target struct {
-	path    string
-	method  protoreflect.MethodDescriptor
-	backend Backend
-	timeout time.Duration // the route's timeout, else the backend's for unary calls; 0: none
-	max     int           // the largest message accepted, from the upstream's config
+type Target struct {
+	Path    string
+	Method  protoreflect.MethodDescriptor
+	Backend transcoder.Backend
+	Timeout time.Duration // the route's timeout, else the backend's for unary calls; 0: none
+	Max     int           // the largest message accepted, from the upstream's config
 }
 
 // Knows reports whether the snapshot has the method a "/pkg.Service/Method"
 // path names, so the gateway can refresh descriptors before answering
 // UNIMPLEMENTED.
-func (b *rpcBase) Knows(path string) bool {
-	if b.snap == nil {
+func (b *Base) Knows(path string) bool {
+	if b.Snap == nil {
 		return false
 	}
-	_, _, ok := b.snap.Method(path)
+	_, _, ok := b.Snap.Method(path)
 	return ok
 }
 
 // resolve finds the method of a "/pkg.Service/Method" path and its backend.
-func (b *rpcBase) resolve(path string) (*target, *call.Error) {
-	if b.snap == nil || !looksLikeRPCPath(path) {
+func (b *Base) Resolve(path string) (*Target, *call.Error) {
+	if b.Snap == nil || !looksLikeRPCPath(path) {
 		return nil, call.Errorf(codes.Unimplemented, "%s is not a gRPC method path: want /package.Service/Method", path)
 	}
-	md, upstream, ok := b.snap.Method(path)
+	md, upstream, ok := b.Snap.Method(path)
 	if !ok {
 		return nil, call.Errorf(codes.Unimplemented, "unknown method %s: no upstream serves it (check the service name and that its backend is up)", path)
 	}
-	be, ok := b.backends(upstream)
+	be, ok := b.Backends(upstream)
 	if !ok {
 		return nil, call.Errorf(codes.Unavailable, "upstream %q of method %s is not available", upstream, path)
 	}
-	t := &target{path: path, method: md, backend: be, max: b.max}
+	t := &Target{Path: path, Method: md, Backend: be, Max: b.Max}
 	if be.MaxRequestMessageBytes > 0 {
-		t.max = be.MaxRequestMessageBytes
+		t.Max = be.MaxRequestMessageBytes
 	} else if be.MaxMessageBytes > 0 {
-		t.max = be.MaxMessageBytes
+		t.Max = be.MaxMessageBytes
 	}
 	streaming := md.IsStreamingClient() || md.IsStreamingServer()
 	if !streaming {
-		t.timeout = be.Timeout
+		t.Timeout = be.Timeout
 	}
-	if routes := b.table.RouteFor(md.FullName()); len(routes) > 0 && routes[0].Config != nil && routes[0].Config.Timeout > 0 {
-		t.timeout = time.Duration(routes[0].Config.Timeout)
+	if routes := b.Table.RouteFor(md.FullName()); len(routes) > 0 && routes[0].Config != nil && routes[0].Config.Timeout > 0 {
+		t.Timeout = time.Duration(routes[0].Config.Timeout)
 	}
 	return t, nil
 }
@@ -119,8 +120,8 @@ func looksLikeRPCPath(p string) bool {
 // (0: none) capped by the target's timeout, or the target's timeout alone
 // (enforced, not announced: see callDeadline), with md as outgoing
 // metadata.
-func (t *target) callContext(r *http.Request, client time.Duration, md metadata.MD) (context.Context, context.CancelFunc) {
-	return callDeadline(metadata.NewOutgoingContext(r.Context(), md), t.timeout, client)
+func (t *Target) CallContext(r *http.Request, client time.Duration, md metadata.MD) (context.Context, context.CancelFunc) {
+	return transcoder.CallDeadline(metadata.NewOutgoingContext(r.Context(), md), t.Timeout, client)
 }
 
 // dropHeaders are request headers that never become backend metadata:
@@ -148,18 +149,18 @@ var dropHeaders = map[string]bool{
 // into backend metadata: every header except reserved (grpc-*), Connect
 // (connect-*), CORS and hop-by-hop ones, with -bin values base64-decoded,
 // plus X-Forwarded-For, -Host and -Proto.
-func requestMetadata(r *http.Request) (metadata.MD, *call.Error) {
+func RequestMetadata(r *http.Request) (metadata.MD, *call.Error) {
 	md := make(metadata.MD, len(r.Header)+3)
 	for k, vs := range r.Header {
 		lk := strings.ToLower(k)
 		if dropHeaders[lk] || strings.HasPrefix(lk, "connect-") || strings.HasPrefix(lk, "access-control-") ||
-			strings.HasPrefix(lk, "x-forwarded-") || !validMetadataKey(lk) {
+			strings.HasPrefix(lk, "x-forwarded-") || !transcoder.ValidMetadataKey(lk) {
 			continue
 		}
 		if strings.HasSuffix(lk, "-bin") {
 			for _, v := range vs {
 				for _, part := range strings.Split(v, ",") {
-					b, err := decodeBase64(strings.TrimSpace(part))
+					b, err := transcoder.DecodeBase64(strings.TrimSpace(part))
 					if err != nil {
 						return nil, call.BadField(k, "header "+k+" is binary metadata (its name ends in -bin) and must be base64")
 					}
@@ -170,18 +171,18 @@ func requestMetadata(r *http.Request) (metadata.MD, *call.Error) {
 		}
 		md[lk] = append(md[lk], vs...)
 	}
-	setForwarded(md, r)
+	transcoder.SetForwarded(md, r)
 	return md, nil
 }
 
 // logFailure logs an error answered with a 5xx-class code and returns the
 // error ID to send with it; it returns "" for client errors.
-func (b *rpcBase) logFailure(r *http.Request, protocol string, ce *call.Error) string {
-	if HTTPStatus(ce.Code) < 500 {
+func (b *Base) LogFailure(r *http.Request, protocol string, ce *call.Error) string {
+	if transcoder.HTTPStatus(ce.Code) < 500 {
 		return ""
 	}
-	id := newErrorID()
-	b.logger.LogAttrs(r.Context(), slog.LevelError, "request failed",
+	id := transcoder.NewErrorID()
+	b.Logger.LogAttrs(r.Context(), slog.LevelError, "request failed",
 		slog.String("inbound", protocol), slog.String("procedure", r.URL.Path),
 		slog.String("code", ce.Code.String()), slog.String("error_id", id), slog.Any("error", ce))
 	return id
@@ -189,7 +190,7 @@ func (b *rpcBase) logFailure(r *http.Request, protocol string, ce *call.Error) s
 
 // plan returns the wirejson plan of md, compiling it on first use; later
 // calls are a lock-free map read.
-func (b *rpcBase) plan(md protoreflect.MessageDescriptor) *wirejson.Plan {
+func (b *Base) plan(md protoreflect.MessageDescriptor) *wirejson.Plan {
 	if p, ok := b.plans.Load(md.FullName()); ok {
 		return p.(*wirejson.Plan)
 	}
@@ -200,7 +201,7 @@ func (b *rpcBase) plan(md protoreflect.MessageDescriptor) *wirejson.Plan {
 
 // jsonToProto decodes a JSON message of type md and encodes it as
 // protobuf. An empty body is the empty message.
-func (b *rpcBase) jsonToProto(md protoreflect.MessageDescriptor, body []byte) ([]byte, error) {
+func (b *Base) JSONToProto(md protoreflect.MessageDescriptor, body []byte) ([]byte, error) {
 	if len(body) == 0 {
 		return []byte{}, nil
 	}
@@ -210,8 +211,8 @@ func (b *rpcBase) jsonToProto(md protoreflect.MessageDescriptor, body []byte) ([
 	// The dynamicpb path words the 400 exactly as protojson does.
 	msg := dynamicpb.NewMessage(md)
 	if len(body) > 0 {
-		if err := b.jsonIn.Unmarshal(body, msg); err != nil {
-			return nil, jsonError(err, body, "")
+		if err := b.JSONIn.Unmarshal(body, msg); err != nil {
+			return nil, transcoder.JSONError(err, body, "")
 		}
 	}
 	out, err := proto.Marshal(msg)
@@ -223,15 +224,15 @@ func (b *rpcBase) jsonToProto(md protoreflect.MessageDescriptor, body []byte) ([
 
 // protoToJSON decodes a protobuf message of type md from a backend and
 // renders it as JSON.
-func (b *rpcBase) protoToJSON(md protoreflect.MessageDescriptor, raw []byte) ([]byte, error) {
+func (b *Base) ProtoToJSON(md protoreflect.MessageDescriptor, raw []byte) ([]byte, error) {
 	if out, err := b.plan(md).AppendJSON(nil, raw); err == nil {
 		return out, nil
 	}
 	msg := dynamicpb.NewMessage(md)
-	if err := (proto.UnmarshalOptions{Resolver: b.resolver}).Unmarshal(raw, msg); err != nil {
+	if err := (proto.UnmarshalOptions{Resolver: b.Resolver}).Unmarshal(raw, msg); err != nil {
 		return nil, call.Errorf(codes.Internal, "decode backend response: %v", err).WithCause(err)
 	}
-	out, err := b.jsonOut.Marshal(msg)
+	out, err := b.JSONOut.Marshal(msg)
 	if err != nil {
 		return nil, call.Errorf(codes.Internal, "encode response as JSON: %v", err).WithCause(err)
 	}
@@ -240,20 +241,20 @@ func (b *rpcBase) protoToJSON(md protoreflect.MessageDescriptor, raw []byte) ([]
 
 // readMessage reads one request message in codec ("proto" or "json") and
 // returns it as protobuf bytes.
-func (b *rpcBase) readMessage(in *envelopeReader, t *target, codec string) ([]byte, error) {
-	msg, err := in.next()
+func (b *Base) ReadMessage(in *EnvelopeReader, t *Target, codec string) ([]byte, error) {
+	msg, err := in.Next()
 	if err != nil {
 		return nil, err
 	}
 	if codec == "json" {
-		return b.jsonToProto(t.method.Input(), msg)
+		return b.JSONToProto(t.Method.Input(), msg)
 	}
 	return msg, nil
 }
 
 // pumpDone tracks a pump goroutine; wait lets an HTTP/1.x handler keep
 // its connection reusable.
-type pumpDone struct {
+type PumpDone struct {
 	done  chan struct{}
 	drain bool
 }
@@ -272,13 +273,13 @@ const (
 // Over HTTP/1.x the request body must be read to its end before the
 // handler returns, or net/http closes the connection after a response it
 // has already sent as keep-alive; call wait before returning.
-func (b *rpcBase) startPump(r *http.Request, in *envelopeReader, cs grpc.ClientStream, t *target, codec string, abort context.CancelCauseFunc) *pumpDone {
-	p := &pumpDone{done: make(chan struct{}), drain: r.ProtoMajor == 1}
+func (b *Base) StartPump(r *http.Request, in *EnvelopeReader, cs grpc.ClientStream, t *Target, codec string, abort context.CancelCauseFunc) *PumpDone {
+	p := &PumpDone{done: make(chan struct{}), drain: r.ProtoMajor == 1}
 	go func() {
 		defer close(p.done)
 		b.pump(in, cs, t, codec, abort)
 		if p.drain {
-			_, _ = io.CopyN(io.Discard, in.r, drainLimit)
+			_, _ = io.CopyN(io.Discard, in.R, drainLimit)
 		}
 	}()
 	return p
@@ -286,7 +287,7 @@ func (b *rpcBase) startPump(r *http.Request, in *envelopeReader, cs grpc.ClientS
 
 // wait waits, over HTTP/1.x and for at most drainWait, for the pump to
 // finish reading the request body.
-func (p *pumpDone) wait() {
+func (p *PumpDone) Wait() {
 	if p == nil || !p.drain {
 		return
 	}
@@ -301,9 +302,9 @@ func (p *pumpDone) wait() {
 // pump forwards the client's messages to the backend and half-closes when
 // the request body ends. A malformed request aborts the call with the
 // reason as the context's cause.
-func (b *rpcBase) pump(in *envelopeReader, cs grpc.ClientStream, t *target, codec string, abort context.CancelCauseFunc) {
+func (b *Base) pump(in *EnvelopeReader, cs grpc.ClientStream, t *Target, codec string, abort context.CancelCauseFunc) {
 	for {
-		msg, err := b.readMessage(in, t, codec)
+		msg, err := b.ReadMessage(in, t, codec)
 		if errors.Is(err, io.EOF) {
 			_ = cs.CloseSend()
 			return
@@ -316,4 +317,14 @@ func (b *rpcBase) pump(in *envelopeReader, cs grpc.ClientStream, t *target, code
 			return // the call ended; RecvMsg reports how
 		}
 	}
+}
+
+// callError is the status of a call that failed with err: the reason a
+// request the gateway could not read aborted it, else err's.
+func (b *Base) CallError(ctx context.Context, err error) *call.Error {
+	var cause *call.Error
+	if errors.As(context.Cause(ctx), &cause) {
+		return cause
+	}
+	return call.FromError(err)
 }
