@@ -61,12 +61,36 @@ type Header interface {
 // metadata.
 type HTTPHeader http.Header
 
-// Get returns the first value of name.
+// Get returns the first value of name. It does not allocate for names
+// of up to 64 bytes.
 func (h HTTPHeader) Get(name string) string {
 	if v := h[name]; len(v) > 0 {
 		return v[0]
 	}
-	if v := h[http.CanonicalHeaderKey(name)]; len(v) > 0 {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		if v := h[http.CanonicalHeaderKey(name)]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	// The canonical form, built on the stack: http.CanonicalHeaderKey
+	// allocates whenever it changes the name, which it always does for
+	// the lower-case names policies look up.
+	b := buf[:len(name)]
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b[i] = c
+		upper = c == '-'
+	}
+	if v := h[string(b)]; len(v) > 0 {
 		return v[0]
 	}
 	return ""

@@ -30,6 +30,12 @@ const (
 // Field is one header field (or metadata entry), its name in lower case.
 type Field struct{ Name, Value string }
 
+// ConsumerHeader is the header (metadata) field that tells the upstream
+// which consumer called: the chain sets it to [call.Call.Consumer] when
+// an authentication plugin accepted the call, and strips the client's
+// own field of that name.
+const ConsumerHeader = "x-consumer"
+
 // RateLimit is the state of the limit a call was counted against, for
 // the RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset response
 // headers (IETF draft names). Set is false when no limit counted the
@@ -52,7 +58,9 @@ type State struct {
 	// read-only.
 	Claims map[string]any
 	// Upstream are header fields (metadata) to send to the backend. Each
-	// replaces the client's fields of the same name.
+	// replaces the client's fields of the same name. Plugins add what
+	// they forward (claims_to_headers); the chain adds x-consumer
+	// ([ConsumerHeader]) itself once authentication passed.
 	Upstream []Field
 	// Response are header fields to add to the answer, refused or not
 	// (WWW-Authenticate, Retry-After).
@@ -88,9 +96,12 @@ type Plugin interface {
 	Phase() Phase
 	// Check decides on c: nil allows; a *call.Error refuses (its code says
 	// how: Unauthenticated, PermissionDenied, ResourceExhausted,
-	// Unavailable). It may set c.Consumer and fill st. It may block on
-	// I/O (a Redis round trip, a JWKS fetch), bounded by ctx, so it must
-	// not run on a connection's reading goroutine.
+	// Unavailable). It may set c.Consumer and fill st; an authentication
+	// plugin sets c.Consumer, st.Claims and st.Upstream only when it
+	// accepts, and may add challenge fields (WWW-Authenticate) to
+	// st.Response when it refuses. It may block on I/O (a Redis round
+	// trip, a JWKS fetch), bounded by ctx, so it must not run on a
+	// connection's reading goroutine.
 	Check(ctx context.Context, c *call.Call, st *State) *call.Error
 }
 
@@ -111,6 +122,11 @@ type MessageChecker interface {
 
 // Chain is the ordered plugins of one route. It is built once per config
 // snapshot and is immutable; a nil *Chain allows everything.
+//
+// Authentication plugins are alternatives: the first that accepts wins,
+// and the challenge fields that the others added to State.Response while
+// refusing are dropped. Once one accepted, the chain adds x-consumer
+// ([ConsumerHeader]) to State.Upstream when the call has a consumer.
 type Chain struct {
 	authn    []Plugin
 	rest     []Plugin // Authorize and Limit, in phase order
@@ -180,9 +196,12 @@ func (c *Chain) Check(ctx context.Context, cl *call.Call, st *State) *call.Error
 // wins over "no credentials" refusals.
 func (c *Chain) authenticate(ctx context.Context, cl *call.Call, st *State) *call.Error {
 	var first *call.Error
+	n0 := len(st.Response)
 	for _, p := range c.authn {
+		before := len(st.Response)
 		err := p.Check(ctx, cl, st)
 		if err == nil {
+			accepted(cl, st, n0, before)
 			return nil
 		}
 		if first == nil || IsMissingCredentials(first) && !IsMissingCredentials(err) {
@@ -192,10 +211,23 @@ func (c *Chain) authenticate(ctx context.Context, cl *call.Call, st *State) *cal
 	return first
 }
 
+// accepted finishes an authentication that passed: it drops the
+// challenge fields that plugins refusing before the accepting one added
+// to st.Response (from n0 up to before), and sets x-consumer.
+func accepted(cl *call.Call, st *State, n0, before int) {
+	if before > n0 {
+		st.Response = append(st.Response[:n0], st.Response[before:]...)
+	}
+	if cl.Consumer != "" {
+		st.Upstream = append(st.Upstream, Field{Name: ConsumerHeader, Value: cl.Consumer})
+	}
+}
+
 // TryCheck runs the chain without blocking. pending reports that some
-// plugin needs I/O to decide; nothing has been counted or held then, and
-// the caller must run [Chain.Check] where it may block (the handler
-// path). Otherwise it answers as Check.
+// plugin needs I/O to decide; then st and cl are as they were before the
+// call (nothing held, no field added, Consumer unchanged) and the caller
+// must run [Chain.Check] where it may block (the handler path).
+// Otherwise it answers as Check.
 func (c *Chain) TryCheck(cl *call.Call, st *State) (err *call.Error, pending bool) {
 	if c == nil {
 		return nil, false
@@ -203,14 +235,18 @@ func (c *Chain) TryCheck(cl *call.Call, st *State) (err *call.Error, pending boo
 	if !c.local {
 		return nil, true
 	}
+	saved := saveState(cl, st)
 	var first *call.Error
 	authed := len(c.authn) == 0
 	for _, p := range c.authn {
+		before := len(st.Response)
 		err, pending := p.(LocalChecker).TryCheck(cl, st)
 		if pending {
+			saved.restore(cl, st)
 			return nil, true
 		}
 		if err == nil {
+			accepted(cl, st, saved.response, before)
 			authed = true
 			break
 		}
@@ -227,6 +263,7 @@ func (c *Chain) TryCheck(cl *call.Call, st *State) (err *call.Error, pending boo
 			// Only the last plugins of a chain may be pending-capable
 			// after a counting one; release what was held so far.
 			c.Done(st)
+			saved.restore(cl, st)
 			return nil, true
 		}
 		if err != nil {
@@ -234,6 +271,26 @@ func (c *Chain) TryCheck(cl *call.Call, st *State) (err *call.Error, pending boo
 		}
 	}
 	return nil, false
+}
+
+// savedState is what [Chain.TryCheck] puts back when it turns pending.
+type savedState struct {
+	response, upstream int
+	consumer           string
+	claims             map[string]any
+	rateLimit          RateLimit
+}
+
+func saveState(cl *call.Call, st *State) savedState {
+	return savedState{len(st.Response), len(st.Upstream), cl.Consumer, st.Claims, st.RateLimit}
+}
+
+func (s savedState) restore(cl *call.Call, st *State) {
+	st.Response = st.Response[:s.response]
+	st.Upstream = st.Upstream[:s.upstream]
+	cl.Consumer = s.consumer
+	st.Claims = s.claims
+	st.RateLimit = s.rateLimit
 }
 
 // CheckMessage counts one WebSocket message against the chain's

@@ -17,7 +17,7 @@ import (
 // what the bytes are.
 type rawCodec struct{}
 
-// rawCall is the call option that makes a call use [rawCodec].
+// RawCall is the call option that makes a call use [rawCodec].
 var RawCall = grpc.ForceCodecV2(rawCodec{})
 
 // Marshal returns the bytes *v points to, without copying.

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// callDeadline bounds a backend call. client is the deadline the client
+// CallDeadline bounds a backend call. client is the deadline the client
 // asked for (0: none) and limit the gateway's own (the route's or the
 // upstream's timeout; 0: none).
 //
@@ -38,9 +38,9 @@ type unannounced struct{ context.Context }
 // Deadline reports no deadline.
 func (unannounced) Deadline() (time.Time, bool) { return time.Time{}, false }
 
-// announce reports whether a call whose client asked for deadline client
+// Announce reports whether a call whose client asked for deadline client
 // (0: none) carries a grpc-timeout to the backend, and the deadline the
-// gateway enforces: see callDeadline.
+// gateway enforces: see [CallDeadline].
 func Announce(limit, client time.Duration) (timeout time.Duration, announced bool) {
 	switch {
 	case client > 0:

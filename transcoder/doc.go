@@ -1,23 +1,32 @@
-// Package transcoder holds the protocol adapters that turn what a client
-// sent into backend messages and back, and [Detect], which picks the
-// adapter for a request. [REST] serves REST/JSON by google.api.http
-// rules: path, query and body mapping into
-// request messages, the proto3 JSON mapping (precompiled per route with
-// package wirejson, straight between JSON and the wire format, with
-// protojson and dynamicpb kept for the routes wirejson does not cover),
-// response_body, google.api.HttpBody, streams framed as NDJSON, a JSON
-// array or Server-Sent Events (and client streams read from NDJSON
-// bodies), metadata and deadline propagation, and the
-// google.rpc.Status JSON error shape. [GRPCProxy] passes gRPC calls
-// through to their upstream as raw HTTP/2 streams, without decoding a
-// message. [GRPCWeb] and [Connect] serve browser protocols: they route by
-// the "/pkg.Service/Method" path through the snapshot and forward protobuf
-// messages as raw bytes with a pass-through codec; Connect JSON is
-// converted with the snapshot's descriptors. [WebSocket] bridges
-// WebSocket connections to methods of every streaming kind, one message
-// per frame (proto3 JSON text or binary protobuf), with a final status
-// frame and a close code.
+// Package transcoder is the shared part of the protocol adapters ("dialects")
+// that turn what a client sent into backend calls and back. Each dialect has
+// its own package:
 //
-// It does not own routing (package router), descriptors (package registry)
-// or backend connections (package upstream).
+//   - [github.com/rosetta-gateway/rosetta/transcoder/rest]: REST/JSON by
+//     google.api.http rules, NDJSON / JSON-array / Server-Sent Events
+//     framing of streams, client streams over HTTP;
+//   - [github.com/rosetta-gateway/rosetta/transcoder/grpc]: gRPC passed
+//     through without decoding, by the handler-path proxy and the
+//     frame-level relay;
+//   - [github.com/rosetta-gateway/rosetta/transcoder/grpcweb]: gRPC-Web,
+//     binary and text;
+//   - [github.com/rosetta-gateway/rosetta/transcoder/connect]: the Connect
+//     protocol;
+//   - [github.com/rosetta-gateway/rosetta/transcoder/websocket]: the
+//     WebSocket bridge.
+//
+// This package holds what they all use and nothing dialect-specific:
+// protocol detection ([Detect]), the inputs every dialect is built from
+// ([Params], [Backend]), error and status rendering ([HTTPStatus],
+// [WriteJSONError], [GRPCStatusFields], [NewErrorID]), metadata and
+// deadline rules ([OutgoingMetadata], [SetForwarded], [CallDeadline]), the
+// snapshot's type resolver and the pass-through codec ([RawCall]). What
+// only some dialects share lives under transcoder/internal: binding (the
+// compiled HttpRule mapping of REST and WebSocket) and rpc (method
+// resolution, envelopes and pumps of gRPC-Web and Connect). No dialect
+// imports another, and this package imports none of them.
+//
+// It does not own routing (package router), descriptors (package
+// registry), policies (package policy) or backend connections (package
+// upstream).
 package transcoder

@@ -25,7 +25,7 @@ import (
 // line, so an operator can find one from the other.
 const ErrorIDHeader = "Rosetta-Error-Id"
 
-// httpError is a call error with an HTTP status that overrides the gRPC
+// HTTPError is a call error with an HTTP status that overrides the gRPC
 // code's usual mapping (405, 413, 415 have no gRPC code of their own).
 type HTTPError struct {
 	Err    *call.Error
@@ -33,6 +33,7 @@ type HTTPError struct {
 	Allow  []string
 }
 
+// Error returns the call error's text.
 func (e *HTTPError) Error() string { return e.Err.Error() }
 
 // Unwrap returns the call error.
@@ -109,6 +110,8 @@ func unresolvedAny(a *anypb.Any) []byte {
 	return b
 }
 
+// NewErrorID returns a random 16-hex-digit ID for a 5xx answer, sent in
+// the [ErrorIDHeader] and written in the log line.
 func NewErrorID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -121,14 +124,14 @@ var (
 	reFieldName    = regexp.MustCompile(`field ([A-Za-z0-9_.]+)`)
 )
 
-// jsonError turns a protojson decoding error into a 400 naming the field
+// JSONError turns a protojson decoding error into a 400 naming the field
 // by its JSON path in the body. prefix is the body field path ("" for
 // body "*").
 func JSONError(err error, body []byte, prefix string) *call.Error {
 	return DecodeJSONError(err, body, prefix, "body")
 }
 
-// decodeJSONError is [jsonError] for any JSON document: what names it in
+// DecodeJSONError is [JSONError] for any JSON document: what names it in
 // the message ("body", or "message" for a WebSocket frame) and is the
 // field blamed when the error names no field.
 func DecodeJSONError(err error, body []byte, prefix, what string) *call.Error {

@@ -19,12 +19,14 @@ import (
 // besides Authorization and Grpc-Metadata-* headers.
 var defaultForwardHeaders = []string{"x-request-id", "traceparent", "tracestate", "last-event-id"}
 
-// headerAllowList decides which request headers become backend metadata.
+// HeaderAllowList decides which request headers become backend metadata.
 type HeaderAllowList struct {
 	exact    map[string]bool
 	prefixes []string
 }
 
+// NewHeaderAllowList builds the list of names (case-insensitive; a
+// trailing "*" matches a prefix).
 func NewHeaderAllowList(names []string) HeaderAllowList {
 	l := HeaderAllowList{exact: map[string]bool{}}
 	for _, n := range append(append([]string(nil), defaultForwardHeaders...), names...) {
@@ -50,7 +52,7 @@ func (l HeaderAllowList) allows(lower string) bool {
 	return false
 }
 
-// outgoingMetadata builds the backend metadata of a REST request:
+// OutgoingMetadata builds the backend metadata of a REST request:
 // Authorization, Grpc-Metadata-<key> headers (prefix stripped, -bin values
 // base64-decoded), allow-listed headers, and X-Forwarded-For/-Host/-Proto.
 func OutgoingMetadata(r *http.Request, forward HeaderAllowList) metadata.MD {
@@ -82,7 +84,7 @@ func OutgoingMetadata(r *http.Request, forward HeaderAllowList) metadata.MD {
 	return md
 }
 
-// setForwarded adds x-forwarded-for (the client's chain plus its address),
+// SetForwarded adds x-forwarded-for (the client's chain plus its address),
 // x-forwarded-host and x-forwarded-proto metadata for r.
 func SetForwarded(md metadata.MD, r *http.Request) {
 	f := ForwardedFor(r.RemoteAddr, r.TLS != nil, r.Host,
@@ -94,11 +96,11 @@ func SetForwarded(md metadata.MD, r *http.Request) {
 	md["x-forwarded-proto"] = []string{f.Proto}
 }
 
-// forwarded are the X-Forwarded-For, -Host and -Proto values the gateway
+// Forwarded are the X-Forwarded-For, -Host and -Proto values the gateway
 // sends upstream.
 type Forwarded struct{ For, Host, Proto string }
 
-// forwardedFor computes them for a client at remoteAddr that asked for
+// ForwardedFor computes them for a client at remoteAddr that asked for
 // host, extending what the client sent (prev*): its address is appended
 // to the For chain; Host and Proto are kept when set. For is empty when
 // remoteAddr has no host:port form.
@@ -124,7 +126,7 @@ func ForwardedFor(remoteAddr string, tls bool, host, prevFor, prevHost, prevProt
 	return f
 }
 
-// validMetadataKey reports whether key may be sent as gRPC metadata: not
+// ValidMetadataKey reports whether key may be sent as gRPC metadata: not
 // reserved (grpc-*), not a pseudo or connection header, and made of
 // [0-9a-z-_.].
 func ValidMetadataKey(key string) bool {
@@ -144,7 +146,7 @@ func ValidMetadataKey(key string) bool {
 	return true
 }
 
-// setResponseMetadata writes backend response metadata as
+// SetResponseMetadata writes backend response metadata as
 // Grpc-Metadata-<key> headers (prefix "Grpc-Metadata-") or as
 // Grpc-Trailer-<key> (prefix "Grpc-Trailer-"); binary values are base64.
 func SetResponseMetadata(hdr http.Header, prefix string, md metadata.MD) {
@@ -163,7 +165,7 @@ func SetResponseMetadata(hdr http.Header, prefix string, md metadata.MD) {
 	}
 }
 
-// parseGRPCTimeout parses a Grpc-Timeout header value: at most 8 digits and
+// ParseGRPCTimeout parses a Grpc-Timeout header value: at most 8 digits and
 // a unit (H, M, S, m, u, n).
 func ParseGRPCTimeout(s string) (time.Duration, error) {
 	if len(s) < 2 || len(s) > 9 {
@@ -193,7 +195,7 @@ func ParseGRPCTimeout(s string) (time.Duration, error) {
 	return time.Duration(n) * unit, nil
 }
 
-// parseQuery parses a raw query string, answering 400 for malformed
+// ParseQuery parses a raw query string, answering 400 for malformed
 // escapes.
 func ParseQuery(raw string) (url.Values, error) {
 	q, err := url.ParseQuery(raw)
@@ -203,7 +205,7 @@ func ParseQuery(raw string) (url.Values, error) {
 	return q, nil
 }
 
-// decodeBase64 accepts standard and URL-safe base64, padded or not, as the
+// DecodeBase64 accepts standard and URL-safe base64, padded or not, as the
 // proto3 JSON mapping does for bytes.
 func DecodeBase64(s string) ([]byte, error) {
 	enc := base64.StdEncoding

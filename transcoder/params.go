@@ -22,7 +22,8 @@ type Backend struct {
 	MaxMessageBytes, MaxRequestMessageBytes int
 }
 
-// Params are the inputs of [NewREST].
+// Params are what every dialect adapter is built from: one descriptor
+// snapshot, its route table, the backends and the transcoding options.
 type Params struct {
 	// Snapshot is the descriptor snapshot the table was built from.
 	Snapshot *registry.Snapshot

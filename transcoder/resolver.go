@@ -7,7 +7,7 @@ import (
 	"github.com/rosetta-gateway/rosetta/registry"
 )
 
-// typeResolver resolves message and extension types from the snapshot
+// TypeResolver resolves message and extension types from the snapshot
 // first (the backends' own types, for google.protobuf.Any) and then from the
 // types compiled into the gateway (google.rpc error details and the
 // well-known types).
@@ -15,6 +15,8 @@ type TypeResolver struct {
 	primary *protoregistry.Types
 }
 
+// NewTypeResolver returns the resolver of snapshot s (nil: global types
+// only).
 func NewTypeResolver(s *registry.Snapshot) *TypeResolver {
 	r := &TypeResolver{}
 	if s != nil {

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// encodeGRPCMessage percent-encodes a grpc-message value as the gRPC
+// EncodeGRPCMessage percent-encodes a grpc-message value as the gRPC
 // HTTP/2 spec asks: bytes outside printable ASCII, and '%'.
 func EncodeGRPCMessage(msg string) string {
 	clean := true
@@ -39,7 +39,7 @@ func EncodeGRPCMessage(msg string) string {
 	return b.String()
 }
 
-// grpcStatusFields returns ce as the grpc-status, grpc-message
+// GRPCStatusFields returns ce as the grpc-status, grpc-message
 // (percent-encoded) and grpc-status-details-bin (unpadded base64) fields,
 // lower-case, the empty ones left out. Every adapter renders statuses
 // through it: as headers, trailers, HTTP/2 fields or gRPC-Web trailers.
@@ -57,7 +57,7 @@ func GRPCStatusFields(ce *call.Error) [][2]string {
 	return out
 }
 
-// setGRPCStatus puts ce's status fields in h under prefix (""
+// SetGRPCStatus puts ce's status fields in h under prefix (""
 // for trailers-only headers, [http.TrailerPrefix] for trailers).
 func SetGRPCStatus(h http.Header, prefix string, ce *call.Error) {
 	for _, f := range GRPCStatusFields(ce) {

@@ -161,7 +161,7 @@ func (g *Gateway) install(snap *registry.Snapshot) {
 		RouteTimeout: g.routeTimeout,
 	})
 	web, connect := g.browserAdapters(snap, table)
-	ws := g.newWebSocket(snap, table, rest)
+	ws := g.newWebSocket(snap, table)
 	prev := g.state.Swap(&state{snap: snap, table: table, rest: rest, grpc: grpcProxy, grpcWeb: web, connect: connect, websocket: ws, routeProblems: problems})
 	for _, p := range problems {
 		if prev == nil || !hasProblem(prev.routeProblems, p) {

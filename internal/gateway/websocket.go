@@ -8,7 +8,6 @@ import (
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/router"
 	"github.com/rosetta-gateway/rosetta/transcoder"
-	"github.com/rosetta-gateway/rosetta/transcoder/rest"
 	"github.com/rosetta-gateway/rosetta/transcoder/websocket"
 )
 
@@ -44,9 +43,9 @@ func (s *wsSockets) close(ctx context.Context) {
 	}
 }
 
-// newWebSocket builds the WebSocket bridge of one snapshot, beside its
+// newWebSocket builds the WebSocket bridge of one snapshot.
 // REST adapter.
-func (g *Gateway) newWebSocket(snap *registry.Snapshot, table *router.Table, rest *rest.Handler) *websocket.Bridge {
+func (g *Gateway) newWebSocket(snap *registry.Snapshot, table *router.Table) *websocket.Bridge {
 	return websocket.New(websocket.Params{
 		Params: transcoder.Params{
 			Snapshot:    snap,

@@ -20,12 +20,12 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// ErrUnknownMethod is the cause of [GRPCProxy.Match]'s error when the
+// ErrUnknownMethod is the cause of [Proxy.Match]'s error when the
 // snapshot has no such service or method; branch on it with errors.Is (the
 // gateway refreshes descriptors once and matches again).
 var ErrUnknownMethod = errors.New("unknown gRPC method")
 
-// GRPCParams configures [NewGRPCProxy].
+// Params configures [New].
 type Params struct {
 	// Snapshot is the descriptor snapshot whose services are routed.
 	Snapshot *registry.Snapshot
@@ -39,7 +39,7 @@ type Params struct {
 	RouteTimeout func(protoreflect.MethodDescriptor) time.Duration
 }
 
-// GRPCProxy is the gRPC pass-through adapter: it forwards gRPC requests
+// Proxy is the gRPC pass-through adapter: it forwards gRPC requests
 // to the upstream serving the method as HTTP/2 requests (h2c, or h2 over
 // TLS) without decoding a message. Headers (metadata, grpc-timeout,
 // grpc-encoding, te...), both body streams and the trailers go through as
@@ -47,14 +47,14 @@ type Params struct {
 // duplex. It only reads the 5-byte length prefixes, to enforce the
 // upstream's max_message_bytes in both directions.
 //
-// A GRPCProxy belongs to one snapshot; build a new one per snapshot. It is
+// A Proxy belongs to one snapshot; build a new one per snapshot. It is
 // safe for concurrent use.
 type Proxy struct {
 	routes map[string]*Route
 	logger *slog.Logger
 }
 
-// GRPCRoute is one method that [GRPCProxy.Match] resolved.
+// Route is one method that [Proxy.Match] resolved.
 type Route struct {
 	// Service and Method are the names from the request path.
 	Service, Method string
@@ -72,7 +72,7 @@ type Route struct {
 	limitField string
 }
 
-// NewGRPCProxy builds the proxy of one snapshot: a table from every
+// New builds the proxy of one snapshot: a table from every
 // "/pkg.Service/Method" path to its upstream, so that matching a request
 // costs one map lookup. Services whose upstream is not in Upstreams are
 // left out (they answer UNIMPLEMENTED).
@@ -123,7 +123,7 @@ const deadlineGrace = 500 * time.Millisecond
 // timeout. The client's deadline, capped, is announced to the backend
 // (field is the grpc-timeout to send instead of the client's; "" keeps
 // it); a limit on a call without one is enforced by the gateway alone
-// (announced false), as callDeadline does for the other protocols.
+// (announced false), as transcoder.CallDeadline does for the other protocols.
 func (rt *Route) deadline(v string) (timeout time.Duration, field string, announced bool, err error) {
 	var client time.Duration
 	if v != "" {
@@ -453,7 +453,7 @@ func (p *Proxy) writeStatus(w http.ResponseWriter, r *http.Request, started bool
 // writeGRPCStatus renders err as a gRPC status: in the response headers
 // (trailers-only) when the response has not started, else in trailers.
 func writeGRPCStatus(w http.ResponseWriter, r *http.Request, logger *slog.Logger, started bool, err error) {
-	// logger is never nil: NewGRPCProxy defaults it.
+	// logger is never nil: New defaults it.
 	ce := call.FromError(err)
 	h := w.Header()
 	prefix := ""

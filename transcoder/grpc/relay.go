@@ -31,7 +31,7 @@ type RelayResult struct {
 // Relay takes a gRPC call over HTTP/2 frame by frame, when it can: the
 // path names a method of the snapshot and the method's upstream has a
 // relay connection ready (see upstream.Upstream.RelayConn). Otherwise it
-// returns nil and the call goes to [GRPCProxy.Serve] through net/http
+// returns nil and the call goes to [Proxy.Serve] through net/http
 // semantics, which also covers refreshing descriptors, malformed headers
 // and upstreams still connecting. The two paths answer alike: same
 // header handling, deadlines, size limits and error statuses.

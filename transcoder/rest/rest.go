@@ -35,7 +35,7 @@ type Handler struct {
 	bindings *binding.Builder
 }
 
-// NewREST builds the REST adapter of one snapshot.
+// New builds the REST adapter of one snapshot.
 func New(p transcoder.Params) *Handler {
 	logger := p.Logger
 	if logger == nil {
@@ -138,7 +138,7 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, m router.Match) 
 
 // callContext derives the backend call's context: a Grpc-Timeout request
 // header's deadline capped by the route's (or the upstream's) timeout, or
-// that timeout alone, enforced but not announced (see callDeadline); and
+// that timeout alone, enforced but not announced (see transcoder.CallDeadline); and
 // the outgoing metadata.
 func (h *Handler) callContext(r *http.Request, p *binding.Plan, be transcoder.Backend) (context.Context, context.CancelFunc, error) {
 	limit := p.Timeout
@@ -172,7 +172,7 @@ func (h *Handler) decodeRequest(r *http.Request, p *binding.Plan, values []strin
 	return binding.BuildRequest(h.request(r), p, values, body)
 }
 
-// decodeWireRequest is [REST.decodeRequest] for routes on the fast path:
+// decodeWireRequest is [Handler.decodeRequest] for routes on the fast path:
 // it returns the request as wire bytes (a *[]byte, for the raw codec).
 func (h *Handler) decodeWireRequest(r *http.Request, p *binding.Plan, values []string) (*[]byte, error) {
 	var body []byte

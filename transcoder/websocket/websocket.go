@@ -22,10 +22,10 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
-// WebSocketParams are the inputs of [NewWebSocket].
+// Params are the inputs of [New].
 type Params struct {
 	// Params are the snapshot, route table, backends and transcoding
-	// options, the same as for [NewREST].
+	// options, the same as for every dialect.
 	transcoder.Params
 	// WebSocket tunes origins, keepalive and the message size limit.
 	// Zero durations disable pings and the idle timeout; the config
@@ -72,7 +72,7 @@ type Target struct {
 	values   []string
 }
 
-// NewWebSocket builds the WebSocket bridge of one snapshot.
+// New builds the WebSocket bridge of one snapshot.
 func New(p Params) *Bridge {
 	logger := p.Logger
 	if logger == nil {
@@ -468,6 +468,7 @@ func asUpgrade(r *http.Request, w http.ResponseWriter) (*http.Request, http.Resp
 // noAcceptKey drops Sec-WebSocket-Accept from the response head.
 type noAcceptKey struct{ http.ResponseWriter }
 
+// WriteHeader drops Sec-WebSocket-Accept and writes the head.
 func (w noAcceptKey) WriteHeader(code int) {
 	w.Header().Del("Sec-WebSocket-Accept")
 	w.ResponseWriter.WriteHeader(code)

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
-// setFieldPath sets the (possibly nested) field chain fields of msg to the
+// SetFieldPath sets the (possibly nested) field chain fields of msg to the
 // text value, converting it as the proto3 JSON mapping does for scalars.
 // name is the field path as the client wrote it, for error messages.
 func SetFieldPath(msg protoreflect.Message, fields []protoreflect.FieldDescriptor, name string, values []string) *call.Error {
@@ -272,7 +272,7 @@ func camelToSnakePath(p string) string {
 	return b.String()
 }
 
-// populateQuery sets msg's fields from the query string. Keys are field
+// PopulateQuery sets msg's fields from the query string. Keys are field
 // paths in proto or JSON names ("book.page_count", "book.pageCount"); map
 // entries use "labels[key]=value"; a repeated field takes every value of its
 // key. Keys naming fields bound by the path or the body are skipped (skip

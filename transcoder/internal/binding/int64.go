@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// wantsInt64Numbers reports whether the client asked for 64-bit integers
+// WantsInt64Numbers reports whether the client asked for 64-bit integers
 // as JSON numbers with an Accept media-type parameter:
 // "Accept: application/json; int64=number".
 func WantsInt64Numbers(r *http.Request) bool {
@@ -29,7 +29,7 @@ func WantsInt64Numbers(r *http.Request) bool {
 	return false
 }
 
-// int64AsNumbers rewrites the proto3 JSON of a message of type md so that
+// Int64AsNumbers rewrites the proto3 JSON of a message of type md so that
 // 64-bit integer fields (int64, uint64, sint64, fixed64, sfixed64 and
 // their wrappers, also in maps, lists and Any) are JSON numbers instead of
 // strings, for clients whose JSON parsers handle big numbers. Key order is

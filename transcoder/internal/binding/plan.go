@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
-// plan is everything about one route that does not change per request.
+// Plan is everything about one route that does not change per request.
 type Plan struct {
 	Route      *router.Route
 	FullMethod string
@@ -21,7 +21,7 @@ type Plan struct {
 	Unmarshal  protojson.UnmarshalOptions
 	Marshal    protojson.MarshalOptions
 	Resolver   *transcoder.TypeResolver
-	// int64Numbers writes 64-bit integers as JSON numbers (the client may
+	// Int64Numbers writes 64-bit integers as JSON numbers (the client may
 	// also ask per request).
 	Int64Numbers bool
 	Timeout      time.Duration // 0: the upstream's default
@@ -161,7 +161,7 @@ func BuildRequest(q Request, p *Plan, values []string, body []byte) (*dynamicpb.
 	return msg, nil
 }
 
-// isBound reports whether a query field path overlaps a field bound by the
+// IsBound reports whether a query field path overlaps a field bound by the
 // path or the body (a prefix either way).
 func (p *Plan) IsBound(fields []protoreflect.FieldDescriptor) bool {
 	for _, b := range p.Bound {
@@ -238,7 +238,7 @@ func setHTTPBody(m protoreflect.Message, contentType string, data []byte) {
 	}
 }
 
-// httpBodyOf reads a google.api.HttpBody message's content type and data.
+// HTTPBodyOf reads a google.api.HttpBody message's content type and data.
 func HTTPBodyOf(m protoreflect.Message) (string, []byte) {
 	fields := m.Descriptor().Fields()
 	var ct string

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
-// newResponse returns what a response message is received into: wire
+// NewResponse returns what a response message is received into: wire
 // bytes (*[]byte) on the fast path, else a dynamicpb message.
 func (p *Plan) NewResponse() any {
 	if p.Fast != nil {
@@ -21,7 +21,7 @@ func (p *Plan) NewResponse() any {
 	return dynamicpb.NewMessage(p.Output)
 }
 
-// encodeAny is [plan.encode] for a response from [plan.newResponse]; the
+// EncodeAny is [plan.encode] for a response from [plan.newResponse]; the
 // fast path appends the JSON to dst.
 func (p *Plan) EncodeAny(dst []byte, resp any, int64Numbers bool) (string, []byte, error) {
 	if b, ok := resp.(*[]byte); ok {
@@ -31,7 +31,7 @@ func (p *Plan) EncodeAny(dst []byte, resp any, int64Numbers bool) (string, []byt
 	return p.Encode(resp.(protoreflect.Message), int64Numbers)
 }
 
-// encode renders a response message (or its response_body field) as the
+// Encode renders a response message (or its response_body field) as the
 // HTTP body: JSON, or raw bytes for google.api.HttpBody.
 func (p *Plan) Encode(resp protoreflect.Message, int64Numbers bool) (string, []byte, error) {
 	fd := p.Route.ResponseBodyField

@@ -33,7 +33,7 @@ import (
 // member builds the request the slow way, and a response the fast encoder
 // rejects is encoded the slow way.
 
-// fastPlan is the wire-level part of a route's plan.
+// FastPlan is the wire-level part of a route's plan.
 type FastPlan struct {
 	In      *wirejson.Plan // the request message
 	Body    *wirejson.Plan // the body field's message (body: "field"); nil otherwise
@@ -175,7 +175,7 @@ func slowWire(q Request, p *Plan, values []string, body, dst []byte) ([]byte, er
 }
 
 // appendFieldWire encodes text values of the field at the end of the path
-// fields (as [setFieldPath] sets them) as wire bytes.
+// fields (as [SetFieldPath] sets them) as wire bytes.
 func appendFieldWire(dst []byte, fields []protoreflect.FieldDescriptor, name string, values []string) ([]byte, *call.Error) {
 	fd := fields[len(fields)-1]
 	if err := checkValueCount(fd, name, values); err != nil {
@@ -312,7 +312,7 @@ func appendValueWire(dst []byte, fd protoreflect.FieldDescriptor, v protoreflect
 	return dst, fmt.Errorf("unsupported field kind %s", fd.Kind())
 }
 
-// encodeWire renders a response message given as wire bytes (or its
+// EncodeWire renders a response message given as wire bytes (or its
 // response_body field) as the JSON HTTP body, appended to dst.
 func (p *Plan) EncodeWire(dst, resp []byte, int64Numbers bool) ([]byte, error) {
 	f := p.Fast

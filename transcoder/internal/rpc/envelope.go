@@ -15,11 +15,11 @@ import (
 	"github.com/rosetta-gateway/rosetta/call"
 )
 
-// maxMessageBytes caps one message of a gRPC-Web or Connect request (after
+// MaxMessageBytes caps one message of a gRPC-Web or Connect request (after
 // decompression). Larger messages get RESOURCE_EXHAUSTED.
 const MaxMessageBytes = 4 << 20
 
-// compressMinBytes is the smallest response message the Connect adapter
+// CompressMinBytes is the smallest response message the Connect adapter
 // compresses when the client accepts gzip; smaller ones are not worth it.
 const CompressMinBytes = 1024
 
@@ -31,7 +31,7 @@ const (
 	FlagTrailer    = 0x80 // gRPC-Web: the trailer frame (an HTTP/1 header block)
 )
 
-// envelopeReader reads length-prefixed messages from a request body.
+// EnvelopeReader reads length-prefixed messages from a request body.
 type EnvelopeReader struct {
 	R        io.Reader
 	Max      int
@@ -39,7 +39,7 @@ type EnvelopeReader struct {
 	What     string // "gRPC-Web frame" or "Connect envelope", for errors
 }
 
-// next reads one message and returns its payload, decompressed. It returns
+// Next reads one message and returns its payload, decompressed. It returns
 // io.EOF when the body ends cleanly between messages, and a *call.Error
 // saying what is wrong with a malformed one.
 func (e *EnvelopeReader) Next() ([]byte, error) {
@@ -80,7 +80,7 @@ func (e *EnvelopeReader) Next() ([]byte, error) {
 	return Decompress(e.Encoding, payload, e.Max)
 }
 
-// readError turns a body read error into a client-facing error.
+// ReadError turns a body read error into a client-facing error.
 func ReadError(err error, what string) error {
 	var ce *call.Error
 	if errors.As(err, &ce) {
@@ -93,7 +93,7 @@ func ReadError(err error, what string) error {
 	return call.Errorf(codes.InvalidArgument, "read %s: %v", what, err).WithCause(err)
 }
 
-// decompress decodes a payload compressed with encoding, refusing results
+// Decompress decodes a payload compressed with encoding, refusing results
 // larger than max bytes.
 func Decompress(encoding string, payload []byte, max int) ([]byte, error) {
 	if encoding != "gzip" {
@@ -113,7 +113,7 @@ func Decompress(encoding string, payload []byte, max int) ([]byte, error) {
 	return out, nil
 }
 
-// gzipBytes compresses b.
+// GzipBytes compresses b.
 func GzipBytes(b []byte) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -122,7 +122,7 @@ func GzipBytes(b []byte) []byte {
 	return buf.Bytes()
 }
 
-// appendEnvelope appends one length-prefixed message to dst.
+// AppendEnvelope appends one length-prefixed message to dst.
 func AppendEnvelope(dst []byte, flags byte, payload []byte) []byte {
 	var hdr [5]byte
 	hdr[0] = flags
@@ -131,7 +131,7 @@ func AppendEnvelope(dst []byte, flags byte, payload []byte) []byte {
 	return append(dst, payload...)
 }
 
-// acceptsEncoding reports whether a comma-separated Accept-Encoding style
+// AcceptsEncoding reports whether a comma-separated Accept-Encoding style
 // header value lists enc.
 func AcceptsEncoding(values []string, enc string) bool {
 	for _, v := range values {
@@ -157,7 +157,9 @@ type base64Reader struct {
 	err   error
 }
 
-func NewBase64Reader(r io.Reader) *base64Reader {
+// NewBase64Reader decodes the base64 text of a grpc-web-text body, whose
+// concatenated frames may each carry padding.
+func NewBase64Reader(r io.Reader) io.Reader {
 	return &base64Reader{r: r, buf: make([]byte, 0, 4096)}
 }
 
@@ -220,7 +222,7 @@ func (b *base64Reader) decode() error {
 	return nil
 }
 
-// checkNoMore reports an error when a request that must hold exactly one
+// CheckNoMore reports an error when a request that must hold exactly one
 // message has more.
 func CheckNoMore(e *EnvelopeReader, method string) error {
 	_, err := e.Next()

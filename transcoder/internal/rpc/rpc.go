@@ -24,7 +24,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
-// rpcBase is what the RPC-shaped adapters (gRPC-Web and Connect) share:
+// Base is what the RPC-shaped adapters (gRPC-Web and Connect) share:
 // they route by the "/pkg.Service/Method" path through the snapshot, not
 // by HTTP rules, and forward request metadata as it came.
 type Base struct {
@@ -40,6 +40,7 @@ type Base struct {
 	Max      int
 }
 
+// NewBase builds the shared part of one snapshot's RPC-path adapter.
 func NewBase(p transcoder.Params) Base {
 	logger := p.Logger
 	if logger == nil {
@@ -61,7 +62,7 @@ func NewBase(p transcoder.Params) Base {
 	}
 }
 
-// target is one resolved RPC: its method, gRPC path and backend.
+// Target is one resolved RPC: its method, gRPC path and backend.
 type Target struct {
 	Path    string
 	Method  protoreflect.MethodDescriptor
@@ -81,7 +82,7 @@ func (b *Base) Knows(path string) bool {
 	return ok
 }
 
-// resolve finds the method of a "/pkg.Service/Method" path and its backend.
+// Resolve finds the method of a "/pkg.Service/Method" path and its backend.
 func (b *Base) Resolve(path string) (*Target, *call.Error) {
 	if b.Snap == nil || !looksLikeRPCPath(path) {
 		return nil, call.Errorf(codes.Unimplemented, "%s is not a gRPC method path: want /package.Service/Method", path)
@@ -116,9 +117,9 @@ func looksLikeRPCPath(p string) bool {
 	return ok && strings.HasPrefix(p, "/") && svc != "" && method != "" && !strings.Contains(method, "/")
 }
 
-// callContext derives a backend call's context: the client's deadline
+// CallContext derives a backend call's context: the client's deadline
 // (0: none) capped by the target's timeout, or the target's timeout alone
-// (enforced, not announced: see callDeadline), with md as outgoing
+// (enforced, not announced: see transcoder.CallDeadline), with md as outgoing
 // metadata.
 func (t *Target) CallContext(r *http.Request, client time.Duration, md metadata.MD) (context.Context, context.CancelFunc) {
 	return transcoder.CallDeadline(metadata.NewOutgoingContext(r.Context(), md), t.Timeout, client)
@@ -145,7 +146,7 @@ var dropHeaders = map[string]bool{
 	"x-user-agent":      true,
 }
 
-// requestMetadata turns the request headers of a gRPC-Web or Connect call
+// RequestMetadata turns the request headers of a gRPC-Web or Connect call
 // into backend metadata: every header except reserved (grpc-*), Connect
 // (connect-*), CORS and hop-by-hop ones, with -bin values base64-decoded,
 // plus X-Forwarded-For, -Host and -Proto.
@@ -175,7 +176,7 @@ func RequestMetadata(r *http.Request) (metadata.MD, *call.Error) {
 	return md, nil
 }
 
-// logFailure logs an error answered with a 5xx-class code and returns the
+// LogFailure logs an error answered with a 5xx-class code and returns the
 // error ID to send with it; it returns "" for client errors.
 func (b *Base) LogFailure(r *http.Request, protocol string, ce *call.Error) string {
 	if transcoder.HTTPStatus(ce.Code) < 500 {
@@ -199,7 +200,7 @@ func (b *Base) plan(md protoreflect.MessageDescriptor) *wirejson.Plan {
 	return p
 }
 
-// jsonToProto decodes a JSON message of type md and encodes it as
+// JSONToProto decodes a JSON message of type md and encodes it as
 // protobuf. An empty body is the empty message.
 func (b *Base) JSONToProto(md protoreflect.MessageDescriptor, body []byte) ([]byte, error) {
 	if len(body) == 0 {
@@ -222,7 +223,7 @@ func (b *Base) JSONToProto(md protoreflect.MessageDescriptor, body []byte) ([]by
 	return out, nil
 }
 
-// protoToJSON decodes a protobuf message of type md from a backend and
+// ProtoToJSON decodes a protobuf message of type md from a backend and
 // renders it as JSON.
 func (b *Base) ProtoToJSON(md protoreflect.MessageDescriptor, raw []byte) ([]byte, error) {
 	if out, err := b.plan(md).AppendJSON(nil, raw); err == nil {
@@ -239,7 +240,7 @@ func (b *Base) ProtoToJSON(md protoreflect.MessageDescriptor, raw []byte) ([]byt
 	return out, nil
 }
 
-// readMessage reads one request message in codec ("proto" or "json") and
+// ReadMessage reads one request message in codec ("proto" or "json") and
 // returns it as protobuf bytes.
 func (b *Base) ReadMessage(in *EnvelopeReader, t *Target, codec string) ([]byte, error) {
 	msg, err := in.Next()
@@ -252,7 +253,7 @@ func (b *Base) ReadMessage(in *EnvelopeReader, t *Target, codec string) ([]byte,
 	return msg, nil
 }
 
-// pumpDone tracks a pump goroutine; wait lets an HTTP/1.x handler keep
+// PumpDone tracks a pump goroutine; wait lets an HTTP/1.x handler keep
 // its connection reusable.
 type PumpDone struct {
 	done  chan struct{}
@@ -269,7 +270,7 @@ const (
 	drainWait  = 5 * time.Second
 )
 
-// startPump runs pump in its own goroutine for a client-streaming call.
+// StartPump runs pump in its own goroutine for a client-streaming call.
 // Over HTTP/1.x the request body must be read to its end before the
 // handler returns, or net/http closes the connection after a response it
 // has already sent as keep-alive; call wait before returning.
@@ -285,7 +286,7 @@ func (b *Base) StartPump(r *http.Request, in *EnvelopeReader, cs grpc.ClientStre
 	return p
 }
 
-// wait waits, over HTTP/1.x and for at most drainWait, for the pump to
+// Wait waits, over HTTP/1.x and for at most drainWait, for the pump to
 // finish reading the request body.
 func (p *PumpDone) Wait() {
 	if p == nil || !p.drain {
@@ -319,7 +320,7 @@ func (b *Base) pump(in *EnvelopeReader, cs grpc.ClientStream, t *Target, codec s
 	}
 }
 
-// callError is the status of a call that failed with err: the reason a
+// CallError is the status of a call that failed with err: the reason a
 // request the gateway could not read aborted it, else err's.
 func (b *Base) CallError(ctx context.Context, err error) *call.Error {
 	var cause *call.Error
