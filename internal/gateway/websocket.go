@@ -44,7 +44,6 @@ func (s *wsSockets) close(ctx context.Context) {
 }
 
 // newWebSocket builds the WebSocket bridge of one snapshot.
-// REST adapter.
 func (g *Gateway) newWebSocket(snap *registry.Snapshot, table *router.Table) *websocket.Bridge {
 	return websocket.New(websocket.Params{
 		Params: transcoder.Params{
