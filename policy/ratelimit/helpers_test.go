@@ -41,8 +41,8 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// newLimiter builds a limiter of cfg for route "/users/*", failing the
-// test on error.
+// newTestLimiter builds a limiter of cfg (for route "/users/*" unless
+// env names one), failing the test on error.
 func newTestLimiter(t testing.TB, env policy.Env, cfg config.RateLimiting, opts ...Option) *Limiter {
 	t.Helper()
 	if env.Route == "" {

@@ -46,12 +46,14 @@ func newRedisClient(t *testing.T, addr string) *redis.Client {
 	return c
 }
 
-// Two gateway instances (two Shared, two clients) share one limit
-// exactly, and the bucket is one expiring Redis key.
+// Two gateway instances (two Shared, two clients, skewed clocks) share
+// one limit exactly, and the bucket is one expiring Redis key.
 func TestRedisSharedByInstances(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	a := newRedisInstance(t, srv.Addr, hourly(10))
 	b := newRedisInstance(t, srv.Addr, hourly(10))
+	// Their clocks disagree by an hour: the buckets run on Redis's clock.
+	b.clock.Add(time.Hour)
 	c := peerCall("192.0.2.1")
 
 	for i := range 10 {
