@@ -64,12 +64,13 @@ type JWTAuth struct {
 	// unknown kid after each refresh; after that at most once per
 	// JWKSRefreshMin).
 	JWKSURI string `yaml:"jwks_uri"`
-	// JWKSRefresh is how often the key set is refetched. Default 1h (with
-	// jwks_uri).
+	// JWKSRefresh is how often the key set is refetched. Default (and
+	// for "0s") 1h, with jwks_uri.
 	JWKSRefresh *Duration `yaml:"jwks_refresh"`
 	// JWKSRefreshMin is the least time between two refetches caused by
 	// tokens naming an unknown kid, so that made-up kids cannot make the
-	// gateway hammer the key server. Default 30s (with jwks_uri).
+	// gateway hammer the key server. Default 30s, with jwks_uri; at
+	// least 1s.
 	JWKSRefreshMin *Duration `yaml:"jwks_refresh_min"`
 	// Algorithms allow-lists the "alg" values accepted. Default: those the
 	// key material implies (HS256/384/512 for a secret, the key type's

@@ -225,6 +225,10 @@ func (v *validator) jwtAuth(p string, at Pos, j *JWTAuth) {
 		keyDesc = "a JWKS (asymmetric keys only)"
 		v.jwksURI(p+".jwks_uri", at, j.JWKSURI)
 	}
+	if m := j.JWKSRefreshMin; j.JWKSURI != "" && m != nil && m.Std() < time.Second {
+		v.report(p+".jwks_refresh_min", at, false, fmt.Sprintf("jwks_refresh_min must be at least 1s, got %q", m.String()),
+			"it bounds how often tokens with made-up key ids can make the gateway refetch the JWKS")
+	}
 	if j.JWKSURI == "" {
 		for _, k := range []struct {
 			key string
