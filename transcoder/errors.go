@@ -70,8 +70,10 @@ func WriteJSONError(w http.ResponseWriter, r *http.Request, err error, res *Type
 			slog.String("code", ce.Code.String()), slog.Int("status", status),
 			slog.String("error_id", id), slog.Any("error", ce))
 	}
-	if ce.Code == codes.Unauthenticated {
-		w.Header().Set("WWW-Authenticate", "Bearer")
+	if ce.Code == codes.Unauthenticated && w.Header().Get("WWW-Authenticate") == "" {
+		// RFC 6750 §3: a 401 names the scheme; the policy chain sets a
+		// more precise challenge (error="invalid_token") when it refused.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rosetta"`)
 	}
 	body := StatusJSON(ce, res)
 	w.Header().Set("Content-Type", "application/json")

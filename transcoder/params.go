@@ -35,4 +35,6 @@ type Params struct {
 	Transcoding config.Transcoding
 	// Logger receives one line per 5xx answer. Nil discards.
 	Logger *slog.Logger
+	// Policies finds the policy chain of each call. Nil: no policies.
+	Policies Policies
 }

@@ -40,6 +40,7 @@ func (g *Gateway) browserAdapters(snap *registry.Snapshot, table *router.Table) 
 		Table:       table,
 		Backends:    g.backend,
 		Transcoding: g.cfg.Transcoding,
+		Policies:    g.policies(),
 	}
 	p.Logger = g.logger.With("component", "transcoder.grpc_web")
 	web := grpcweb.New(p)

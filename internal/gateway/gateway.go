@@ -18,6 +18,7 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/policy"
 	"github.com/rosetta-gateway/rosetta/policy/cors"
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/router"
@@ -41,6 +42,10 @@ type Gateway struct {
 	reg     *registry.Registry
 	ups     *upstream.Set
 	uri     *uriRoutes
+	// pols are the policy chains of the config (nil without plugins) and
+	// shared what they count, kept across config snapshots.
+	pols    *policy.Set
+	shared  *policy.Shared
 	local   *localGRPC   // grpc_local.go
 	cors    *cors.Policy // browser.go; nil without a cors config
 	ws      wsSockets    // websocket.go
@@ -92,7 +97,17 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		_ = ups.Close()
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, logger: logger, access: logger.With("component", "access"), reg: reg, ups: ups, uri: uri}
+	shared := &policy.Shared{}
+	var pols *policy.Set
+	if hasPlugins(cfg) {
+		if pols, err = policy.Build(cfg, shared, logger.With("component", "policy")); err != nil {
+			uri.close()
+			_ = reg.Close()
+			_ = ups.Close()
+			return nil, err
+		}
+	}
+	g := &Gateway{cfg: cfg, logger: logger, access: logger.With("component", "access"), reg: reg, ups: ups, uri: uri, pols: pols, shared: shared}
 	g.local = newLocalGRPC(g)
 	g.cors = newCORS(cfg)
 	return g, nil
@@ -153,12 +168,14 @@ func (g *Gateway) install(snap *registry.Snapshot) {
 		Backends:    g.backend,
 		Transcoding: g.cfg.Transcoding,
 		Logger:      g.logger.With("component", "transcoder.rest"),
+		Policies:    g.policies(),
 	})
 	grpcProxy := grpcdialect.New(grpcdialect.Params{
 		Snapshot:     snap,
 		Upstreams:    g.ups.Get,
 		Logger:       g.logger.With("component", "transcoder.grpc"),
 		RouteTimeout: g.routeTimeout,
+		Policies:     g.policies(),
 	})
 	web, connect := g.browserAdapters(snap, table)
 	ws := g.newWebSocket(snap, table)
@@ -185,6 +202,28 @@ func (g *Gateway) routeTimeout(md protoreflect.MethodDescriptor) time.Duration {
 		}
 	}
 	return 0
+}
+
+// hasPlugins reports whether cfg names any plugin that checks calls
+// (cors entries do not).
+func hasPlugins(cfg *config.Config) bool {
+	checks := func(list []config.Plugin) bool {
+		for _, p := range list {
+			if p.CORS == nil {
+				return true
+			}
+		}
+		return false
+	}
+	if checks(cfg.Plugins) {
+		return true
+	}
+	for _, r := range cfg.Routes {
+		if checks(r.Plugins) {
+			return true
+		}
+	}
+	return false
 }
 
 func hasProblem(list []registry.Problem, p registry.Problem) bool {
@@ -400,5 +439,11 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	g.uri.close()
+	if err := g.pols.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := g.shared.Close(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }

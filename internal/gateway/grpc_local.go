@@ -63,6 +63,11 @@ func (l *localGRPC) stop() { l.srv.Stop() }
 // UNIMPLEMENTED.
 func (g *Gateway) serveGRPC(w http.ResponseWriter, r *http.Request, st *state) {
 	if r.ProtoMajor >= 2 && g.local.owns(r.URL.Path) {
+		adm, ok := g.admitLocal(w, r, st)
+		if !ok {
+			return
+		}
+		defer adm.Done()
 		g.local.srv.ServeHTTP(w, r)
 		return
 	}

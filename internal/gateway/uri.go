@@ -63,6 +63,11 @@ func (g *Gateway) serveURI(w http.ResponseWriter, r *http.Request, st *state) bo
 	rt, allow, ok := g.uri.table.Match(r.Method, r.URL.Path)
 	switch {
 	case ok:
+		adm, ok := g.admitURI(w, r, st, rt)
+		if !ok {
+			return true
+		}
+		defer adm.Done()
 		g.uri.proxies[rt.Index].ServeHTTP(w, r)
 	case len(allow) > 0:
 		w.Header().Set("Allow", strings.Join(allow, ", "))

@@ -51,6 +51,7 @@ func (g *Gateway) newWebSocket(snap *registry.Snapshot, table *router.Table) *we
 			Table:       table,
 			Backends:    g.backend,
 			Transcoding: g.cfg.Transcoding,
+			Policies:    g.policies(),
 			Logger:      g.logger.With("component", "transcoder.websocket"),
 		},
 		WebSocket: g.cfg.WebSocket,

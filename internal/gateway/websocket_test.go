@@ -498,8 +498,10 @@ func TestWebSocketSlowReader(t *testing.T) {
 	base, _ := startGateway(t, be.Addr, basicConfig)
 	const total = 100000
 	text := strings.Repeat("x", 16<<10) // 16 KiB per message: 1.6 GB if nothing pushed back
-	c := dialWS(t, wsURL(base, "/v1/stream?count=100000&text="+text), nil)
-	wsSend(t, c, `{}`)
+	// The text travels in the frame: a 16 KiB URL is over the listener's
+	// max_uri_bytes.
+	c := dialWS(t, wsURL(base, "/v1/stream?count=100000"), nil)
+	wsSend(t, c, `{"text": "`+text+`"}`)
 	wsRead(t, c, websocket.MessageText)
 	// Wait until the backend stops making progress: 20 polls in a row
 	// without a sent message. Buffers on the way (socket buffers, HTTP/2

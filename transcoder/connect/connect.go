@@ -76,6 +76,12 @@ func (h *Handler) unaryTarget(w http.ResponseWriter, r *http.Request) (*rpc.Targ
 		h.writeError(w, r, call.Errorf(codes.Unimplemented, "method %s streams: call it with the Connect streaming protocol (Content-Type application/connect+proto or application/connect+json)", t.Method.FullName()), http.StatusUnsupportedMediaType)
 		return nil, false
 	}
+	ce = h.Admit(r, t, call.Connect)
+	t.Adm.SetHeaders(w.Header(), false)
+	if ce != nil {
+		h.writeError(w, r, ce, 0)
+		return nil, false
+	}
 	return t, true
 }
 
@@ -98,6 +104,7 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer t.Adm.Done()
 	body, err := io.ReadAll(io.LimitReader(r.Body, int64(t.Max)+1))
 	if err != nil {
 		h.writeError(w, r, call.FromError(rpc.ReadError(err, "request body")), 0)
@@ -125,6 +132,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer t.Adm.Done()
 	if opts, _ := t.Method.Options().(*descriptorpb.MethodOptions); opts.GetIdempotencyLevel() != descriptorpb.MethodOptions_NO_SIDE_EFFECTS {
 		w.Header().Set("Allow", http.MethodPost)
 		h.writeError(w, r, call.Errorf(codes.Unimplemented, "method %s may have side effects, so it is not served over GET: call it with POST (GET needs option idempotency_level = NO_SIDE_EFFECTS)", t.Method.FullName()), http.StatusMethodNotAllowed)

@@ -53,6 +53,15 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 		contentType: mt,
 		gzip:        rpc.AcceptsEncoding(r.Header.Values("Connect-Accept-Encoding"), "gzip"),
 	}
+	// A refusal ends the stream as any stream error does (HTTP 200 and
+	// the error in the end-of-stream message), so clients read its code.
+	ce = h.Admit(r, t, call.Connect)
+	t.Adm.SetHeaders(w.Header(), false)
+	defer t.Adm.Done()
+	if ce != nil {
+		h.end(out, r, ce, nil)
+		return
+	}
 	timeout, ce := connectTimeout(r)
 	if ce != nil {
 		h.end(out, r, ce, nil)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/policy"
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/transcoder"
 	"github.com/rosetta-gateway/rosetta/upstream"
@@ -37,6 +38,8 @@ type Params struct {
 	// none). It caps a client's grpc-timeout and applies when the client
 	// sets none. Nil: no route timeouts.
 	RouteTimeout func(protoreflect.MethodDescriptor) time.Duration
+	// Policies finds each method's policy chain (nil: no policies).
+	Policies transcoder.Policies
 }
 
 // Proxy is the gRPC pass-through adapter: it forwards gRPC requests
@@ -70,6 +73,11 @@ type Route struct {
 	// snapshot.
 	timeout    time.Duration
 	limitField string
+	// md is the method; chain is its policy chain (nil when it has no
+	// plugin) and route the config route it comes from.
+	md    protoreflect.MethodDescriptor
+	chain *policy.Chain
+	route string
 }
 
 // New builds the proxy of one snapshot: a table from every
@@ -99,6 +107,12 @@ func New(p Params) *Proxy {
 				Method:   string(md.Name()),
 				Upstream: u,
 				unary:    !md.IsStreamingClient() && !md.IsStreamingServer(),
+				md:       md,
+			}
+			if p.Policies != nil {
+				if chain, route := p.Policies.ForMethod(string(md.FullName())); !chain.Empty() {
+					rt.chain, rt.route = chain, route
+				}
 			}
 			if p.RouteTimeout != nil {
 				rt.timeout = p.RouteTimeout(md)
@@ -242,6 +256,22 @@ var teTrailers = []string{"trailers"}
 // Serve forwards one call to rt's upstream and streams the answer back.
 func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route) {
 	u := rt.Upstream
+	// The policy seam of the handler path, where a decision may block (a
+	// Redis round trip): the relay hands such calls here.
+	var adm *transcoder.Admission
+	if rt.chain != nil {
+		adm = &transcoder.Admission{}
+		adm.Describe(nil, call.GRPC, rt.md, u.Name, r)
+		adm.SetChain(rt.chain)
+		adm.Call.Route = rt.route
+		cerr := adm.Check(r.Context())
+		adm.SetHeaders(w.Header(), false)
+		defer adm.Done()
+		if cerr != nil {
+			p.WriteError(w, r, cerr)
+			return
+		}
+	}
 	maxReq, maxResp := messageLimits(u)
 	// The inbound header map becomes the upstream request's: nothing reads
 	// it after this handler, and copying it costs a map per call. HTTP/2
@@ -254,6 +284,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route) {
 	for _, k := range hopByHopNames {
 		delete(header, k)
 	}
+	adm.Header(header)
 	// gRPC requires "te: trailers"; it is the only TE value HTTP/2 allows.
 	header["Te"] = teTrailers
 	fwd := transcoder.ForwardedFor(r.RemoteAddr, r.TLS != nil, r.Host,

@@ -3,6 +3,7 @@ package grpc
 import (
 	"cmp"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +56,38 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 	if err != nil {
 		return nil // malformed grpc-timeout: Serve answers it
 	}
+	c := &relayCall{p: p, rt: rt, in: in, path: head.Path, done: done, inEnded: head.EndStream}
+	if rt.chain != nil {
+		// The policy seam of the relay, once every other reason to leave
+		// the call to the handler path is ruled out (so it is counted
+		// once). Decisions that need no I/O are made here, on the
+		// connection's reading goroutine, without a goroutine per call;
+		// one that needs I/O (a Redis limit, a JWKS fetch) sends the call
+		// to the handler path, which may block.
+		c.adm.SetChain(rt.chain)
+		c.adm.Call = call.Call{
+			Protocol:   call.GRPC,
+			Procedure:  head.Path,
+			Method:     rt.md,
+			Route:      rt.route,
+			Upstream:   u.Name,
+			HTTPMethod: head.Method,
+			Header:     head,
+			Peer:       call.ParsePeer(head.RemoteAddr),
+		}
+		cerr, pending := rt.chain.TryCheck(&c.adm.Call, &c.adm.State)
+		if pending {
+			return nil
+		}
+		if cerr != nil {
+			c.adm.Done()
+			return p.refuse(in, head, &c.adm, cerr, done)
+		}
+	}
+	var strip []string
+	if rt.chain != nil {
+		strip = rt.chain.Strip()
+	}
 	fields := make([]hpack.HeaderField, 0, len(head.Fields)+6)
 	fields = append(fields,
 		hpack.HeaderField{Name: ":method", Value: "POST"},
@@ -64,7 +97,7 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 	var prevFor, prevHost, prevProto string
 	for _, f := range head.Fields {
 		switch {
-		case relayDropped[f.Name] || (f.Name == "grpc-timeout" && timeoutField != ""):
+		case relayDropped[f.Name] || (f.Name == "grpc-timeout" && timeoutField != "") || (strip != nil && slices.Contains(strip, f.Name)):
 			continue
 		case f.Name == "x-forwarded-for":
 			prevFor = joinField(prevFor, f.Value)
@@ -89,21 +122,17 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 	if timeoutField != "" {
 		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: timeoutField})
 	}
-	maxReq, maxResp := messageLimits(u)
-	c := &relayCall{
-		p:        p,
-		rt:       rt,
-		in:       in,
-		path:     head.Path,
-		reqScan:  frameScanner{max: maxReq, gzip: head.Get("grpc-encoding") == "gzip"},
-		respScan: frameScanner{max: maxResp},
-		done:     done,
-		inEnded:  head.EndStream,
+	for _, f := range c.adm.State.Upstream {
+		fields = append(fields, hpack.HeaderField{Name: f.Name, Value: f.Value})
 	}
+	maxReq, maxResp := messageLimits(u)
+	c.reqScan = frameScanner{max: maxReq, gzip: head.Get("grpc-encoding") == "gzip"}
+	c.respScan = frameScanner{max: maxResp}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	up, err := cc.NewStream(fields, head.EndStream, c, in)
 	if err != nil {
+		c.adm.Done()
 		return nil
 	}
 	c.up = up
@@ -155,6 +184,8 @@ type relayCall struct {
 	finished bool // the client's response is complete (or it reset)
 	inEnded  bool // the client ended its request stream
 	res      RelayResult
+	// adm is the call's policy decision; Done runs in finishLocked.
+	adm transcoder.Admission
 }
 
 // Headers handles the upstream's response head and trailers, and
@@ -374,7 +405,47 @@ func (c *relayCall) finishLocked() {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	c.adm.Done()
 	if c.done != nil {
 		c.done(&c.res)
 	}
 }
+
+// refuse answers a call the policy chain refused, trailers-only, with the
+// chain's response fields, and takes the rest of the client's stream
+// (nothing is forwarded).
+func (p *Proxy) refuse(in *h2.Stream, head *h2.RequestHead, adm *transcoder.Admission, ce *call.Error, done func(*RelayResult)) h2.Events {
+	fields := make([]hpack.HeaderField, 0, 6+len(adm.State.Response))
+	fields = append(fields,
+		hpack.HeaderField{Name: ":status", Value: "200"},
+		hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+	for _, f := range adm.State.Response {
+		fields = append(fields, hpack.HeaderField{Name: f.Name, Value: f.Value})
+	}
+	res := RelayResult{Code: ce.Code, HasCode: true}
+	switch ce.Code {
+	case codes.Internal, codes.Unavailable, codes.Unknown, codes.DataLoss:
+		res.ErrorID = transcoder.NewErrorID()
+		fields = append(fields, hpack.HeaderField{Name: "rosetta-error-id", Value: res.ErrorID})
+		p.logger.LogAttrs(in.Context(), slog.LevelError, "grpc call failed",
+			slog.String("path", head.Path), slog.String("code", ce.Code.String()),
+			slog.String("error_id", res.ErrorID), slog.Any("error", ce))
+	}
+	fields = appendGRPCStatusFields(fields, ce)
+	_ = in.WriteHeaders(fields, true)
+	if !head.EndStream {
+		in.StopReceiving()
+	}
+	if done != nil {
+		done(&res)
+	}
+	return refused{}
+}
+
+// refused takes what a client still sends on a refused call: its bytes
+// are credited back and dropped.
+type refused struct{}
+
+func (refused) Headers(*h2.Stream, []hpack.HeaderField, bool) {}
+func (refused) Data(s *h2.Stream, p []byte, _ bool)           { s.Credit(len(p)) }
+func (refused) Reset(*h2.Stream, error)                       {}

@@ -61,6 +61,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(out, r, ce, nil)
 		return
 	}
+	ce = h.Admit(r, t, call.GRPCWeb)
+	t.Adm.SetHeaders(w.Header(), false)
+	defer t.Adm.Done()
+	if ce != nil {
+		h.fail(out, r, ce, nil)
+		return
+	}
 	var timeout time.Duration
 	if v := r.Header.Get("Grpc-Timeout"); v != "" {
 		d, err := transcoder.ParseGRPCTimeout(v)

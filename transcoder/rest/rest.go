@@ -31,6 +31,7 @@ type Handler struct {
 	logger   *slog.Logger
 	strict   bool
 	forward  transcoder.HeaderAllowList
+	policies transcoder.Policies
 	// bindings compiles the plans of the snapshot's routes.
 	bindings *binding.Builder
 }
@@ -48,6 +49,7 @@ func New(p transcoder.Params) *Handler {
 		resolver: transcoder.NewTypeResolver(p.Snapshot),
 		logger:   logger,
 		strict:   p.Transcoding.StrictQuery,
+		policies: p.Policies,
 		forward:  transcoder.NewHeaderAllowList(p.Transcoding.ForwardHeaders),
 	}
 	h.bindings = binding.NewBuilder(h.resolver)
@@ -101,12 +103,25 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, m router.Match) 
 		h.writeError(w, r, call.Errorf(codes.Internal, "route %s %s has no plan", m.Route.HTTPMethod, m.Route.Pattern))
 		return
 	}
+	md := m.Route.Method
+	// The policy seam: the call is described and the chain decides
+	// before the body is read or the upstream is asked.
+	protocol := call.REST
+	if md.IsStreamingServer() && framingFor(r, p) == framingSSE {
+		protocol = call.SSE
+	}
+	adm, cerr := transcoder.Admit(r.Context(), h.policies, protocol, md, m.Route.Upstream, r, "")
+	adm.SetHeaders(w.Header(), true)
+	defer adm.Done()
+	if cerr != nil {
+		h.writeError(w, r, cerr)
+		return
+	}
 	be, ok := h.backends(m.Route.Upstream)
 	if !ok {
 		h.writeError(w, r, call.Errorf(codes.Unavailable, "upstream %q is not available", m.Route.Upstream))
 		return
 	}
-	md := m.Route.Method
 	// A client stream's messages are read from the body as the call runs;
 	// any other call's single request is built first.
 	var req any
@@ -123,7 +138,7 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, m router.Match) 
 		h.writeError(w, r, err)
 		return
 	}
-	ctx, cancel, err := h.callContext(r, p, be)
+	ctx, cancel, err := h.callContext(r, p, be, adm)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -140,7 +155,7 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, m router.Match) 
 // header's deadline capped by the route's (or the upstream's) timeout, or
 // that timeout alone, enforced but not announced (see transcoder.CallDeadline); and
 // the outgoing metadata.
-func (h *Handler) callContext(r *http.Request, p *binding.Plan, be transcoder.Backend) (context.Context, context.CancelFunc, error) {
+func (h *Handler) callContext(r *http.Request, p *binding.Plan, be transcoder.Backend, adm *transcoder.Admission) (context.Context, context.CancelFunc, error) {
 	limit := p.Timeout
 	if limit == 0 && !p.Route.Method.IsStreamingServer() {
 		limit = be.Timeout
@@ -153,7 +168,9 @@ func (h *Handler) callContext(r *http.Request, p *binding.Plan, be transcoder.Ba
 		}
 		client = d
 	}
-	c, cancel := transcoder.CallDeadline(metadata.NewOutgoingContext(r.Context(), transcoder.OutgoingMetadata(r, h.forward)), limit, client)
+	md := transcoder.OutgoingMetadata(r, h.forward)
+	adm.Metadata(md)
+	c, cancel := transcoder.CallDeadline(metadata.NewOutgoingContext(r.Context(), md), limit, client)
 	return c, cancel, nil
 }
 

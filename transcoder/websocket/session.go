@@ -258,6 +258,9 @@ type wsSession struct {
 	p    *binding.Plan
 	be   transcoder.Backend
 	req  *wsRequest
+	// adm is the socket's policy decision (nil without plugins): its
+	// per-message limits count each client message.
+	adm *transcoder.Admission
 
 	int64Numbers bool
 
@@ -475,6 +478,12 @@ func (s *wsSession) readLoop(cs grpc.ClientStream) {
 			s.fail(&wsFailure{err: call.Errorf(codes.InvalidArgument,
 				"message after the request stream was closed (by @close_send, or by the one request message of method %s)", s.p.Route.Method.FullName()),
 				code: closeCode(&call.Error{Code: codes.InvalidArgument})})
+			return
+		}
+		if cerr := s.adm.CheckMessage(s.connCtx); cerr != nil {
+			// Over a per-message limit: the socket closes with 4000 + the
+			// code (4008 for RESOURCE_EXHAUSTED).
+			s.fail(&wsFailure{err: cerr, code: closeCode(cerr)})
 			return
 		}
 		msg, cerr := s.req.decode(frame)

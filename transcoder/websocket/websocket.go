@@ -46,6 +46,7 @@ type Bridge struct {
 	resolver *transcoder.TypeResolver
 	backends func(string) (transcoder.Backend, bool)
 	forward  transcoder.HeaderAllowList
+	policies transcoder.Policies
 	strict   bool
 	table    *router.Table
 	routes   map[*router.Route]*binding.Plan // binding plans, without a body
@@ -88,6 +89,7 @@ func New(p Params) *Bridge {
 		resolver: res,
 		backends: p.Backends,
 		forward:  transcoder.NewHeaderAllowList(p.Transcoding.ForwardHeaders),
+		policies: p.Policies,
 		strict:   p.Transcoding.StrictQuery,
 		table:    p.Table,
 		routes:   make(map[*router.Route]*binding.Plan),
@@ -198,16 +200,26 @@ func (h *Bridge) Serve(w http.ResponseWriter, r *http.Request, t Target) {
 	}
 	token := q.Get(AccessTokenParam)
 	q.Del(AccessTokenParam)
+	if neg.bearer != "" {
+		token = neg.bearer
+	}
+	// The policy seam: refusals are answered before the upgrade, as REST
+	// answers them.
+	adm, cerr := transcoder.Admit(r.Context(), h.policies, call.WebSocket, t.plan.Route.Method, t.upstream, r, token)
+	adm.SetHeaders(w.Header(), true)
+	defer adm.Done()
+	if cerr != nil {
+		h.writeError(w, r, cerr)
+		return
+	}
 	req, cerr := h.newRequest(t, neg.mode, q)
 	if cerr != nil {
 		h.writeError(w, r, cerr)
 		return
 	}
 	md := transcoder.OutgoingMetadata(r, h.forward)
-	if neg.bearer != "" {
-		token = neg.bearer
-	}
 	addBearer(md, token)
+	adm.Metadata(md)
 
 	opts := &websocket.AcceptOptions{InsecureSkipVerify: true} // origins checked above
 	if neg.selected != "" {
@@ -223,6 +235,7 @@ func (h *Bridge) Serve(w http.ResponseWriter, r *http.Request, t Target) {
 		return // Accept answered the client
 	}
 	s := newWSSession(h, conn, r, t.plan, be, req, md)
+	s.adm = adm
 	s.run()
 }
 

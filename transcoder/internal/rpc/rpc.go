@@ -28,16 +28,23 @@ import (
 // they route by the "/pkg.Service/Method" path through the snapshot, not
 // by HTTP rules, and forward request metadata as it came.
 type Base struct {
+	// Snap, Table, Backends and Policies are the snapshot's, as given
+	// in transcoder.Params.
 	Snap     *registry.Snapshot
 	Table    *router.Table
 	Backends func(string) (transcoder.Backend, bool)
+	Policies transcoder.Policies
+	// Resolver resolves the snapshot's types (Any, error details).
 	Resolver *transcoder.TypeResolver
-	Logger   *slog.Logger
-	JSONIn   protojson.UnmarshalOptions
-	JSONOut  protojson.MarshalOptions
-	wire     *wirejson.Compiler // JSON ⇄ wire plans, compiled once per message type
-	plans    *sync.Map          // protoreflect.FullName → *wirejson.Plan, read without locking
-	Max      int
+	// Logger receives 5xx-class failures.
+	Logger *slog.Logger
+	// JSONIn and JSONOut are the protojson options of the JSON codecs.
+	JSONIn  protojson.UnmarshalOptions
+	JSONOut protojson.MarshalOptions
+	wire    *wirejson.Compiler // JSON ⇄ wire plans, compiled once per message type
+	plans   *sync.Map          // protoreflect.FullName → *wirejson.Plan, read without locking
+	// Max is the default largest request message (4 MiB).
+	Max int
 }
 
 // NewBase builds the shared part of one snapshot's RPC-path adapter.
@@ -52,6 +59,7 @@ func NewBase(p transcoder.Params) Base {
 		Snap:     p.Snapshot,
 		Table:    p.Table,
 		Backends: p.Backends,
+		Policies: p.Policies,
 		Resolver: res,
 		Logger:   logger,
 		JSONIn:   protojson.UnmarshalOptions{DiscardUnknown: discard, Resolver: res},
@@ -69,6 +77,25 @@ type Target struct {
 	Backend transcoder.Backend
 	Timeout time.Duration // the route's timeout, else the backend's for unary calls; 0: none
 	Max     int           // the largest message accepted, from the upstream's config
+	// Upstream is the upstream's name.
+	Upstream string
+	// Adm is the call's policy decision, set by [Base.Admit]; nil when no
+	// plugin applies.
+	Adm *transcoder.Admission
+}
+
+// Admit is the policy seam of gRPC-Web and Connect: it describes the call
+// t resolved, as protocol p, and runs its policy chain (which may block
+// on I/O), keeping the decision in t.Adm. A refusal releases what the
+// chain held at once; the caller still renders t.Adm's response fields,
+// and defers t.Adm.Done for an admitted call.
+func (b *Base) Admit(r *http.Request, t *Target, p call.Protocol) *call.Error {
+	adm, ce := transcoder.Admit(r.Context(), b.Policies, p, t.Method, t.Upstream, r, "")
+	t.Adm = adm
+	if ce != nil {
+		adm.Done()
+	}
+	return ce
 }
 
 // Knows reports whether the snapshot has the method a "/pkg.Service/Method"
@@ -95,7 +122,7 @@ func (b *Base) Resolve(path string) (*Target, *call.Error) {
 	if !ok {
 		return nil, call.Errorf(codes.Unavailable, "upstream %q of method %s is not available", upstream, path)
 	}
-	t := &Target{Path: path, Method: md, Backend: be, Max: b.Max}
+	t := &Target{Path: path, Method: md, Backend: be, Max: b.Max, Upstream: upstream}
 	if be.MaxRequestMessageBytes > 0 {
 		t.Max = be.MaxRequestMessageBytes
 	} else if be.MaxMessageBytes > 0 {
@@ -119,9 +146,10 @@ func looksLikeRPCPath(p string) bool {
 
 // CallContext derives a backend call's context: the client's deadline
 // (0: none) capped by the target's timeout, or the target's timeout alone
-// (enforced, not announced: see transcoder.CallDeadline), with md as outgoing
-// metadata.
+// (enforced, not announced: see transcoder.CallDeadline), with md as
+// outgoing metadata, changed as the policy decision says.
 func (t *Target) CallContext(r *http.Request, client time.Duration, md metadata.MD) (context.Context, context.CancelFunc) {
+	t.Adm.Metadata(md)
 	return transcoder.CallDeadline(metadata.NewOutgoingContext(r.Context(), md), t.Timeout, client)
 }
 

@@ -1,0 +1,84 @@
+package gateway
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/policy"
+	"github.com/rosetta-gateway/rosetta/router"
+	"github.com/rosetta-gateway/rosetta/transcoder"
+
+	// The plugins a config may name register themselves.
+	_ "github.com/rosetta-gateway/rosetta/policy/concurrency"
+	_ "github.com/rosetta-gateway/rosetta/policy/jwtauth"
+	_ "github.com/rosetta-gateway/rosetta/policy/keyauth"
+	_ "github.com/rosetta-gateway/rosetta/policy/ratelimit"
+)
+
+// policies returns the policy set as the dialects look chains up, nil
+// when the config has no plugin (so calls skip the seam entirely).
+func (g *Gateway) policies() transcoder.Policies {
+	if g.pols == nil {
+		return nil
+	}
+	return g.pols
+}
+
+// admitURI runs the chain of a plain HTTP (uri) route. It reports false
+// when the call was refused and answered. The caller defers adm.Done.
+func (g *Gateway) admitURI(w http.ResponseWriter, r *http.Request, st *state, rt *router.URIRoute) (*transcoder.Admission, bool) {
+	chain := g.pols.ForURIRoute(rt.Index)
+	if chain.Empty() {
+		return nil, true
+	}
+	protocol := call.HTTP
+	if isUpgrade(r) {
+		protocol = call.WebSocket
+	}
+	adm := &transcoder.Admission{}
+	adm.Describe(nil, protocol, nil, rt.Config.Service, r)
+	adm.SetChain(chain)
+	adm.Call.Route = rt.Config.URI
+	cerr := adm.Check(r.Context())
+	adm.SetHeaders(w.Header(), true)
+	if cerr != nil {
+		adm.Done()
+		st.rest.WriteError(w, r, cerr)
+		return nil, false
+	}
+	adm.Header(r.Header)
+	return adm, true
+}
+
+// admitLocal runs the top-level chain on calls to the gateway's own
+// reflection service (its health service stays open). It reports false
+// when the call was refused and answered; the caller defers adm.Done.
+func (g *Gateway) admitLocal(w http.ResponseWriter, r *http.Request, st *state) (*transcoder.Admission, bool) {
+	if !strings.HasPrefix(r.URL.Path, "/grpc.reflection.") {
+		return nil, true
+	}
+	chain := g.pols.Default()
+	if chain.Empty() {
+		return nil, true
+	}
+	adm := &transcoder.Admission{}
+	adm.Describe(nil, call.GRPC, nil, "", r)
+	adm.SetChain(chain)
+	cerr := adm.Check(r.Context())
+	adm.SetHeaders(w.Header(), false)
+	if cerr != nil {
+		adm.Done()
+		st.grpc.WriteError(w, r, cerr)
+		return nil, false
+	}
+	return adm, true
+}
+
+// isUpgrade reports whether r asks for a WebSocket (an HTTP/1.1 upgrade
+// or an extended CONNECT).
+func isUpgrade(r *http.Request) bool {
+	return transcoder.Detect(r) == call.WebSocket
+}
+
+var _ transcoder.Policies = (*policy.Set)(nil)

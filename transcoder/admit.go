@@ -1,0 +1,163 @@
+package transcoder
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/policy"
+)
+
+// Policies finds the policy chain that covers an RPC method, and the
+// config route it comes from ("" for the top-level plugins).
+// *policy.Set implements it.
+type Policies interface {
+	ForMethod(fullName string) (chain *policy.Chain, route string)
+}
+
+// Admission is one call at the policy seam: the protocol-neutral
+// description of the call ([call.Call]) that every dialect builds, in one
+// place, before it talks to the upstream, and what the chain decided
+// about it. The zero value is ready; a dialect fills it with
+// [Admission.Describe] (or by hand), runs [Admission.Check], forwards
+// [Admission.Metadata], renders [Admission.SetHeaders] on its answer, and
+// calls [Admission.Done] when the call ends.
+type Admission struct {
+	// Call describes the call.
+	Call call.Call
+	// State is what the chain learned (response fields, rate limit,
+	// fields to send upstream).
+	State policy.State
+	chain *policy.Chain
+}
+
+// Admit is the policy seam of a handler-path dialect: it finds the chain
+// of method md (nil for plain HTTP routes) in pol, and when there is one
+// describes the call and runs the chain, which may block on I/O. It
+// bearer is a token the protocol carried outside Authorization (the
+// WebSocket bridge's; "" otherwise). It returns nil and nil when no
+// plugin applies, so calls without policies
+// cost nothing. On a refusal it returns the admission too, for its
+// response fields; either way the caller renders [Admission.SetHeaders]
+// and calls [Admission.Done] (both nil-safe) when the call ends.
+func Admit(ctx context.Context, pol Policies, p call.Protocol, md protoreflect.MethodDescriptor, upstream string, r *http.Request, bearer string) (*Admission, *call.Error) {
+	if pol == nil || md == nil {
+		return nil, nil
+	}
+	chain, route := pol.ForMethod(string(md.FullName()))
+	if chain.Empty() {
+		return nil, nil
+	}
+	a := &Admission{}
+	a.Describe(nil, p, md, upstream, r)
+	a.chain, a.Call.Route = chain, route
+	a.Call.Bearer = bearer
+	return a, a.Check(ctx)
+}
+
+// Describe fills a.Call for a call of method md (nil for plain HTTP
+// routes) arriving as r over protocol p, and picks its chain from pol
+// (nil: none).
+func (a *Admission) Describe(pol Policies, p call.Protocol, md protoreflect.MethodDescriptor, upstream string, r *http.Request) {
+	a.Call = call.Call{
+		Protocol:   p,
+		Method:     md,
+		Upstream:   upstream,
+		HTTPMethod: r.Method,
+		Header:     call.HTTPHeader(r.Header),
+		RawQuery:   r.URL.RawQuery,
+		Peer:       call.ParsePeer(r.RemoteAddr),
+		Procedure:  r.URL.Path,
+	}
+	if md != nil {
+		a.Call.Procedure = "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
+		if pol != nil {
+			a.chain, a.Call.Route = pol.ForMethod(string(md.FullName()))
+		}
+	}
+}
+
+// SetChain sets the chain that decides on the call.
+func (a *Admission) SetChain(c *policy.Chain) { a.chain = c }
+
+// Chain returns the chain that decides on the call (nil: none).
+func (a *Admission) Chain() *policy.Chain { return a.chain }
+
+// Check runs the chain; it may block on I/O (a Redis decision, a JWKS
+// fetch), so only handler goroutines call it. A refusal is a
+// *call.Error for the dialect to render, with [Admission.SetHeaders].
+func (a *Admission) Check(ctx context.Context) *call.Error {
+	if a.chain.Empty() {
+		return nil
+	}
+	return a.chain.Check(ctx, &a.Call, &a.State)
+}
+
+// CheckMessage counts one more message of a stream against the chain's
+// per-message limits (WebSocket frames).
+func (a *Admission) CheckMessage(ctx context.Context) *call.Error {
+	if a == nil || !a.chain.HasMessageLimits() {
+		return nil
+	}
+	return a.chain.CheckMessage(ctx, &a.Call, &a.State)
+}
+
+// Done releases what the chain held for the call. It is idempotent and
+// nil-safe, as are Metadata, Header, SetHeaders and CheckMessage.
+func (a *Admission) Done() {
+	if a != nil && a.chain != nil {
+		a.chain.Done(&a.State)
+	}
+}
+
+// Metadata applies the decision to outgoing metadata: the names the
+// chain sets itself are removed from what the client sent, then the
+// chain's fields (x-consumer, claims_to_headers) are added.
+func (a *Admission) Metadata(md metadata.MD) {
+	if a == nil || a.chain == nil {
+		return
+	}
+	for _, name := range a.chain.Strip() {
+		delete(md, name)
+	}
+	for _, f := range a.State.Upstream {
+		md[f.Name] = []string{f.Value}
+	}
+}
+
+// Header applies the decision to an outgoing HTTP header (the gRPC
+// handler path and plain HTTP routes), as [Admission.Metadata] does.
+func (a *Admission) Header(h http.Header) {
+	if a == nil || a.chain == nil {
+		return
+	}
+	for _, name := range a.chain.Strip() {
+		h.Del(name)
+	}
+	for _, f := range a.State.Upstream {
+		h.Set(f.Name, f.Value)
+	}
+}
+
+// SetHeaders writes the decision's response fields on the answer's
+// header: the plugins' fields (WWW-Authenticate, Retry-After) and, when
+// rateLimit is set (REST, SSE, plain HTTP and WebSocket upgrades), the
+// RateLimit-Limit, -Remaining and -Reset fields of the limit that counted
+// the call.
+func (a *Admission) SetHeaders(h http.Header, rateLimit bool) {
+	if a == nil {
+		return
+	}
+	for _, f := range a.State.Response {
+		h.Set(f.Name, f.Value)
+	}
+	if rl := a.State.RateLimit; rateLimit && rl.Set {
+		h.Set("RateLimit-Limit", strconv.FormatInt(rl.Limit, 10))
+		h.Set("RateLimit-Remaining", strconv.FormatInt(rl.Remaining, 10))
+		h.Set("RateLimit-Reset", strconv.FormatInt(rl.ResetSeconds, 10))
+	}
+}
