@@ -28,8 +28,8 @@ type Config struct {
 	Admin *Admin `yaml:"admin"`
 	// Plugins apply to every route, unless a route lists a plugin of the
 	// same name itself (the route's wins), and to calls no route covers.
-	// Each is built once and shared by every route it applies to (a
-	// top-level rate limit counts across routes).
+	// A top-level plugin applies to a route as if the route listed it (a
+	// top-level concurrency-limit caps each route on its own).
 	Plugins []Plugin `yaml:"plugins"`
 	// Consumers are the known callers: API keys and JWT subjects.
 	Consumers []Consumer `yaml:"consumers"`

@@ -18,11 +18,13 @@ import (
 // use.
 //
 // A route's chain holds the route's own plugins plus every top-level
-// plugin whose name the route does not list (the route's wins). Each
-// top-level plugin is built once and shared by the chains it is part of,
-// so a top-level rate limit counts across routes. cors entries are not
-// checking plugins: they do not enter chains, and [Set.CORSForMethod] and
-// [Set.CORSForURIRoute] return them instead.
+// plugin whose name the route does not list (the route's wins). A
+// top-level plugin applies to a route as if the route listed it: it is
+// built for that route (Env.Route names it), so a top-level
+// concurrency-limit or rate-limiting with key: route counts per route.
+// The default chain has the top-level plugins built with Env.Route "".
+// cors entries are not checking plugins: they do not enter chains, and
+// [Set.CORSForMethod] and [Set.CORSForURIRoute] return them instead.
 type Set struct {
 	def       *Chain
 	defCORS   *config.CORS
@@ -85,22 +87,25 @@ func Build(cfg *config.Config, shared *Shared, logger *slog.Logger) (*Set, error
 	}
 	b := &setBuilder{cfg: cfg, shared: shared, logger: logger, set: s}
 
-	// Top-level plugins: built once, in config order.
-	var top []entry
+	// Top-level plugins, in config order; those whose constructor fails
+	// for the default chain are reported once and left out of routes.
+	var top, def []entry
 	for i := range cfg.Plugins {
 		spec := &cfg.Plugins[i]
 		if spec.CORS != nil {
 			s.defCORS = spec.CORS
 			continue
 		}
-		if p := b.build(fmt.Sprintf("plugins[%d]", i), "", spec); p != nil {
-			top = append(top, entry{p, spec})
+		path := fmt.Sprintf("plugins[%d]", i)
+		if p := b.build(path, "", spec); p != nil {
+			def = append(def, entry{p, spec, path})
+			top = append(top, entry{nil, spec, path})
 		}
 	}
 	if s.defCORS == nil {
 		s.defCORS = cfg.CORS
 	}
-	s.def = chainOf(top)
+	s.def = chainOf(def)
 
 	for ri := range cfg.Routes {
 		r := &cfg.Routes[ri]
@@ -118,13 +123,16 @@ func Build(cfg *config.Config, shared *Shared, logger *slog.Logger) (*Set, error
 				s.routeCORS[ri] = spec.CORS
 				continue
 			}
-			if p := b.build(fmt.Sprintf("routes[%d].plugins[%d]", ri, i), name, spec); p != nil {
-				own = append(own, entry{p, spec})
+			path := fmt.Sprintf("routes[%d].plugins[%d]", ri, i)
+			if p := b.build(path, name, spec); p != nil {
+				own = append(own, entry{p, spec, path})
 			}
 		}
 		for _, e := range top {
 			if !named[e.spec.Name()] {
-				own = append(own, e)
+				if p := b.build(e.path, name, e.spec); p != nil {
+					own = append(own, entry{p, e.spec, e.path})
+				}
 			}
 		}
 		s.routes[ri] = chainOf(own)
@@ -139,10 +147,12 @@ func Build(cfg *config.Config, shared *Shared, logger *slog.Logger) (*Set, error
 	return s, nil
 }
 
-// entry is a built plugin and the config entry it came from.
+// entry is a built plugin and the config entry (and its key path) it
+// came from.
 type entry struct {
 	plugin Plugin
 	spec   *config.Plugin
+	path   string
 }
 
 // setBuilder collects what Build makes and the errors it meets.

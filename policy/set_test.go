@@ -221,14 +221,19 @@ func TestSetMergeRules(t *testing.T) {
 	}
 }
 
-func TestSetBuildsTopLevelPluginsOnce(t *testing.T) {
+func TestSetTopLevelPluginsPerRoute(t *testing.T) {
 	t.Parallel()
+	concurrencyBuilds.Lock()
+	delete(concurrencyBuilds.routes, "127.0.0.1:3") // from an earlier -count run
+	concurrencyBuilds.Unlock()
 	build(t, parseConfig(t, strings.Replace(setConfig, "127.0.0.1:1", "127.0.0.1:3", 1)))
 	concurrencyBuilds.Lock()
 	got := concurrencyBuilds.routes["127.0.0.1:3"]
 	concurrencyBuilds.Unlock()
-	// The top-level one once (route ""), the lib.* route's own once.
-	if diff := cmp.Diff([]string{"", "lib.*"}, got); diff != "" {
+	// The top-level one for the default chain and for each route that
+	// does not name its own, as if the route listed it; lib.* its own.
+	want := []string{"", "lib.v1.Library.GetBook", "lib.v1.Library.*", "lib.*", "/users/*", "*"}
+	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("concurrency-limit builds by Env.Route (-want +got):\n%s", diff)
 	}
 }

@@ -153,14 +153,14 @@ func TestJWKSKeyRemoved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := p.cache.Len(); got != 1 {
+	if got := p.cache.lru.Len(); got != 1 {
 		t.Fatalf("cache: got %d tokens; want 1", got)
 	}
 
 	// A refresh that brings the same keys keeps the cache.
 	gen := p.jwks.current().gen
 	p.jwks.scheduled()
-	if p.jwks.current().gen != gen || p.cache.Len() != 1 {
+	if p.jwks.current().gen != gen || p.cache.lru.Len() != 1 {
 		t.Fatalf("an unchanged key set changed the generation (%d → %d) or emptied the cache", gen, p.jwks.current().gen)
 	}
 
@@ -174,7 +174,7 @@ func TestJWKSKeyRemoved(t *testing.T) {
 	if got := challenge(st); got != `Bearer realm="rosetta", error="invalid_token"` {
 		t.Errorf("www-authenticate: got %q", got)
 	}
-	if got := p.cache.Len(); got != 0 {
+	if got := p.cache.lru.Len(); got != 0 {
 		t.Errorf("cache after the key set changed: got %d tokens; want 0", got)
 	}
 	if err, _, _ := check(t, p.Plugin, k2); err != nil {
@@ -276,6 +276,12 @@ func TestJWKSShared(t *testing.T) {
 	b := newJWKSPlugin(t, srv, env, config.JWTAuth{Issuer: "other"})
 	if a.jwks != b.jwks {
 		t.Fatal("two plugins on one jwks_uri got two key sources; want one, kept in Shared")
+	}
+	if a.cache == b.cache {
+		t.Error("plugins with different issuers share a token cache")
+	}
+	if c := newJWKSPlugin(t, srv, env, config.JWTAuth{}); c.cache != a.cache {
+		t.Error("plugins with the same settings got two token caches; want one, kept in Shared")
 	}
 	a.loaded(t)
 	if err, _, _ := check(t, b.Plugin, rs256(t, rsaKey1, "k1")); err == nil || err.Msg != "issuer mismatch" {

@@ -2,13 +2,17 @@ package jwtauth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -86,11 +90,18 @@ type Plugin struct {
 	subjects   map[string]string // jwt_subject → consumer name
 	claims     []claimHeader
 
-	cache   *lru.Cache[string, *entry]
-	seenGen atomic.Uint64 // key-set generation the cache holds entries of
+	cache *tokenCache // nil when disabled
 
 	// WWW-Authenticate values.
 	challenge, invalidToken, insufficientScope string
+}
+
+// tokenCache holds verified tokens. Plugins with the same settings share
+// one (through policy.Shared): every route a top-level jwt-auth applies
+// to, and the next config snapshot.
+type tokenCache struct {
+	lru     *lru.Cache[string, *entry]
+	seenGen atomic.Uint64 // key-set generation the cache holds entries of
 }
 
 // claimHeader sends one claim upstream as a header.
@@ -195,12 +206,27 @@ func New(cfg config.JWTAuth, env policy.Env, opts ...Option) (*Plugin, error) {
 	}
 	sort.Slice(p.claims, func(i, j int) bool { return p.claims[i].header < p.claims[j].header })
 	if o.cacheSize > 0 {
-		c, err := lru.New[string, *entry](o.cacheSize)
+		newCache := func() (any, error) {
+			c, err := lru.New[string, *entry](o.cacheSize)
+			if err != nil {
+				return nil, fmt.Errorf("token cache: %w", err)
+			}
+			return &tokenCache{lru: c}, nil
+		}
+		var (
+			v   any
+			err error
+		)
+		if env.Shared != nil {
+			v, err = env.Shared.Get("jwt-auth cache "+fingerprint(cfg, p.subjects, o.cacheSize), newCache)
+		} else {
+			v, err = newCache()
+		}
 		if err != nil {
 			_ = p.Close()
-			return nil, fmt.Errorf("token cache: %w", err)
+			return nil, err
 		}
-		p.cache = c
+		p.cache = v.(*tokenCache)
 	}
 	p.challenge = `Bearer realm="rosetta"`
 	p.invalidToken = p.challenge + `, error="invalid_token"`
@@ -388,12 +414,12 @@ func (p *Plugin) cached(tok string) *entry {
 	if ks == nil {
 		return nil
 	}
-	if p.seenGen.Load() != ks.gen {
-		p.seenGen.Store(ks.gen)
-		p.cache.Purge()
+	if p.cache.seenGen.Load() != ks.gen {
+		p.cache.seenGen.Store(ks.gen)
+		p.cache.lru.Purge()
 		return nil
 	}
-	e, ok := p.cache.Get(tok)
+	e, ok := p.cache.lru.Get(tok)
 	if !ok || e.gen != ks.gen {
 		return nil
 	}
@@ -405,10 +431,10 @@ func (p *Plugin) remember(tok string, e *entry) {
 	if p.cache == nil || len(tok) > MaxCachedTokenBytes {
 		return
 	}
-	if ks := p.keys.current(); ks == nil || ks.gen != e.gen || p.seenGen.Load() != e.gen {
+	if ks := p.keys.current(); ks == nil || ks.gen != e.gen || p.cache.seenGen.Load() != e.gen {
 		return
 	}
-	p.cache.Add(strings.Clone(tok), e)
+	p.cache.lru.Add(strings.Clone(tok), e)
 }
 
 // accept applies a verified token to the call, after checking its time
@@ -433,6 +459,33 @@ func (p *Plugin) accept(e *entry, c *call.Call, st *policy.State) *call.Error {
 		st.Upstream = append(st.Upstream, e.upstream...)
 	}
 	return nil
+}
+
+// fingerprint identifies everything a cache entry depends on: the key
+// material, the claim checks, the consumer mapping and the claim headers.
+// It is a SHA-256, so the secret never appears in clear in a Shared key.
+func fingerprint(cfg config.JWTAuth, subjects map[string]string, size int) string {
+	h := sha256.New()
+	w := func(parts ...string) {
+		for _, s := range parts {
+			fmt.Fprintf(h, "%d:%s;", len(s), s)
+		}
+	}
+	w(cfg.Secret, cfg.PublicKey, cfg.JWKSURI, cfg.Issuer, strconv.Itoa(size))
+	w(cfg.Algorithms...)
+	w("|")
+	w(cfg.Audience...)
+	w("|")
+	w(cfg.Scopes...)
+	w("|")
+	for _, k := range slices.Sorted(maps.Keys(cfg.ClaimsToHeaders)) {
+		w(k, strings.ToLower(cfg.ClaimsToHeaders[k]))
+	}
+	w("|")
+	for _, k := range slices.Sorted(maps.Keys(subjects)) {
+		w(k, subjects[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 var (

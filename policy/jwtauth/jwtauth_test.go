@@ -343,11 +343,11 @@ func TestCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := p.cache.Len(); got != 2 {
+	if got := p.cache.lru.Len(); got != 2 {
 		t.Errorf("cache holds %d tokens; want the bound, 2", got)
 	}
-	if !p.cache.Contains(tokens[2]) || p.cache.Contains(tokens[0]) {
-		t.Errorf("cache keys: got %d entries; want the two most recent whole tokens", p.cache.Len())
+	if !p.cache.lru.Contains(tokens[2]) || p.cache.lru.Contains(tokens[0]) {
+		t.Errorf("cache keys: got %d entries; want the two most recent whole tokens", p.cache.lru.Len())
 	}
 
 	// A hit checks the time again: the cached token expires with the clock.
@@ -362,11 +362,11 @@ func TestCache(t *testing.T) {
 
 	// Tokens over 8 KiB are verified but never cached.
 	big := sign(t, jwt.SigningMethodHS256, []byte(secret), "", jwt.MapClaims{"sub": "u", "pad": strings.Repeat("x", MaxCachedTokenBytes)})
-	p.cache.Purge()
+	p.cache.lru.Purge()
 	if err, _, _ := check(t, p, bearer(big)); err != nil {
 		t.Fatal(err)
 	}
-	if p.cache.Len() != 0 {
+	if p.cache.lru.Len() != 0 {
 		t.Errorf("a %d-byte token was cached", len(big))
 	}
 }
