@@ -1,6 +1,7 @@
 package call
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -49,10 +50,12 @@ type Call struct {
 }
 
 // Header reads request header fields (or gRPC metadata) by lower-case
-// name. Get returns the first value, "" when absent. Implementations
-// must not allocate for a lookup.
+// name. Get returns the first value, "" when absent, and must not
+// allocate; Values returns every value in order, one per field line (a
+// list-valued line such as "a, b" is one value), and may allocate.
 type Header interface {
 	Get(name string) string
+	Values(name string) []string
 }
 
 // HTTPHeader adapts an [http.Header] to [Header]. Names are looked up as
@@ -64,15 +67,21 @@ type HTTPHeader http.Header
 // Get returns the first value of name. It does not allocate for names
 // of up to 64 bytes.
 func (h HTTPHeader) Get(name string) string {
-	if v := h[name]; len(v) > 0 {
+	if v := h.Values(name); len(v) > 0 {
 		return v[0]
+	}
+	return ""
+}
+
+// Values returns every value of name (the header's own slice). It does
+// not allocate for names of up to 64 bytes.
+func (h HTTPHeader) Values(name string) []string {
+	if v, ok := h[name]; ok {
+		return v
 	}
 	var buf [64]byte
 	if len(name) > len(buf) {
-		if v := h[http.CanonicalHeaderKey(name)]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
+		return h[http.CanonicalHeaderKey(name)]
 	}
 	// The canonical form, built on the stack: http.CanonicalHeaderKey
 	// allocates whenever it changes the name, which it always does for
@@ -90,10 +99,7 @@ func (h HTTPHeader) Get(name string) string {
 		b[i] = c
 		upper = c == '-'
 	}
-	if v := h[string(b)]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
+	return h[string(b)]
 }
 
 // ParsePeer parses an http.Request's RemoteAddr ("ip:port", or a
@@ -110,3 +116,25 @@ func ParsePeer(remoteAddr string) netip.AddrPort {
 }
 
 var _ Header = HTTPHeader(nil)
+
+// Report collects what the handling of one call learns that the edge's
+// access log writes: the consumer the policy chain identified. The edge
+// puts one in the request context ([WithReport]); whoever learns a fact
+// sets it there.
+type Report struct {
+	// Consumer is the call's identity, as in [Call.Consumer].
+	Consumer string
+}
+
+type reportKey struct{}
+
+// WithReport returns ctx carrying r.
+func WithReport(ctx context.Context, r *Report) context.Context {
+	return context.WithValue(ctx, reportKey{}, r)
+}
+
+// ReportFrom returns the Report in ctx, or nil.
+func ReportFrom(ctx context.Context) *Report {
+	r, _ := ctx.Value(reportKey{}).(*Report)
+	return r
+}

@@ -94,7 +94,11 @@ func (a *Admission) Check(ctx context.Context) *call.Error {
 	if a.chain.Empty() {
 		return nil
 	}
-	return a.chain.Check(ctx, &a.Call, &a.State)
+	err := a.chain.Check(ctx, &a.Call, &a.State)
+	if rep := call.ReportFrom(ctx); rep != nil && a.Call.Consumer != "" {
+		rep.Consumer = a.Call.Consumer
+	}
+	return err
 }
 
 // CheckMessage counts one more message of a stream against the chain's

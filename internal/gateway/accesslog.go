@@ -66,8 +66,9 @@ func (c *countingBody) Read(p []byte) (int, error) {
 }
 
 // withAccessLog writes one Info line per call, at the edge, with stable
-// keys: inbound, http (the HTTP version), method, procedure, status, code (the gRPC code when the
-// answer carries one), duration, bytes_in, bytes_out, error_id. It costs
+// keys: inbound, http (the HTTP version), method, procedure, status, code
+// (the gRPC code when the answer carries one), duration, bytes_in,
+// bytes_out, error_id, consumer (when the policy chain identified one). It costs
 // nothing when Info is disabled. Headers, tokens and bodies are never
 // logged.
 func withAccessLog(logger *slog.Logger, next func(http.ResponseWriter, *http.Request, call.Protocol)) http.Handler {
@@ -79,6 +80,8 @@ func withAccessLog(logger *slog.Logger, next func(http.ResponseWriter, *http.Req
 		}
 		start := time.Now()
 		rec := &accessRecorder{ResponseWriter: w}
+		rep := &call.Report{}
+		r = r.WithContext(call.WithReport(r.Context(), rep))
 		var body *countingBody
 		if r.Body != nil && r.Body != http.NoBody {
 			body = &countingBody{ReadCloser: r.Body}
@@ -119,6 +122,9 @@ func withAccessLog(logger *slog.Logger, next func(http.ResponseWriter, *http.Req
 				slog.Int64("bytes_out", rec.bytes))
 			if id := h.Get(transcoder.ErrorIDHeader); id != "" {
 				attrs = append(attrs, slog.String("error_id", id))
+			}
+			if rep.Consumer != "" {
+				attrs = append(attrs, slog.String("consumer", rep.Consumer))
 			}
 			logger.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelInfo, "access", attrs...)
 		}()

@@ -14,22 +14,93 @@ import (
 
 // This file wires the browser-facing protocols: gRPC-Web, Connect and CORS.
 
-// newCORS builds the CORS policy of cfg, or nil when cfg has no cors
-// section.
-func newCORS(cfg *config.Config) *cors.Policy {
-	if cfg.CORS == nil {
+// corsPolicies are the CORS policies of one config: the gateway-wide one
+// (the top-level cors plugin, else the cors block) and, when some route
+// has a cors plugin of its own, one per distinct setting.
+type corsPolicies struct {
+	top      *cors.Policy
+	byCfg    map[*config.CORS]*cors.Policy
+	perRoute bool // some route has its own cors plugin
+}
+
+// newCORS builds the CORS policies of cfg; nil when cfg allows no
+// cross-origin call anywhere.
+func newCORS(cfg *config.Config) *corsPolicies {
+	c := &corsPolicies{byCfg: map[*config.CORS]*cors.Policy{}}
+	add := func(cc *config.CORS) *cors.Policy {
+		if cc == nil {
+			return nil
+		}
+		if p, ok := c.byCfg[cc]; ok {
+			return p
+		}
+		p := cors.New(*cc)
+		c.byCfg[cc] = p
+		return p
+	}
+	top := cfg.CORS
+	for _, p := range cfg.Plugins {
+		if p.CORS != nil {
+			top = p.CORS
+		}
+	}
+	c.top = add(top)
+	for _, r := range cfg.Routes {
+		for _, p := range r.Plugins {
+			if p.CORS != nil {
+				add(p.CORS)
+				c.perRoute = true
+			}
+		}
+	}
+	if c.top == nil && !c.perRoute {
 		return nil
 	}
-	return cors.New(*cfg.CORS)
+	return c
+}
+
+// corsFor returns the CORS policy of the route r reaches (its cors
+// plugin, else the gateway-wide one), or nil when r's route allows no
+// cross-origin call. Routes are looked up only when some route has a
+// cors plugin of its own.
+func (g *Gateway) corsFor(r *http.Request, st *state) *cors.Policy {
+	if !g.cors.perRoute {
+		return g.cors.top
+	}
+	method := r.Method
+	if m := r.Header.Get("Access-Control-Request-Method"); r.Method == http.MethodOptions && m != "" {
+		method = m // a preflight names the method of the call to come
+	}
+	if g.uri != nil && g.uri.table.Len() > 0 {
+		if rt, _, ok := g.uri.table.Match(method, r.URL.Path); ok {
+			return g.cors.byCfg[g.pols.CORSForURIRoute(rt.Index)]
+		}
+	}
+	name := ""
+	if st != nil && st.snap != nil {
+		if md, _, ok := st.snap.Method(r.URL.Path); ok {
+			name = string(md.FullName())
+		} else if m, _, ok := st.table.Match(method, r.URL.EscapedPath()); ok {
+			name = string(m.Route.Method.FullName())
+		}
+	}
+	if name == "" {
+		return g.cors.top
+	}
+	return g.cors.byCfg[g.pols.CORSForMethod(name)]
 }
 
 // applyCORS answers a CORS preflight (reporting true) or sets the CORS
-// headers of an actual response.
-func (g *Gateway) applyCORS(w http.ResponseWriter, r *http.Request) bool {
-	if g.cors.Preflight(w, r) {
+// headers of an actual response, by the policy of r's route.
+func (g *Gateway) applyCORS(w http.ResponseWriter, r *http.Request, st *state) bool {
+	p := g.corsFor(r, st)
+	if p == nil {
+		return false
+	}
+	if p.Preflight(w, r) {
 		return true
 	}
-	g.cors.Apply(w, r)
+	p.Apply(w, r)
 	return false
 }
 

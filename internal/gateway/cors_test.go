@@ -123,3 +123,55 @@ func doWebWithOrigin(t *testing.T, url string, body []byte, origin string) *http
 	_ = resp.Body.Close()
 	return resp
 }
+
+// corsRouteConfig opens one method to a browser origin with a cors
+// plugin; the rest of the API stays closed (no top-level cors).
+const corsRouteConfig = `
+listeners:
+  - address: "127.0.0.1:0"
+upstreams:
+  test:
+    targets: ["$BACKEND"]
+routes:
+  - selector: rosetta.testing.v1.EchoService.Echo
+    plugins:
+      - cors:
+          allowed_origins: ["https://app.example.com"]
+`
+
+// TestCORSPerRoute checks the cors plugin: the route that has it answers
+// preflights and sets CORS headers, by its gRPC path and by its REST
+// binding; another route of the same service does not.
+func TestCORSPerRoute(t *testing.T) {
+	t.Parallel()
+	url := startBrowserGateway(t, corsRouteConfig)
+	const origin = "https://app.example.com"
+	preflight := func(path, method string) response {
+		return do(t, "OPTIONS", url+path, "", "Origin: "+origin, "Access-Control-Request-Method: "+method)
+	}
+	for _, tc := range []struct {
+		name, path, method string
+		open               bool
+	}{
+		{"rpc path of the route", echoService + "Echo", "POST", true},
+		{"REST binding of the route", "/v1/echo/x", "GET", true},
+		{"another method", echoService + "Metadata", "POST", false},
+		{"another method's REST binding", "/v1/metadata", "POST", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := preflight(tc.path, tc.method)
+			got := r.header.Get("Access-Control-Allow-Origin")
+			if tc.open && (r.status != http.StatusNoContent || got != origin) {
+				t.Fatalf("preflight: got %d, Allow-Origin %q; want 204 and %q", r.status, got, origin)
+			}
+			if !tc.open && got != "" {
+				t.Fatalf("preflight: got Allow-Origin %q; want none (the route has no cors plugin)", got)
+			}
+		})
+	}
+	r := do(t, "GET", url+"/v1/echo/x", "", "Origin: "+origin)
+	if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != origin {
+		t.Errorf("actual response: got %d, Allow-Origin %q; want 200 and %q", r.status, r.header.Get("Access-Control-Allow-Origin"), origin)
+	}
+}

@@ -19,7 +19,6 @@ import (
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/policy"
-	"github.com/rosetta-gateway/rosetta/policy/cors"
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/router"
 	"github.com/rosetta-gateway/rosetta/transcoder"
@@ -46,9 +45,9 @@ type Gateway struct {
 	// shared what they count, kept across config snapshots.
 	pols    *policy.Set
 	shared  *policy.Shared
-	local   *localGRPC   // grpc_local.go
-	cors    *cors.Policy // browser.go; nil without a cors config
-	ws      wsSockets    // websocket.go
+	local   *localGRPC    // grpc_local.go
+	cors    *corsPolicies // browser.go; nil without any cors config
+	ws      wsSockets     // websocket.go
 	state   atomic.Pointer[state]
 	servers []*transports.Server
 	cancel  context.CancelFunc
@@ -99,7 +98,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	}
 	shared := &policy.Shared{}
 	var pols *policy.Set
-	if hasPlugins(cfg) {
+	if len(cfg.Plugins) > 0 || hasRoutePlugins(cfg) {
 		if pols, err = policy.Build(cfg, shared, logger.With("component", "policy")); err != nil {
 			uri.close()
 			_ = reg.Close()
@@ -204,22 +203,10 @@ func (g *Gateway) routeTimeout(md protoreflect.MethodDescriptor) time.Duration {
 	return 0
 }
 
-// hasPlugins reports whether cfg names any plugin that checks calls
-// (cors entries do not).
-func hasPlugins(cfg *config.Config) bool {
-	checks := func(list []config.Plugin) bool {
-		for _, p := range list {
-			if p.CORS == nil {
-				return true
-			}
-		}
-		return false
-	}
-	if checks(cfg.Plugins) {
-		return true
-	}
+// hasRoutePlugins reports whether some route of cfg lists plugins.
+func hasRoutePlugins(cfg *config.Config) bool {
 	for _, r := range cfg.Routes {
-		if checks(r.Plugins) {
+		if len(r.Plugins) > 0 {
 			return true
 		}
 	}
@@ -282,7 +269,7 @@ func (g *Gateway) Handler() http.Handler {
 func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, proto call.Protocol) {
 	st := g.state.Load()
 	defer g.recoverPanic(w, r, st, proto)
-	if g.cors != nil && g.applyCORS(w, r) {
+	if g.cors != nil && g.applyCORS(w, r, st) {
 		return // a preflight, answered
 	}
 	switch proto {

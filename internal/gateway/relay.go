@@ -59,5 +59,8 @@ func (g *Gateway) logRelayed(head *h2.RequestHead, start time.Time, res *grpcdia
 	if res.ErrorID != "" {
 		attrs = append(attrs, slog.String("error_id", res.ErrorID))
 	}
+	if res.Consumer != "" {
+		attrs = append(attrs, slog.String("consumer", res.Consumer))
+	}
 	g.access.LogAttrs(context.WithoutCancel(head.Context), slog.LevelInfo, "access", attrs...)
 }

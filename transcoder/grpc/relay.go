@@ -27,6 +27,9 @@ type RelayResult struct {
 	ErrorID string
 	// BytesIn and BytesOut count request and response DATA bytes.
 	BytesIn, BytesOut int64
+	// Consumer is the identity the policy chain established ("" when
+	// anonymous).
+	Consumer string
 }
 
 // Relay takes a gRPC call over HTTP/2 frame by frame, when it can: the
@@ -407,6 +410,7 @@ func (c *relayCall) finishLocked() {
 	}
 	c.adm.Done()
 	if c.done != nil {
+		c.res.Consumer = c.adm.Call.Consumer
 		c.done(&c.res)
 	}
 }
@@ -422,7 +426,7 @@ func (p *Proxy) refuse(in *h2.Stream, head *h2.RequestHead, adm *transcoder.Admi
 	for _, f := range adm.State.Response {
 		fields = append(fields, hpack.HeaderField{Name: f.Name, Value: f.Value})
 	}
-	res := RelayResult{Code: ce.Code, HasCode: true}
+	res := RelayResult{Code: ce.Code, HasCode: true, Consumer: adm.Call.Consumer}
 	switch ce.Code {
 	case codes.Internal, codes.Unavailable, codes.Unknown, codes.DataLoss:
 		res.ErrorID = transcoder.NewErrorID()
