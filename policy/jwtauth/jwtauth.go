@@ -385,7 +385,17 @@ func (p *Plugin) token(c *call.Call) string {
 		return c.Bearer
 	}
 	if p.cookie != "" && c.Header != nil {
-		return cookieValue(c.Header.Get("cookie"), p.cookie)
+		// HTTP/2 and HTTP/3 may split cookies over several fields
+		// (RFC 9113 §8.2.3); HTTP/1.1 sends one.
+		if v := cookieValue(c.Header.Get("cookie"), p.cookie); v != "" {
+			return v
+		}
+		for _, line := range c.Header.Values("cookie") {
+			if v := cookieValue(line, p.cookie); v != "" {
+				return v
+			}
+		}
+		return ""
 	}
 	return ""
 }

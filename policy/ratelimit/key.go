@@ -2,7 +2,6 @@ package ratelimit
 
 import (
 	"fmt"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -30,8 +29,6 @@ type keySpec struct {
 	kind keyKind
 	// name is the header (lower case) or claim name.
 	name string
-	// canonical is the header name as net/http canonicalizes it.
-	canonical string
 }
 
 // parseKey parses a key: setting: "" (auto), consumer, ip, route,
@@ -42,7 +39,7 @@ func parseKey(s string) (keySpec, error) {
 	case s == "":
 		return keySpec{kind: keyAuto}, nil
 	case kind == "header" && name != "":
-		return keySpec{kind: keyHeader, name: strings.ToLower(name), canonical: http.CanonicalHeaderKey(name)}, nil
+		return keySpec{kind: keyHeader, name: strings.ToLower(name)}, nil
 	case kind == "claim" && name != "":
 		return keySpec{kind: keyClaim, name: name}, nil
 	case hasName:
@@ -111,20 +108,9 @@ func (l *Limiter) bucket(c *call.Call, st *policy.State) bucketKey {
 	return bucketKey{addr: l.clientIP(c)}
 }
 
-// header returns the first value of the key's header field. An
-// [call.HTTPHeader] is indexed by both names directly: its Get
-// canonicalizes a lower-case name, which allocates.
+// header returns the first value of the key's header field.
 func (l *Limiter) header(c *call.Call) string {
-	switch h := c.Header.(type) {
-	case nil:
-		return ""
-	case call.HTTPHeader:
-		if v := h[l.key.canonical]; len(v) > 0 {
-			return v[0]
-		}
-		if v := h[l.key.name]; len(v) > 0 {
-			return v[0]
-		}
+	if c.Header == nil {
 		return ""
 	}
 	return c.Header.Get(l.key.name)
@@ -210,21 +196,13 @@ func (l *Limiter) clientIP(c *call.Call) netip.Addr {
 	}
 	// Walk the field lines from the last one: a proxy may append to the
 	// existing line or add a line of its own.
-	if h, ok := c.Header.(call.HTTPHeader); ok {
-		lines := h["X-Forwarded-For"] // the canonical form net/http uses
-		if lines == nil {
-			lines = h["x-forwarded-for"]
+	lines := c.Header.Values("x-forwarded-for")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var done bool
+		if addr, done = l.walkXFF(lines[i], addr); done {
+			return addr
 		}
-		for i := len(lines) - 1; i >= 0; i-- {
-			var done bool
-			if addr, done = l.walkXFF(lines[i], addr); done {
-				return addr
-			}
-		}
-		return addr
 	}
-	// Other implementations show only the first line.
-	addr, _ = l.walkXFF(c.Header.Get("x-forwarded-for"), addr)
 	return addr
 }
 

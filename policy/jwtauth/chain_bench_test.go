@@ -1,4 +1,4 @@
-package policy_test
+package jwtauth_test
 
 import (
 	"net/netip"
@@ -10,7 +10,6 @@ import (
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/policy"
-	_ "github.com/rosetta-gateway/rosetta/policy/jwtauth"
 	_ "github.com/rosetta-gateway/rosetta/policy/ratelimit"
 )
 
