@@ -1,0 +1,366 @@
+package gateway
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc/codes"
+
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
+)
+
+// rsaTestKey is one RSA key for every test of the package (generating one
+// is slow, under the race detector above all).
+var rsaTestKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+func newECKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// publicPEM encodes a public key as a PEM PUBLIC KEY block.
+func publicPEM(t *testing.T, pub crypto.PublicKey) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// signWith signs claims with method and key, naming kid when not empty.
+func signWith(t *testing.T, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, claims)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// userClaims are the claims of a token for sub, valid for an hour.
+func userClaims(sub string) jwt.MapClaims {
+	return jwt.MapClaims{"sub": sub, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()}
+}
+
+// indent indents every line of s by n spaces (a YAML block scalar).
+func indent(s string, n int) string {
+	pad := strings.Repeat(" ", n)
+	return pad + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n"+pad)
+}
+
+// runCases runs each case over each protocol, in parallel.
+func runCases(t *testing.T, p *policyGateway, protos []matrixProto, cases []authCase) {
+	t.Helper()
+	for _, c := range cases {
+		for _, proto := range protos {
+			t.Run(c.name+"/"+proto.name, func(t *testing.T) {
+				t.Parallel()
+				c.want.check(t, proto, proto.call(t, p, c.hdr))
+			})
+		}
+	}
+}
+
+func bearer(tok string) http.Header { return withHeader(forged, "Authorization", "Bearer "+tok) }
+
+// TestPolicyJWTPublicKeys: jwt-auth with public_key, an RSA key inline on
+// the selector route and an ECDSA P-256 key from a file on the uri route:
+// RS256/PS256 and ES256 tokens pass with claims_to_headers and x-consumer
+// sent upstream (the client's copies replaced); other algorithms, the
+// HS256-with-the-public-key confusion, alg none and a wrong key are
+// refused, saying why.
+func TestPolicyJWTPublicKeys(t *testing.T) {
+	t.Parallel()
+	env := newPolicyEnv(t)
+	rsaKey, ecKey, otherEC := rsaTestKey(), newECKey(t), newECKey(t)
+	otherRSA, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaPEM := publicPEM(t, &rsaKey.PublicKey)
+	ecFile := filepath.Join(t.TempDir(), "ec.pem")
+	if err := os.WriteFile(ecFile, []byte(publicPEM(t, &ecKey.PublicKey)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := env.start(t, policyGatewayConfig(env.leaf, env.web, "", `
+  - selector: `+matrixSelector+`
+    plugins:
+      - jwt-auth:
+          public_key: |
+`+indent(rsaPEM, 12)+`
+          claims_to_headers: { sub: x-user-id }
+  - uri: `+matrixURI+`
+    service: web
+    plugins:
+      - jwt-auth:
+          public_key: `+ecFile+`
+          claims_to_headers: { sub: x-user-id }
+`))
+	invalid := `Bearer realm="rosetta", error="invalid_token"`
+	okAlice := want{seen: map[string][]string{"x-user-id": {"alice-sub"}, "x-consumer": {"alice"}}}
+	refused := func(reason, tok string) want {
+		return want{code: codes.Unauthenticated, reason: reason, challenge: invalid, hide: tok}
+	}
+	rs := signWith(t, jwt.SigningMethodRS256, rsaKey, "", userClaims("alice-sub"))
+	ps := signWith(t, jwt.SigningMethodPS256, rsaKey, "", userClaims("alice-sub"))
+	es := signWith(t, jwt.SigningMethodES256, ecKey, "", userClaims("alice-sub"))
+	// The classic confusion: HS256 keyed with the public key's text.
+	confused := signWith(t, jwt.SigningMethodHS256, []byte(rsaPEM), "", userClaims("alice-sub"))
+	none := signWith(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", userClaims("alice-sub"))
+	wrongRSA := signWith(t, jwt.SigningMethodRS256, otherRSA, "", userClaims("alice-sub"))
+	wrongEC := signWith(t, jwt.SigningMethodES256, otherEC, "", userClaims("alice-sub"))
+
+	selectorProtos := []matrixProto{restProto("http1"), grpcProto("relay"), grpcProto("handler"),
+		rpcClientProto("grpc-web", "h2c", kindGRPCWeb, connect.WithGRPCWeb()), rpcClientProto("connect", "h3", kindConnectUnary), wsProto("h2c")}
+	runCases(t, p, selectorProtos, []authCase{
+		{"rsa/RS256", bearer(rs), okAlice},
+		{"rsa/PS256", bearer(ps), okAlice},
+		{"rsa/ES256", bearer(es), refused("signing algorithm ES256 not accepted", es)},
+		{"rsa/HS256-with-public-key", bearer(confused),
+			refused("signing algorithm HS256 not accepted: this route verifies tokens with public keys", confused)},
+		{"rsa/none", bearer(none), refused("unsigned token (alg none) not accepted", none)},
+		{"rsa/wrong-key", bearer(wrongRSA), refused("invalid token signature", wrongRSA)},
+	})
+	runCases(t, p, []matrixProto{uriProto("http1"), uriProto("h2c"), uriProto("h3")}, []authCase{
+		{"ecdsa/ES256", bearer(es), okAlice},
+		{"ecdsa/RS256", bearer(rs), refused("signing algorithm RS256 not accepted", rs)},
+		{"ecdsa/wrong-key", bearer(wrongEC), refused("invalid token signature", wrongEC)},
+	})
+}
+
+// jwksServer serves a JSON Web Key Set that a test changes.
+type jwksServer struct {
+	url     string
+	mu      sync.Mutex
+	keys    []map[string]string
+	fetches atomic.Int64
+}
+
+func startJWKS(t *testing.T) *jwksServer {
+	t.Helper()
+	s := &jwksServer{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fetches.Add(1)
+		s.mu.Lock()
+		body, _ := json.Marshal(map[string]any{"keys": s.keys})
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	s.url = srv.URL + "/.well-known/jwks.json"
+	return s
+}
+
+// publish replaces the key set.
+func (s *jwksServer) publish(keys ...map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = keys
+}
+
+func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// jwkOf is the JWK of a public key (RSA for RS256, P-256 for ES256).
+func jwkOf(t *testing.T, kid string, pub crypto.PublicKey) map[string]string {
+	t.Helper()
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return map[string]string{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+			"n": b64url(k.N.Bytes()), "e": b64url(big.NewInt(int64(k.E)).Bytes())}
+	case *ecdsa.PublicKey:
+		ek, err := k.ECDH()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := ek.Bytes() // 0x04 || X || Y
+		return map[string]string{"kty": "EC", "kid": kid, "alg": "ES256", "use": "sig", "crv": "P-256",
+			"x": b64url(b[1:33]), "y": b64url(b[33:])}
+	}
+	t.Fatalf("no JWK for %T", pub)
+	return nil
+}
+
+// TestPolicyJWKS: jwt-auth with a jwks_uri served on 127.0.0.1. Keys
+// rotate without a restart: a token naming a kid that appeared in the
+// JWKS after the gateway fetched it is accepted — on the gRPC relay (which
+// hands the call to the handler path for the fetch), the handler path,
+// REST and a WebSocket's bearer subprotocol. A kid the JWKS does not have
+// is refused.
+func TestPolicyJWKS(t *testing.T) {
+	t.Parallel()
+	env := newPolicyEnv(t)
+	jwks := startJWKS(t)
+	k1, k2, k3 := rsaTestKey(), newECKey(t), newECKey(t)
+	jwks.publish(jwkOf(t, "k1", &k1.PublicKey))
+	plugin := `
+      - jwt-auth:
+          jwks_uri: ` + jwks.url + `
+          jwks_refresh_min: 1s
+          claims_to_headers: { sub: x-user-id }`
+	p := env.start(t, policyGatewayConfig(env.leaf, env.web, "", matrixRoutes(plugin)))
+	tok := func(sub, kid string, method jwt.SigningMethod, key any) http.Header {
+		return bearer(signWith(t, method, key, kid, userClaims(sub)))
+	}
+	ok := func(sub, consumer string) want {
+		return want{seen: map[string][]string{"x-user-id": {sub}, "x-consumer": {consumer}}}
+	}
+	run := func(t *testing.T, proto matrixProto, hdr http.Header, w want) {
+		t.Helper()
+		w.check(t, proto, proto.call(t, p, hdr))
+	}
+	t.Run("first key", func(t *testing.T) {
+		for _, proto := range []matrixProto{restProto("http1"), grpcProto("relay"), grpcProto("handler"), uriProto("h2c")} {
+			run(t, proto, tok("alice-sub", "k1", jwt.SigningMethodRS256, k1), ok("alice-sub", "alice"))
+		}
+	})
+	before := jwks.fetches.Load()
+	// Rotation: two new keys appear; the gateways learn of them from the
+	// first token that names one.
+	jwks.publish(jwkOf(t, "k1", &k1.PublicKey), jwkOf(t, "k2", &k2.PublicKey), jwkOf(t, "k3", &k3.PublicKey))
+	t.Run("rotated/relay", func(t *testing.T) {
+		run(t, grpcProto("relay"), tok("carol", "k2", jwt.SigningMethodES256, k2), ok("carol", "carol"))
+	})
+	t.Run("rotated/rest", func(t *testing.T) {
+		run(t, restProto("h2c"), tok("dave", "k3", jwt.SigningMethodES256, k3), ok("dave", "dave"))
+	})
+	t.Run("rotated/handler", func(t *testing.T) {
+		run(t, grpcProto("handler"), tok("erin", "k3", jwt.SigningMethodES256, k3), ok("erin", "erin"))
+	})
+	t.Run("rotated/ws-subprotocol", func(t *testing.T) {
+		c, a := dialPolicyWS(t, p, "http1", "/v1/metadata", nil, nil)
+		want{code: codes.Unauthenticated, reason: "missing bearer token"}.check(t, matrixProto{kind: kindHTTP}, a)
+		k2tok := signWith(t, jwt.SigningMethodES256, k2, "k2", userClaims("frank"))
+		c, a = dialPolicyWS(t, p, "http1", "/v1/metadata", nil, &websocket.DialOptions{Subprotocols: []string{"rosetta.bearer." + k2tok}})
+		if c == nil {
+			t.Fatalf("upgrade refused: %d %s", a.status, a.body)
+		}
+		wsSend(t, c, `{}`)
+		var mb metadataBody
+		if err := json.Unmarshal(wsRead(t, c, websocket.MessageText), &mb); err != nil {
+			t.Fatal(err)
+		}
+		wsExpectOK(t, c)
+		a.status, a.seen = http.StatusOK, mb.seen()
+		ok("frank", "frank").check(t, matrixProto{kind: kindHTTP}, a)
+	})
+	if jwks.fetches.Load() == before {
+		t.Errorf("the rotated keys were accepted without a JWKS fetch")
+	}
+	t.Run("unknown kid", func(t *testing.T) {
+		k9 := newECKey(t)
+		hdr := tok("mallory", "k9", jwt.SigningMethodES256, k9)
+		for _, proto := range []matrixProto{restProto("http1"), grpcProto("relay"), uriProto("http1")} {
+			run(t, proto, hdr, want{code: codes.Unauthenticated, reason: "unknown signing key id",
+				challenge: `Bearer realm="rosetta", error="invalid_token"`, hide: hdr.Get("Authorization")[7:]})
+		}
+	})
+}
+
+// skipBug skips a test that shows a reported bug, unless
+// ROSETTA_BUG_TESTS is set (to see it fail).
+func skipBug(t *testing.T, bug string) {
+	t.Helper()
+	if os.Getenv("ROSETTA_BUG_TESTS") == "" {
+		t.Skip("bug: " + bug + " (set ROSETTA_BUG_TESTS=1 to run)")
+	}
+}
+
+// TestPolicyNonASCIIIdentity: an identity that is not ASCII (a token's
+// sub and claims, a consumer's name) is a valid identity: the call is
+// allowed on every protocol, and the upstream receives the same
+// x-consumer and claims_to_headers values whatever protocol the call came
+// in by.
+func TestPolicyNonASCIIIdentity(t *testing.T) {
+	t.Parallel()
+	skipBug(t, "x-consumer and claims_to_headers values outside printable ASCII fail REST, SSE, gRPC-Web, Connect and WebSocket calls with INTERNAL "+
+		`"header key ... contains value with non-printable ASCII characters" (grpc-go's client refuses them), while the gRPC paths and plain HTTP routes pass them`)
+	env := newPolicyEnv(t)
+	t.Run("jwt", func(t *testing.T) {
+		t.Parallel()
+		p := env.start(t, policyGatewayConfig(env.leaf, env.web, "", matrixRoutes(matrixPlugins["jwt"])))
+		tok := hsSign(t, matrixSecret, matrixClaims(func(c jwt.MapClaims) { c["sub"] = "josé"; c["tenant"] = "zürich" }))
+		var mu sync.Mutex
+		views := map[string]string{}
+		t.Run("calls", func(t *testing.T) {
+			for _, proto := range matrixProtos() {
+				t.Run(proto.name, func(t *testing.T) {
+					t.Parallel()
+					a := proto.call(t, p, bearer(tok))
+					want{}.check(t, proto, a)
+					if a.seen != nil {
+						mu.Lock()
+						views[proto.name] = strings.Join(a.seen["x-consumer"], ",") + "|" + strings.Join(a.seen["x-user-id"], ",") + "|" + strings.Join(a.seen["x-tenant"], ",")
+						mu.Unlock()
+					}
+				})
+			}
+		})
+		want := views["grpc/relay"]
+		if want == "||" || want == "" {
+			t.Fatalf("the relayed call's upstream saw no identity: %q", want)
+		}
+		for name, v := range views {
+			if v != want {
+				t.Errorf("%s: upstream saw x-consumer|x-user-id|x-tenant %q; the relayed gRPC call's saw %q", name, v, want)
+			}
+		}
+	})
+	t.Run("key-auth", func(t *testing.T) {
+		t.Parallel()
+		be := testkit.StartBackend(t)
+		url, _ := startGateway(t, be.Addr, `
+listeners:
+  - address: "127.0.0.1:0"
+upstreams:
+  test:
+    targets: ["$BACKEND"]
+consumers:
+  - name: Zoë
+    keys: ["zoe-key-0a1b2c3d4e5f"]
+routes:
+  - selector: `+matrixSelector+`
+    plugins:
+      - key-auth: {}
+`)
+		r := do(t, "POST", url+"/v1/metadata", `{}`, "apikey: zoe-key-0a1b2c3d4e5f")
+		if r.status != http.StatusOK || !strings.Contains(r.body, `"x-consumer":{"values":["Zoë"]}`) {
+			t.Errorf("REST with consumer Zoë's key: got %d %s; want 200 and x-consumer Zoë upstream", r.status, r.body)
+		}
+	})
+}
