@@ -62,8 +62,22 @@ type Listener struct {
 	WriteTimeout Duration `yaml:"write_timeout"`
 	// IdleTimeout closes keep-alive connections idle this long. Default 120s.
 	IdleTimeout Duration `yaml:"idle_timeout"`
-	// MaxHeaderBytes caps the size of request headers. Default 1 MiB.
+	// MaxHeaderBytes caps the size of a request's header fields, in bytes:
+	// each field counts its name, its value and 32 (as HTTP/2 and HTTP/3
+	// count a field list); the request line or pseudo-header fields do not
+	// count (see MaxURIBytes). Larger gets 431 on every HTTP version,
+	// before any plugin. Default 61440 (60 KiB, as Envoy); minimum 1024.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxHeaderCount caps the number of a request's header fields: on
+	// HTTP/1.1 every field line, Host included; on HTTP/2 and HTTP/3 the
+	// regular fields, split cookie fields counting as one. More gets 431
+	// on every HTTP version, before any plugin. Default 100 (as Envoy);
+	// minimum 16.
+	MaxHeaderCount int `yaml:"max_header_count"`
+	// MaxURIBytes caps the request-target (HTTP/1.1) or :path (HTTP/2,
+	// HTTP/3), query included, in bytes. Longer gets 414 on every HTTP
+	// version, before any plugin. Default 8192; minimum 256.
+	MaxURIBytes int `yaml:"max_uri_bytes"`
 	// MaxBodyBytes caps a request body; larger bodies get 413. Default 4 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// TLS terminates TLS on this listener (HTTP/1.1 and HTTP/2 by ALPN).

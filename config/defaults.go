@@ -10,7 +10,9 @@ import (
 const (
 	defaultReadHeaderTimeout = 10 * time.Second
 	defaultIdleTimeout       = 120 * time.Second
-	defaultMaxHeaderBytes    = 1 << 20
+	defaultMaxHeaderBytes    = 61440
+	defaultMaxHeaderCount    = 100
+	defaultMaxURIBytes       = 8192
 	defaultMaxBodyBytes      = 4 << 20
 	defaultKind              = "grpc"
 	defaultUpstreamTimeout   = 30 * time.Second
@@ -27,6 +29,12 @@ func (c *Config) setDefaults() {
 		setDuration(&l.IdleTimeout, defaultIdleTimeout)
 		if l.MaxHeaderBytes == 0 {
 			l.MaxHeaderBytes = defaultMaxHeaderBytes
+		}
+		if l.MaxHeaderCount == 0 {
+			l.MaxHeaderCount = defaultMaxHeaderCount
+		}
+		if l.MaxURIBytes == 0 {
+			l.MaxURIBytes = defaultMaxURIBytes
 		}
 		if l.MaxBodyBytes == 0 {
 			l.MaxBodyBytes = defaultMaxBodyBytes

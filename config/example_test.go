@@ -18,7 +18,7 @@ upstreams:
 	_, err := config.Parse("rosetta.yaml", []byte(yaml), env)
 	fmt.Println(err)
 	// Output:
-	// rosetta.yaml:2:5: listeners[0].adress: unknown key "adress" (known: address, http3, idle_timeout, max_body_bytes, max_concurrent_streams, max_header_bytes, read_header_timeout, read_timeout, tls, write_timeout) (hint: did you mean "address"?)
+	// rosetta.yaml:2:5: listeners[0].adress: unknown key "adress" (known: address, http3, idle_timeout, max_body_bytes, max_concurrent_streams, max_header_bytes, max_header_count, max_uri_bytes, read_header_timeout, read_timeout, tls, write_timeout) (hint: did you mean "address"?)
 	// rosetta.yaml:2:5: listeners[0].address: address is required (hint: write host:port, e.g. "127.0.0.1:8080" or ":8080")
 	// rosetta.yaml:5:14: upstreams.library.targets: expected a list, got "${LIBRARY_ADDR}" (hint: write a list, e.g. ["${LIBRARY_ADDR}"])
 	// rosetta.yaml:6:14: upstreams.library.timeout: invalid duration "5 sec" (hint: use a number with a unit, e.g. "5s", "250ms", "1m30s")

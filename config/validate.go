@@ -153,7 +153,9 @@ func (v *validator) listeners() {
 		v.nonNegative(p+".read_timeout", l.ReadTimeout)
 		v.nonNegative(p+".write_timeout", l.WriteTimeout)
 		v.nonNegative(p+".idle_timeout", l.IdleTimeout)
-		v.nonNegativeInt(p+".max_header_bytes", int64(l.MaxHeaderBytes))
+		v.headLimit(p+".max_header_bytes", l.MaxHeaderBytes, 1024, "a request with a few ordinary fields (cookies, a bearer token) needs more; the default is 61440")
+		v.headLimit(p+".max_header_count", l.MaxHeaderCount, 16, "browsers send 10 to 20 header fields on their own; the default is 100")
+		v.headLimit(p+".max_uri_bytes", l.MaxURIBytes, 256, "a path with a query string easily needs more; the default is 8192")
 		v.nonNegativeInt(p+".max_body_bytes", l.MaxBodyBytes)
 		if t := l.TLS; t != nil {
 			tp := p + ".tls"
@@ -187,6 +189,17 @@ func (v *validator) listeners() {
 		if l.HTTP3 && l.TLS == nil {
 			v.report(p+".http3", Pos{}, false, "http3 needs tls", "add tls: {cert: ..., key: ...} or tls: {self_signed: true}")
 		}
+	}
+}
+
+// headLimit checks a listener's request-head limit: 0 (the default) or
+// at least least.
+func (v *validator) headLimit(path string, n, least int, hint string) {
+	switch {
+	case n < 0:
+		v.nonNegativeInt(path, int64(n))
+	case n > 0 && n < least:
+		v.report(path, Pos{}, false, fmt.Sprintf("must be at least %d, got %d", least, n), hint)
 	}
 }
 

@@ -10,10 +10,20 @@
 // which also lets a caller take streams over frame by frame
 // ([Server.InterceptHTTP2]); HTTP/3 is quic-go's.
 //
+// Every request head is checked against the listener's edge limits
+// (max_uri_bytes, max_header_bytes, max_header_count, control characters
+// in the path; package headlimit) before any handler, relay or policy sees
+// it, on every HTTP version: HTTP/1.1 heads by http1Conn, which reads each
+// head off the connection before net/http does, and also refuses request
+// smuggling (Content-Length with Transfer-Encoding, RFC 9112 §6.3);
+// HTTP/2 heads by package h2, before its Intercept hook; HTTP/3 heads by a
+// wrapper around the handler.
+//
 // TLS termination (tls.go) serves a default certificate and more chosen by
 // SNI, verifies client certificates when asked, and reloads certificate
 // files when they change, without a restart and without touching open
-// connections.
+// connections. Handshakes run in tlsListener, so that HTTP/1.1 over TLS
+// can be checked on its decrypted bytes.
 //
 // Transports know nothing about protobuf or routing.
 package transports

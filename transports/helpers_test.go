@@ -26,7 +26,9 @@ func listenerConfig() config.Listener {
 		Address:              "127.0.0.1:0",
 		ReadHeaderTimeout:    config.Duration(5 * time.Second),
 		IdleTimeout:          config.Duration(30 * time.Second),
-		MaxHeaderBytes:       1 << 20,
+		MaxHeaderBytes:       61440,
+		MaxHeaderCount:       100,
+		MaxURIBytes:          8192,
 		MaxBodyBytes:         4 << 20,
 		MaxConcurrentStreams: 250,
 	}

@@ -2,7 +2,6 @@ package transports
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/transports/h2"
+	"github.com/rosetta-gateway/rosetta/transports/headlimit"
 )
 
 // HTTP/2 limits: small frames and tables keep the memory one connection
@@ -36,6 +36,46 @@ const (
 	h2WriteByteTimeout = 30 * time.Second // a peer that reads nothing this long is dropped
 )
 
+// Request-head limits (the listener's max_uri_bytes, max_header_bytes and
+// max_header_count) hold on every HTTP version before any handler, relay
+// or policy sees a request; see package headlimit for how they count. The
+// defaults, for a config.Listener whose fields are zero, are config's.
+//
+// HTTP/1.1 heads are read and checked by http1Conn, which refuses a head
+// as soon as it passes a limit (414, 431, 400) and closes the connection.
+// HTTP/2 and HTTP/3 header blocks must be decoded whole (HPACK state; the
+// QPACK frame is read at once): they are decoded up to headReadSlack
+// beyond the limits, so that a request that breaks them by less gets an
+// answer naming the limit; a larger block gets what the protocol layer
+// gives: HTTP/2 431 or a connection error (x/net/http2's Framer), HTTP/3
+// 431 without a reason (quic-go, which does not read the block).
+const (
+	defaultMaxURIBytes    = 8192
+	defaultMaxHeaderBytes = 61440
+	defaultMaxHeaderCount = 100
+	headReadSlack         = 1 << 20
+)
+
+// headLimits returns the listener's request-head limits, defaults filled.
+func headLimits(cfg config.Listener) headlimit.Limits {
+	or := func(v, def int) int {
+		if v > 0 {
+			return v
+		}
+		return def
+	}
+	return headlimit.Limits{
+		MaxURIBytes:    or(cfg.MaxURIBytes, defaultMaxURIBytes),
+		MaxHeaderBytes: or(cfg.MaxHeaderBytes, defaultMaxHeaderBytes),
+		MaxHeaderCount: or(cfg.MaxHeaderCount, defaultMaxHeaderCount),
+	}
+}
+
+// headReadBound is the largest HTTP/2 or HTTP/3 header block decoded.
+func headReadBound(lim headlimit.Limits) int {
+	return min(lim.MaxURIBytes+lim.MaxHeaderBytes+headReadSlack, 1<<31-1)
+}
+
 // Server is one listener: HTTP/1.1 and HTTP/2 on a TCP port (h2c when
 // cleartext, h2 by ALPN under TLS), and optionally HTTP/3 over QUIC on the
 // same port number over UDP. Every protocol ends in the same handler.
@@ -47,8 +87,9 @@ type Server struct {
 	handler http.Handler // body limit applied; no Alt-Svc
 	srv     *http.Server
 	h2      *h2.Server
-	certs   *certStore // nil when cleartext
-	h3      *h3Server  // nil unless http3 is on
+	certs   *certStore   // nil when cleartext
+	h1      *http1Config // HTTP/1.x head checks
+	h3      *h3Server    // nil unless http3 is on
 	tcp     net.Listener
 	ln      net.Listener // tcp, wrapped by TLS or by the cleartext sniffer
 	logger  *slog.Logger
@@ -87,14 +128,22 @@ func NewServer(cfg config.Listener, h http.Handler, logger *slog.Logger) (*Serve
 	if streams <= 0 {
 		streams = defaultMaxStreams
 	}
+	lim := headLimits(cfg)
+	headerTimeout := time.Duration(cfg.ReadHeaderTimeout)
+	if headerTimeout <= 0 {
+		headerTimeout = time.Duration(cfg.ReadTimeout) // as net/http does
+	}
+	s.h1 = &http1Config{limits: lim, readHeaderTimeout: headerTimeout, h2c: cfg.TLS == nil, logger: logger.With("protocol", "h1")}
 	s.srv = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: time.Duration(cfg.ReadHeaderTimeout),
 		ReadTimeout:       time.Duration(cfg.ReadTimeout),
 		WriteTimeout:      time.Duration(cfg.WriteTimeout),
 		IdleTimeout:       time.Duration(cfg.IdleTimeout),
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		Protocols:         &protocols,
+		// http1Conn hands net/http only heads within the limits.
+		MaxHeaderBytes: s.h1.maxHead(),
+		ConnState:      connState,
+		Protocols:      &protocols,
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams:          streams,
 			MaxDecoderHeaderTableSize:     h2HeaderTableSize,
@@ -106,15 +155,12 @@ func NewServer(cfg config.Listener, h http.Handler, logger *slog.Logger) (*Serve
 		},
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
-	maxHeader := cfg.MaxHeaderBytes
-	if maxHeader <= 0 {
-		maxHeader = http.DefaultMaxHeaderBytes
-	}
 	s.h2 = &h2.Server{
+		HeadLimits: lim,
 		Limits: h2.Limits{
 			MaxConcurrentStreams: uint32(streams),
 			MaxReadFrameSize:     h2MaxReadFrameSize,
-			MaxHeaderListSize:    uint32(maxHeader),
+			MaxHeaderListSize:    uint32(headReadBound(lim)),
 			HeaderTableSize:      h2HeaderTableSize,
 			StreamWindow:         h2StreamWindow,
 			ConnWindow:           h2ConnectionWindow,
@@ -131,7 +177,7 @@ func NewServer(cfg config.Listener, h http.Handler, logger *slog.Logger) (*Serve
 	}
 	s.h2.ConfigureServer(s.srv)
 	if cfg.HTTP3 {
-		s.h3 = newH3Server(cfg, s.handler, s.certs.serverConfig(), logger.With("protocol", "h3"))
+		s.h3 = newH3Server(cfg, lim, s.handler, s.certs.serverConfig(), logger.With("protocol", "h3"))
 	}
 	return s, nil
 }
@@ -194,13 +240,23 @@ func (s *Server) Listen() error {
 		break
 	}
 	if s.certs != nil {
-		// net/http runs each handshake in the connection's goroutine,
-		// bounded by read_header_timeout.
-		s.ln = tls.NewListener(s.tcp, s.certs.serverConfig())
+		s.ln = newTLSListener(s.tcp, s.certs.serverConfig(), s.h1, s.handshakeTimeout(), s.logger)
 	} else {
-		s.ln = &cleartextListener{Listener: s.tcp, logger: s.logger}
+		s.ln = &cleartextListener{Listener: s.tcp, h1: s.h1, logger: s.logger}
 	}
 	return nil
+}
+
+// handshakeTimeout bounds a TLS handshake as net/http would: by the
+// shortest of read_header_timeout, read_timeout and write_timeout set.
+func (s *Server) handshakeTimeout() time.Duration {
+	var d time.Duration
+	for _, t := range []config.Duration{s.cfg.ReadHeaderTimeout, s.cfg.ReadTimeout, s.cfg.WriteTimeout} {
+		if t > 0 && (d == 0 || time.Duration(t) < d) {
+			d = time.Duration(t)
+		}
+	}
+	return d
 }
 
 // Addr returns the bound TCP address (useful with port 0). HTTP/3, when
@@ -281,6 +337,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := <-h3done; err != nil && (len(errs) == 0 || !errors.Is(err, ctx.Err())) {
 		errs = append(errs, fmt.Errorf("http3: %w", err))
 	}
+	if tl, ok := s.ln.(*tlsListener); ok {
+		_ = tl.Close()
+		tl.wait()
+	}
 	s.wg.Wait()
 	close(s.errs)
 	for err := range s.errs {
@@ -293,19 +353,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // cleartextListener answers a TLS handshake sent to a cleartext port with
 // a plain-text 400 and a close, instead of letting the HTTP/1 parser wait
-// for a line end until the header timeout.
+// for a line end until the header timeout, and checks HTTP/1.x request
+// heads (http1Conn).
 type cleartextListener struct {
 	net.Listener
+	h1     *http1Config
 	logger *slog.Logger
 }
 
-// Accept returns the next connection, wrapped to sniff its first bytes.
+// Accept returns the next connection, wrapped to sniff its first bytes
+// and to check its request heads.
 func (l *cleartextListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &sniffConn{Conn: c, logger: l.logger}, nil
+	return newHTTP1Conn(&sniffConn{Conn: c, logger: l.logger}, l.h1), nil
 }
 
 // errTLSOnCleartext ends a connection that began with a TLS handshake.

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/transports/headlimit"
 )
 
 // altSvcMaxAge is how long, in seconds, clients may remember that HTTP/3
@@ -36,7 +38,7 @@ type h3Server struct {
 
 // newH3Server configures an HTTP/3 server for one listener. The TLS
 // config's ALPN is replaced by "h3" per connection by quic-go.
-func newH3Server(cfg config.Listener, h http.Handler, tlsConf *tls.Config, logger *slog.Logger) *h3Server {
+func newH3Server(cfg config.Listener, lim headlimit.Limits, h http.Handler, tlsConf *tls.Config, logger *slog.Logger) *h3Server {
 	streams := int64(cfg.MaxConcurrentStreams)
 	if streams <= 0 {
 		streams = defaultMaxStreams
@@ -56,13 +58,52 @@ func newH3Server(cfg config.Listener, h http.Handler, tlsConf *tls.Config, logge
 		qc.HandshakeIdleTimeout = d
 	}
 	return &h3Server{srv: &http3.Server{
-		Handler:        extendedConnectH3(h),
-		TLSConfig:      tlsConf,
-		QUICConfig:     qc,
-		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		Handler:    checkHeadH3(extendedConnectH3(h), lim, logger),
+		TLSConfig:  tlsConf,
+		QUICConfig: qc,
+		// The QPACK block is read whole before it is decoded: see
+		// headReadSlack.
+		MaxHeaderBytes: headReadBound(lim),
 		IdleTimeout:    time.Duration(cfg.IdleTimeout),
 		Logger:         logger,
 	}}
+}
+
+// checkHeadH3 refuses the HTTP/3 requests over the listener's head
+// limits, before h (and any policy) sees them: 414, 431 or 400 with a
+// plain-text reason; quic-go then stops the request stream
+// (H3_NO_ERROR), and the connection serves on. quic-go has already
+// refused raw control characters in :path (H3_MESSAGE_ERROR). It does not
+// allocate for a request it lets through.
+func checkHeadH3(h http.Handler, lim headlimit.Limits, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		count, size := 0, 0
+		for k, vs := range r.Header { // Cookie fields arrive joined
+			for _, v := range vs {
+				count++
+				size += headlimit.FieldSize(k, v)
+			}
+		}
+		e := lim.Fields(count, size)
+		if e == nil {
+			e = lim.Target(r.RequestURI)
+		}
+		if e == nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		logger.Debug("http/3 request refused at the edge", "remote", r.RemoteAddr, "status", e.Status, "reason", e.Msg)
+		refuse(w, e)
+	})
+}
+
+// refuse answers e through a ResponseWriter.
+func refuse(w http.ResponseWriter, e *headlimit.Error) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(e.Status)
+	_, _ = io.WriteString(w, e.Body())
 }
 
 // listen binds UDP on the address and port the TCP listener got. An

@@ -57,7 +57,7 @@ func TestValidate(t *testing.T) {
 	if code != 2 {
 		t.Errorf("bad config: exit %d; want 2", code)
 	}
-	for _, want := range []string{bad + ":2:5: listeners[0].adress: unknown key \"adress\" (known: address, http3, idle_timeout, max_body_bytes, max_concurrent_streams, max_header_bytes, read_header_timeout, read_timeout, tls, write_timeout) (hint: did you mean \"address\"?)", bad + ":5:15: upstreams.a.targets[0]"} {
+	for _, want := range []string{bad + ":2:5: listeners[0].adress: unknown key \"adress\" (known: address, http3, idle_timeout, max_body_bytes, max_concurrent_streams, max_header_bytes, max_header_count, max_uri_bytes, read_header_timeout, read_timeout, tls, write_timeout) (hint: did you mean \"address\"?)", bad + ":5:15: upstreams.a.targets[0]"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("bad config output lacks %q:\n%s", want, errs)
 		}

@@ -26,7 +26,10 @@ type Limits struct {
 	// MaxReadFrameSize is the largest frame payload accepted (default 16 KiB,
 	// the RFC 9113 default).
 	MaxReadFrameSize uint32
-	// MaxHeaderListSize bounds a decoded header block (default 1 MiB).
+	// MaxHeaderListSize bounds a decoded header block, counted as RFC 9113
+	// §6.5.2 does, and is advertised as SETTINGS_MAX_HEADER_LIST_SIZE
+	// (default 1 MiB). A server answers a larger request block 431 (see
+	// [Server.HeadLimits] for the finer limits checked within it).
 	MaxHeaderListSize uint32
 	// HeaderTableSize is the HPACK table size used both ways (default 4 KiB).
 	HeaderTableSize uint32

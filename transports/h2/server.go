@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/rosetta-gateway/rosetta/transports/headlimit"
 )
 
 // Server serves HTTP/2 connections: every request stream goes to Handler
@@ -32,6 +34,17 @@ type Server struct {
 	Intercept func(s *Stream, head *RequestHead) Events
 	// Limits are what the server enforces on clients.
 	Limits Limits
+	// HeadLimits bound each request's head: the length of :path and
+	// control characters in it (raw or percent-encoded in the path), and
+	// the number and size of its regular header fields, counted as
+	// [headlimit] does (split cookie fields count as one field). A request
+	// over them is answered 414, 431 or 400 with a plain-text reason
+	// before Intercept or the Handler sees it, and the rest of its body is
+	// refused with RST_STREAM NO_ERROR; the connection serves on. Header
+	// blocks over Limits.MaxHeaderListSize are not decoded past it: they
+	// get 431 too, or, when the block goes on after that point, a
+	// connection error, as x/net/http2 decides.
+	HeadLimits headlimit.Limits
 	// IdleTimeout closes a connection without streams for this long
 	// (0: never).
 	IdleTimeout time.Duration
@@ -343,24 +356,21 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, strin
 		st.recvEnd = true
 	}
 	if f.Truncated {
-		// The header list is over MAX_HEADER_LIST_SIZE.
-		c.encodeHeadersLocked(id, []hpack.HeaderField{{Name: ":status", Value: "431"}}, true)
-		st.sentEnd = true
+		// The header list is over MAX_HEADER_LIST_SIZE: the Framer
+		// stopped keeping fields there.
 		c.mu.Unlock()
-		if st.recvEnd {
-			c.mu.Lock()
-			c.maybeCloseLocked(st)
-			c.mu.Unlock()
-		} else {
-			c.resetStream(id, http2.ErrCodeNo)
-		}
-		c.kick(c)
+		sc.refuse(st, sc.truncated(f))
 		return http2.ErrCodeNo, ""
 	}
 	head, ok := sc.requestHead(f)
 	if !ok || (head.EndStream && head.ContentLength > 0) {
 		c.mu.Unlock()
 		c.resetStream(id, http2.ErrCodeProtocol)
+		return http2.ErrCodeNo, ""
+	}
+	if e := sc.checkHead(head); e != nil {
+		c.mu.Unlock()
+		sc.refuse(st, e)
 		return http2.ErrCodeNo, ""
 	}
 	st.declLen = head.ContentLength
@@ -380,6 +390,62 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, strin
 	}
 	sc.startHandler(st, head)
 	return http2.ErrCodeNo, ""
+}
+
+// checkHead checks a request head against the server's HeadLimits. It
+// does not allocate unless it refuses the request.
+func (sc *serverConn) checkHead(h *RequestHead) *headlimit.Error {
+	lim := sc.s.HeadLimits
+	if lim == (headlimit.Limits{}) {
+		return nil
+	}
+	count, size, cookies := 0, 0, false
+	for _, f := range h.Fields {
+		size += headlimit.FieldSize(f.Name, f.Value)
+		if f.Name == "cookie" {
+			// Split cookie fields (RFC 9113 §8.2.3) are one field in
+			// HTTP/1.1 terms, and to handlers.
+			if cookies {
+				continue
+			}
+			cookies = true
+		}
+		count++
+	}
+	if e := lim.Fields(count, size); e != nil {
+		return e
+	}
+	return lim.Target(h.Path)
+}
+
+// truncated is the answer to a header block over MaxHeaderListSize: 414
+// when what was decoded of it shows an over-long :path, 431 otherwise.
+func (sc *serverConn) truncated(f *http2.MetaHeadersFrame) *headlimit.Error {
+	lim := sc.s.HeadLimits
+	if p := f.PseudoValue("path"); lim.MaxURIBytes > 0 && len(p) > lim.MaxURIBytes {
+		return lim.Target(p)
+	}
+	if lim.MaxHeaderBytes > 0 {
+		return lim.FieldsTooLarge()
+	}
+	return &headlimit.Error{Status: http.StatusRequestHeaderFieldsTooLarge,
+		Msg: "request header list exceeds " + strconv.FormatUint(uint64(sc.c.lim.MaxHeaderListSize), 10) + " bytes"}
+}
+
+// refuse answers a request that broke a head limit: e's status and a
+// plain-text body. The rest of the request, if any, is refused with
+// RST_STREAM NO_ERROR once the answer is sent (RFC 9113 §8.1).
+func (sc *serverConn) refuse(st *Stream, e *headlimit.Error) {
+	body := e.Body()
+	sc.c.logger.Debug("http2 request refused at the edge", "remote", sc.remote, "status", e.Status, "reason", e.Msg)
+	_ = st.WriteHeaders([]hpack.HeaderField{
+		{Name: ":status", Value: strconv.Itoa(e.Status)},
+		{Name: "content-type", Value: "text/plain; charset=utf-8"},
+		{Name: "x-content-type-options", Value: "nosniff"},
+		{Name: "content-length", Value: strconv.Itoa(len(body))},
+	}, false)
+	_ = st.WriteData([]byte(body), true)
+	st.StopReceiving()
 }
 
 // requestHead validates a request header block (RFC 9113 §8.3.1, §8.2.2).
