@@ -5,6 +5,7 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
+	"github.com/rosetta-gateway/rosetta/internal/testkit/snapshot"
 	"github.com/rosetta-gateway/rosetta/transcoder"
 )
 
@@ -14,7 +15,7 @@ func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
 // real descriptor-set file loaded by the registry, with no backend.
 func newTestBridge(tb testing.TB, tc config.Transcoding) *Bridge {
 	tb.Helper()
-	snap, table := testkit.EchoSnapshot(tb)
+	snap, table := snapshot.EchoSnapshot(tb)
 	return New(Params{Params: transcoder.Params{
 		Snapshot:    snap,
 		Table:       table,
