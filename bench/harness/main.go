@@ -107,7 +107,8 @@ func run(o options) (err error) {
 	e.backend = addr
 	running := map[string]*peer{}
 	for _, k := range peers {
-		p, err := e.startPeer(ctx, k, backend)
+		policy := slices.ContainsFunc(scens, func(s scenario) bool { return s.policy && slices.Contains(s.peers, k) })
+		p, err := e.startPeer(ctx, k, backend, policy)
 		if err != nil {
 			return fmt.Errorf("start %s: %w", k, err)
 		}
@@ -119,8 +120,8 @@ func run(o options) (err error) {
 	res := newResults(scens, peers, o.rounds)
 	for _, s := range scens {
 		for _, k := range s.peers {
-			p, ok := running[k]
-			if !ok {
+			p := target(running, s, k)
+			if p == nil {
 				continue
 			}
 			if err := smokeRetry(ctx, s, p); err != nil {
@@ -144,7 +145,7 @@ func run(o options) (err error) {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				smp, err := e.measure(ctx, s, running[k], backend, o.warmup, o.duration)
+				smp, err := e.measure(ctx, s, target(running, s, k), backend, o.warmup, o.duration)
 				if ctx.Err() != nil {
 					return errors.New("interrupted")
 				}
@@ -152,7 +153,7 @@ func run(o options) (err error) {
 					return fmt.Errorf("round %d, %s on %s: %w", r+1, s.key, k, err)
 				}
 				c.rounds[r] = &smp
-				logf("round %d/%d %-14s %-13s %8.0f %s/s  p50 %-8s p99 %-8s cpu %6.1f µs/%s  errors %d",
+				logf("round %d/%d %-17s %-13s %8.0f %s/s  p50 %-8s p99 %-8s cpu %6.1f µs/%s  errors %d",
 					r+1, o.rounds, s.key, k, smp.rps, s.unit, smp.p50.Round(time.Microsecond), smp.p99.Round(time.Microsecond),
 					us(smp.cpuPerReq()), s.unit, smp.errors)
 			}
@@ -170,6 +171,16 @@ func run(o options) (err error) {
 	fmt.Print(md)
 	logf("written to %s", o.out)
 	return nil
+}
+
+// target is the running instance of peer k that serves s: its policy
+// instance for a policy scenario. Nil when there is none.
+func target(running map[string]*peer, s scenario, k string) *peer {
+	p := running[k]
+	if p != nil && s.policy {
+		return p.policy
+	}
+	return p
 }
 
 func logf(format string, args ...any) {

@@ -101,6 +101,7 @@ var (
 	reFinished = regexp.MustCompile(`finished in ([\d.]+)(\w+), ([\d.]+) req/s`)
 	reRequests = regexp.MustCompile(`requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout`)
 	reStatus   = regexp.MustCompile(`status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx`)
+	reData     = regexp.MustCompile(`\((\d+)\) data`)
 )
 
 func (e *env) runH2load(ctx context.Context, s scenario, p *peer, dur time.Duration) (loadResult, error) {
@@ -136,6 +137,20 @@ func (e *env) runH2load(ctx context.Context, s scenario, p *peer, dur time.Durat
 	r.errors = failed + max(0, succeeded-ok2xx)
 	if r.errors > 0 {
 		r.firstError = fmt.Sprintf("h2load: %s; %s", rq[0], st[0])
+	}
+	if s.echo && r.requests > 0 {
+		fi, err := os.Stat(filepath.Join(e.dir, s.body))
+		d := reData.FindStringSubmatch(text)
+		if err != nil || d == nil {
+			return loadResult{}, fmt.Errorf("cannot read h2load's data bytes or the body size (%v):\n%s", err, text)
+		}
+		if echoed := n(d[1]) / fi.Size(); echoed < r.requests {
+			short := r.requests - echoed
+			r.requests, r.errors = echoed, r.errors+short
+			if r.firstError == "" {
+				r.firstError = fmt.Sprintf("h2load: %d answers carried no message (%s; %d bytes each expected)", short, d[0], fi.Size())
+			}
+		}
 	}
 	lat, err := readH2loadLatencies(logFile)
 	if err != nil {

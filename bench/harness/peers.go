@@ -35,6 +35,11 @@ type peer struct {
 	proc   *proc
 	addr   string // host:port: HTTP/1.1 + h2c, or h2c only for the gRPC proxies
 	h3Addr string // Rosetta only: TLS + HTTP/3 listener
+	// policy serves the policy scenarios: the same gateway with jwt-auth
+	// and a rate limit on the bench service (Rosetta: a second process;
+	// HAProxy: a second frontend of the same process). Nil when no
+	// selected scenario needs it.
+	policy *peer
 }
 
 // env is what starting the peers needs.
@@ -45,7 +50,9 @@ type env struct {
 	procs   *procs
 }
 
-func (e *env) startPeer(ctx context.Context, key string, backendProc *proc) (*peer, error) {
+// startPeer starts the peer key; with policy, also its policy instance
+// (Rosetta and HAProxy only).
+func (e *env) startPeer(ctx context.Context, key string, backendProc *proc, policy bool) (*peer, error) {
 	switch key {
 	case peerDirect:
 		return &peer{key: key, proc: backendProc, addr: e.backend}, nil
@@ -57,16 +64,29 @@ func (e *env) startPeer(ctx context.Context, key string, backendProc *proc) (*pe
 		}
 		return &peer{key: key, proc: p, addr: addr}, nil
 	case peerRosetta:
-		return e.startRosetta(ctx)
+		p, err := e.startRosetta(ctx, false)
+		if err != nil || !policy {
+			return p, err
+		}
+		if p.policy, err = e.startRosetta(ctx, true); err != nil {
+			return nil, fmt.Errorf("policy instance: %w", err)
+		}
+		return p, nil
 	case peerNginx:
 		return e.startNginx(ctx)
 	case peerHAProxy:
-		return e.startHAProxy(ctx)
+		return e.startHAProxy(ctx, policy)
 	}
 	return nil, fmt.Errorf("unknown peer %q", key)
 }
 
-func (e *env) startRosetta(ctx context.Context) (*peer, error) {
+// startRosetta starts Rosetta with defaults; with policy, the policy
+// instance instead: one h1/h2c listener and the plugins on the bench
+// service.
+func (e *env) startRosetta(ctx context.Context, policy bool) (*peer, error) {
+	if policy {
+		return e.startRosettaPolicy(ctx)
+	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -104,6 +124,33 @@ websocket:
 		return nil, err
 	}
 	return &peer{key: peerRosetta, proc: p, addr: addr, h3Addr: h3Addr}, nil
+}
+
+func (e *env) startRosettaPolicy(ctx context.Context) (*peer, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cfg := fmt.Sprintf(`listeners:
+  - address: %q
+upstreams:
+  bench:
+    targets: [%q]
+`, addr, e.backend) + rosettaPolicyRoutes()
+	file := filepath.Join(e.dir, "rosetta-policy.yaml")
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	p, _, err := e.procs.start(e.dir, peerRosetta+"-policy", false, e.bins[peerRosetta],
+		"serve", "--config", file, "--log-level", "warn", "--drain-timeout", "1s")
+	if err != nil {
+		return nil, err
+	}
+	if err := waitTCP(ctx, p, addr); err != nil {
+		return nil, err
+	}
+	return &peer{key: peerRosetta, proc: p, addr: addr}, nil
 }
 
 func (e *env) startNginx(ctx context.Context) (*peer, error) {
@@ -160,12 +207,23 @@ http {
 	return &peer{key: peerNginx, proc: p, addr: addr}, nil
 }
 
-func (e *env) startHAProxy(ctx context.Context) (*peer, error) {
+// startHAProxy starts HAProxy; with policy, with a second frontend that
+// runs the policies (haproxyPolicyFrontend).
+func (e *env) startHAProxy(ctx context.Context, policy bool) (*peer, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
+	policyAddr, policyCfg := "", ""
+	if policy {
+		pport, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		policyAddr = "127.0.0.1:" + strconv.Itoa(pport)
+		policyCfg = haproxyPolicyFrontend(policyAddr)
+	}
 	// One thread per core, h2 with prior knowledge on both sides, and
 	// connections to the backend reused across clients.
 	cfg := fmt.Sprintf(`global
@@ -182,7 +240,7 @@ frontend fe
     default_backend be
 backend be
     server backend %s proto h2
-`, nproc(), addr, e.backend)
+`, nproc(), addr, e.backend) + policyCfg
 	file := filepath.Join(e.dir, "haproxy.cfg")
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -194,5 +252,12 @@ backend be
 	if err := waitTCP(ctx, p, addr); err != nil {
 		return nil, err
 	}
-	return &peer{key: peerHAProxy, proc: p, addr: addr}, nil
+	hp := &peer{key: peerHAProxy, proc: p, addr: addr}
+	if policy {
+		if err := waitTCP(ctx, p, policyAddr); err != nil {
+			return nil, err
+		}
+		hp.policy = &peer{key: peerHAProxy, proc: p, addr: policyAddr}
+	}
+	return hp, nil
 }

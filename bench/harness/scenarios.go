@@ -38,6 +38,15 @@ type scenario struct {
 	h1      bool
 	body    string // key into env.files
 	headers []string
+	// echo: each answer's DATA carries at least the body (a gRPC echo over
+	// h2c), so fewer data bytes than requests × body size mean answers
+	// without a message (a trailers-only refusal, which h2load counts as
+	// a success); the shortfall is counted as errors.
+	echo bool
+	// policy: the scenario runs on each peer's policy instance
+	// (peer.policy: jwt-auth + rate-limiting) and the load sends the
+	// bearer token.
+	policy bool
 	// ghz: the method and its JSON request.
 	call, data string
 	// load: its -mode.
@@ -56,6 +65,10 @@ func scenarios() []scenario {
 		{key: "rest-post-h1", title: "REST POST ~1.4 KB JSON, HTTP/1.1", unit: "request", peers: restPeers,
 			load: "h2load", path: "/v1/bench/echo", h1: true, body: "order.json", headers: []string{"content-type: application/json"},
 			smoke: func(ctx context.Context, p *peer) error { return smokeEcho(ctx, h1Client, p) }},
+		{key: "rest-post-policy", title: "REST POST ~1.4 KB JSON, HTTP/1.1, jwt-auth + rate-limiting", unit: "request", peers: []string{peerRosetta},
+			load: "h2load", path: "/v1/bench/echo", h1: true, body: "order.json", policy: true,
+			headers: []string{"content-type: application/json", policyHeader()},
+			smoke:   withPolicySmoke(restRefused, smokeEchoToken)},
 		{key: "rest-post-h2c", title: "REST POST ~1.4 KB JSON, h2c", unit: "request", peers: restPeers,
 			load: "h2load", path: "/v1/bench/echo", body: "order.json", headers: []string{"content-type: application/json"},
 			smoke: func(ctx context.Context, p *peer) error { return smokeEcho(ctx, h2cClient, p) }},
@@ -67,7 +80,16 @@ func scenarios() []scenario {
 			load: "h2load", path: "/v1/bench/stream", h1: true, smoke: smokeRESTStream},
 		{key: "grpc-unary", title: "gRPC unary ~1.4 KB, pass-through (h2load)", unit: "call", peers: grpcPeers,
 			load: "h2load", path: "/rosetta.bench.v1.BenchService/Echo", body: "order.grpc",
-			headers: []string{"content-type: application/grpc", "te: trailers"}, smoke: smokeGRPCUnary},
+			headers: []string{"content-type: application/grpc", "te: trailers"}, echo: true, smoke: smokeGRPCUnary},
+		// grpc-unary-token splits the policy row's cost: the same calls
+		// with the bearer token on the plain instances, no plugins.
+		{key: "grpc-unary-token", title: "gRPC unary ~1.4 KB, pass-through, bearer token sent, no plugins (h2load)", unit: "call", peers: []string{peerRosetta, peerHAProxy},
+			load: "h2load", path: "/rosetta.bench.v1.BenchService/Echo", body: "order.grpc", echo: true,
+			headers: []string{"content-type: application/grpc", "te: trailers", policyHeader()}, smoke: smokeGRPCUnaryToken},
+		{key: "grpc-unary-policy", title: "gRPC unary ~1.4 KB, pass-through, jwt-auth + rate-limiting (h2load)", unit: "call", peers: []string{peerRosetta, peerHAProxy},
+			load: "h2load", path: "/rosetta.bench.v1.BenchService/Echo", body: "order.grpc", echo: true, policy: true,
+			headers: []string{"content-type: application/grpc", "te: trailers", policyHeader()},
+			smoke:   withPolicySmoke(grpcRefused, smokeGRPCUnaryToken)},
 		{key: "grpc-stream", title: "gRPC server stream, 10 msgs, pass-through (ghz)", unit: "stream", peers: grpcPeers,
 			load: "ghz", call: "rosetta.bench.v1.BenchService.Stream", data: `{"count":10}`, smoke: smokeGRPCStream},
 		{key: "grpcweb-unary", title: "gRPC-Web unary ~1.4 KB binary, HTTP/1.1", unit: "call", peers: []string{peerRosetta, peerVanguard},
