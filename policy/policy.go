@@ -219,8 +219,36 @@ func accepted(cl *call.Call, st *State, n0, before int) {
 		st.Response = append(st.Response[:n0], st.Response[before:]...)
 	}
 	if cl.Consumer != "" {
-		st.Upstream = append(st.Upstream, Field{Name: ConsumerHeader, Value: cl.Consumer})
+		st.Upstream = append(st.Upstream, Field{Name: ConsumerHeader, Value: FieldValue(cl.Consumer)})
 	}
+}
+
+// FieldValue makes s safe to send as a header field or gRPC metadata
+// value, which must be printable ASCII: a value that is already is
+// returned as is (without allocating); otherwise every byte outside
+// 0x20-0x7E, and "%", is percent-encoded (UTF-8 "josé" becomes
+// "jos%C3%A9"), so every protocol carries the same bytes upstream.
+func FieldValue(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return percentEncode(s)
+		}
+	}
+	return s
+}
+
+func percentEncode(s string) string {
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+16)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+			continue
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 // TryCheck runs the chain without blocking. pending reports that some

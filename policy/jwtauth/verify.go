@@ -144,7 +144,7 @@ func (p *Plugin) entryOf(claims jwt.MapClaims, gen uint64) (*entry, *call.Error)
 	}
 	for _, ch := range p.claims {
 		if v, ok := claimString(claims[ch.claim]); ok && validFieldValue(v) {
-			e.upstream = append(e.upstream, policy.Field{Name: ch.header, Value: v})
+			e.upstream = append(e.upstream, policy.Field{Name: ch.header, Value: policy.FieldValue(v)})
 		}
 	}
 	e.missingScope = p.missingScope(claims)
