@@ -783,6 +783,9 @@ func (w want) check(t *testing.T, p matrixProto, a answer) {
 		if a.code != codes.OK || (p.kind == kindHTTP && a.status != http.StatusOK) {
 			t.Fatalf("got HTTP %d, %s %q; want the call allowed (body %q)", a.status, a.code, a.msg, a.body)
 		}
+		if p.kind == kindHTTP && a.header.Get("WWW-Authenticate") != "" {
+			t.Errorf("an allowed call's answer has WWW-Authenticate %q", a.header.Get("WWW-Authenticate"))
+		}
 		if a.seen != nil {
 			for k, v := range w.seen {
 				if got := a.seen[k]; !slices.Equal(got, v) {

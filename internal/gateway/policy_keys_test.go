@@ -1,0 +1,177 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
+)
+
+// TestPolicyRateLimitKeys: what rate-limiting counts by, on every
+// protocol. key: ip behind a trusted proxy counts by the right-most
+// X-Forwarded-For address that is not a trusted proxy (the entries a
+// client wrote to the left of it do not choose its bucket); key:
+// claim:<name> counts by a verified token's claim, whoever its subject.
+func TestPolicyRateLimitKeys(t *testing.T) {
+	t.Parallel()
+	env := newPolicyEnv(t)
+	protos := matrixProtos()
+	over := want{code: codes.ResourceExhausted, reason: "rate limit exceeded: 1 calls per 1h0m0s"}
+	t.Run("ip", func(t *testing.T) {
+		t.Parallel()
+		p := env.start(t, policyGatewayConfig(env.leaf, env.web, `trusted_proxies: ["127.0.0.1"]`, matrixRoutes(`
+      - rate-limiting: { limit: 1, period: 3600, key: ip }`)))
+		for i, proto := range protos {
+			t.Run(proto.name, func(t *testing.T) {
+				t.Parallel()
+				xff := func(v string) http.Header { return http.Header{"X-Forwarded-For": {v}} }
+				client := fmt.Sprintf("10.%d.0.", i)
+				want{}.check(t, proto, proto.call(t, p, xff(client+"1")))
+				over.check(t, proto, proto.call(t, p, xff(client+"1")))
+				// A client that writes another address first still counts
+				// as the address the trusted proxy saw.
+				over.check(t, proto, proto.call(t, p, xff("192.0.2.77, "+client+"1")))
+				want{}.check(t, proto, proto.call(t, p, xff("192.0.2.77, "+client+"2")))
+				over.check(t, proto, proto.call(t, p, xff(client+"2")))
+			})
+		}
+	})
+	t.Run("ip-untrusted-peer", func(t *testing.T) {
+		t.Parallel()
+		// Without trusted_proxies the peer is the client: X-Forwarded-For
+		// cannot buy a fresh bucket.
+		p := env.start(t, policyGatewayConfig(env.leaf, env.web, "", matrixRoutes(`
+      - rate-limiting: { limit: 1, period: 3600, key: ip }`)))
+		for _, proto := range []matrixProto{restProto("http1"), grpcProto("relay")} {
+			p := p
+			if proto.name == "grpc/relay" {
+				// Its own gateway instance: the REST call used the peer's bucket.
+				p = env.start(t, policyGatewayConfig(env.leaf, env.web, "", matrixRoutes(`
+      - rate-limiting: { limit: 1, period: 3600, key: ip }`)))
+			}
+			want{}.check(t, proto, proto.call(t, p, http.Header{"X-Forwarded-For": {"10.1.1.1"}}))
+			over.check(t, proto, proto.call(t, p, http.Header{"X-Forwarded-For": {"10.2.2.2"}}))
+		}
+	})
+	t.Run("claim", func(t *testing.T) {
+		t.Parallel()
+		p := env.start(t, policyGatewayConfig(env.leaf, env.web, "", matrixRoutes(`
+      - jwt-auth: { secret: `+matrixSecret+` }
+      - rate-limiting: { limit: 1, period: 3600, key: "claim:org" }`)))
+		for i, proto := range protos {
+			t.Run(proto.name, func(t *testing.T) {
+				t.Parallel()
+				tok := func(sub, org string) http.Header {
+					c := userClaims(sub)
+					c["org"] = org
+					return bearer(hsSign(t, matrixSecret, c))
+				}
+				org := fmt.Sprintf("org-%d", i)
+				want{}.check(t, proto, proto.call(t, p, tok("u1", org)))
+				over.check(t, proto, proto.call(t, p, tok("u2", org)))
+				want{}.check(t, proto, proto.call(t, p, tok("u1", org+"-b")))
+			})
+		}
+	})
+}
+
+// TestPolicyJWTCookie: jwt-auth with cookie: reads the token from that
+// cookie on every protocol, also when HTTP/2 or HTTP/3 split the Cookie
+// field (RFC 9113 §8.2.3) and when gRPC metadata carries several cookie
+// entries.
+func TestPolicyJWTCookie(t *testing.T) {
+	t.Parallel()
+	env := newPolicyEnv(t)
+	p := env.start(t, policyGatewayConfig(env.leaf, env.web, "", matrixRoutes(`
+      - jwt-auth: { secret: `+matrixSecret+`, cookie: session }`)))
+	ok := hsSign(t, matrixSecret, userClaims("alice-sub"))
+	expired := hsSign(t, matrixSecret, jwt.MapClaims{"sub": "alice-sub", "exp": time.Now().Add(-time.Hour).Unix()})
+	for _, proto := range matrixProtos() {
+		t.Run(proto.name, func(t *testing.T) {
+			t.Parallel()
+			cookie := func(tok string) http.Header {
+				if proto.kind == kindGRPC {
+					return http.Header{"Cookie": {"theme=dark", "session=" + tok, "lang=en"}}
+				}
+				return http.Header{"Cookie": {"theme=dark; session=" + tok + "; lang=en"}}
+			}
+			want{seen: map[string][]string{"x-consumer": {"alice"}}}.check(t, proto, proto.call(t, p, cookie(ok)))
+			want{code: codes.Unauthenticated, reason: "token expired", hide: expired,
+				challenge: `Bearer realm="rosetta", error="invalid_token"`}.check(t, proto, proto.call(t, p, cookie(expired)))
+			want{code: codes.Unauthenticated, reason: "missing bearer token",
+				challenge: `Bearer realm="rosetta"`}.check(t, proto, proto.call(t, p, http.Header{"Cookie": {"theme=dark; other=" + ok}}))
+		})
+	}
+}
+
+// TestPolicyTopLevelConcurrency: a top-level concurrency-limit applies to
+// each route as if the route listed it: every route, and the calls no
+// route selects, have max calls in flight of their own.
+func TestPolicyTopLevelConcurrency(t *testing.T) {
+	t.Parallel()
+	env := newPolicyEnv(t)
+	p := env.start(t, policyGatewayConfig(env.leaf, env.web, `
+plugins:
+  - concurrency-limit: { max: 1 }`, `
+  - selector: rosetta.testing.v1.EchoService.Sleep
+    timeout: 2m
+  - selector: rosetta.testing.v1.EchoService.Metadata
+    timeout: 2m
+`))
+	sleepRoute := "rosetta.testing.v1.EchoService.Sleep"
+	for _, tc := range []struct {
+		name  string
+		route string // "" for the calls no route selects
+		hold  func(ctx context.Context)
+		call  func(t *testing.T) answer
+	}{
+		{
+			name: "route", route: sleepRoute,
+			hold: func(ctx context.Context) {
+				_, _ = testingv1.NewEchoServiceClient(p.relayCC).Sleep(ctx, &testingv1.SleepRequest{Duration: durationpb.New(time.Minute)})
+			},
+			call: func(t *testing.T) answer {
+				return sendHTTP(t, p.h1, "GET", p.plain+"/v1/sleep", "", nil)
+			},
+		},
+		{
+			name: "no-route", route: "",
+			hold: func(ctx context.Context) {
+				c := connect.NewClient[testingv1.StreamRequest, testingv1.StreamItem](p.h2c, p.plain+echoService+"ServerStream")
+				st, err := c.CallServerStream(ctx, connect.NewRequest(&testingv1.StreamRequest{Count: 2, Interval: durationpb.New(time.Minute)}))
+				if err == nil {
+					for st.Receive() {
+					}
+					_ = st.Close()
+				}
+			},
+			call: func(t *testing.T) answer {
+				return sendHTTP(t, p.h1, "GET", p.plain+"/v1/stream?count=1", "", nil)
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inFlight := slotsOf(t, p.g, tc.route).InFlight
+			release := holdCall(tc.hold)
+			waitUntil(t, func() bool { return inFlight() == 1 }, "the held call takes its slot")
+			reason := "concurrency limit of 1 calls in flight reached"
+			if tc.route != "" {
+				reason += " on route " + tc.route
+			}
+			want{code: codes.Unavailable, reason: reason}.check(t, matrixProto{kind: kindHTTP}, tc.call(t))
+			// Another route has a slot of its own.
+			want{}.check(t, restProto("h2c"), restProto("h2c").call(t, p, nil))
+			release()
+			waitUntil(t, func() bool { return inFlight() == 0 }, "the slot is released")
+			want{}.check(t, matrixProto{kind: kindHTTP}, tc.call(t))
+		})
+	}
+}
