@@ -424,3 +424,64 @@ func TestPolicyAuthAlternatives(t *testing.T) {
 		{"bad-key-and-token", both(wrongKey, bob), want{seen: map[string][]string{"x-consumer": {"bob"}, "x-user-id": {"bob"}}}},
 	})
 }
+
+// TestPolicyIdentityUnambiguous: two different identities never reach the
+// upstream as the same x-consumer (or claims_to_headers value), whatever
+// encoding makes them printable: "josé" and the ASCII subject
+// "jos%C3%A9" are two callers, and so are consumers "Zoë" and "Zo%C3%AB".
+func TestPolicyIdentityUnambiguous(t *testing.T) {
+	t.Parallel()
+	skipBug(t, `policy.FieldValue (policy/policy.go) percent-encodes "%" only in values that also hold a byte outside 0x20-0x7E: `+
+		`an all-ASCII "jos%C3%A9" goes upstream unchanged, as the encoding of "josé" does, so two subjects (or consumers) share one x-consumer`)
+	env := newPolicyEnv(t)
+	t.Run("jwt", func(t *testing.T) {
+		t.Parallel()
+		p := env.start(t, policyGatewayConfig(env.leaf, env.web, "", matrixRoutes(matrixPlugins["jwt"])))
+		for _, proto := range []matrixProto{restProto("http1"), grpcProto("relay"), grpcProto("handler"),
+			rpcClientProto("connect", "h2c", kindConnectUnary), wsProto("http1"), uriProto("h2c")} {
+			t.Run(proto.name, func(t *testing.T) {
+				t.Parallel()
+				var views [2]string
+				for i, sub := range []string{"josé", "jos%C3%A9"} {
+					tok := hsSign(t, matrixSecret, matrixClaims(func(c jwt.MapClaims) { c["sub"] = sub }))
+					a := proto.call(t, p, bearer(tok))
+					want{}.check(t, proto, a)
+					views[i] = strings.Join(a.seen["x-consumer"], ",") + "|" + strings.Join(a.seen["x-user-id"], ",")
+				}
+				if views[0] == views[1] {
+					t.Errorf(`subjects "josé" and "jos%%C3%%A9" reach the upstream alike: x-consumer|x-user-id %q`, views[0])
+				}
+			})
+		}
+	})
+	t.Run("key-auth", func(t *testing.T) {
+		t.Parallel()
+		be := testkit.StartBackend(t)
+		url, _ := startGateway(t, be.Addr, `
+listeners:
+  - address: "127.0.0.1:0"
+upstreams:
+  test:
+    targets: ["$BACKEND"]
+consumers:
+  - name: Zoë
+    keys: ["zoe-key-0a1b2c3d4e5f"]
+  - name: Zo%C3%AB
+    keys: ["other-key-6f5e4d3c2b1a"]
+routes:
+  - selector: `+matrixSelector+`
+    plugins:
+      - key-auth: {}
+`)
+		a := do(t, "POST", url+"/v1/metadata", `{}`, "apikey: zoe-key-0a1b2c3d4e5f")
+		b := do(t, "POST", url+"/v1/metadata", `{}`, "apikey: other-key-6f5e4d3c2b1a")
+		seen := func(r response) string {
+			var mb metadataBody
+			_ = json.Unmarshal([]byte(r.body), &mb)
+			return strings.Join(mb.seen()["x-consumer"], ",")
+		}
+		if a.status != http.StatusOK || b.status != http.StatusOK || seen(a) == seen(b) {
+			t.Errorf(`consumers "Zoë" and "Zo%%C3%%AB": got %d x-consumer %q and %d %q; want two different identities upstream`, a.status, seen(a), b.status, seen(b))
+		}
+	})
+}
