@@ -175,3 +175,40 @@ plugins:
 		})
 	}
 }
+
+// TestPolicyConcurrencyReleasedOnRefusal: concurrency-limit listed before
+// rate-limiting takes its slot first; when rate-limiting then refuses the
+// call, the slot is given back, on every protocol (no slot leaks, so a
+// caller with budget left still gets in).
+func TestPolicyConcurrencyReleasedOnRefusal(t *testing.T) {
+	t.Parallel()
+	env := newPolicyEnv(t)
+	p := env.start(t, policyGatewayConfig(env.leaf, env.web, "", matrixRoutes(`
+      - concurrency-limit: { max: 1 }
+      - rate-limiting: { limit: 1, period: 3600, key: "header:x-bucket" }`)))
+	// The protocols share the route's one slot, so they run in turn.
+	for _, proto := range matrixProtos() {
+		t.Run(proto.name, func(t *testing.T) {
+			g, route := p.g, matrixSelector
+			if proto.handler {
+				g = p.gh
+			}
+			if proto.uri {
+				route = matrixURI
+			}
+			inFlight := slotsOf(t, g, route).InFlight
+			// A call holds its slot until its handler is done, which may be
+			// just after the client has the answer: wait for that.
+			idle := func() { waitUntil(t, func() bool { return inFlight() == 0 }, "the call gives its slot back") }
+			hdr := http.Header{"X-Bucket": {"first/" + proto.name}}
+			want{}.check(t, proto, proto.call(t, p, hdr))
+			idle()
+			for i := 0; i < 3; i++ {
+				want{code: codes.ResourceExhausted, reason: "rate limit exceeded"}.check(t, proto, proto.call(t, p, hdr))
+				idle()
+			}
+			want{}.check(t, proto, proto.call(t, p, http.Header{"X-Bucket": {"second/" + proto.name}}))
+			idle()
+		})
+	}
+}
