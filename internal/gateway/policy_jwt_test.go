@@ -485,3 +485,38 @@ routes:
 		}
 	})
 }
+
+// TestPolicyUnderscoreHeadersStripped: a plain HTTP upstream never gets a
+// client's copy of a field the gateway sets (x-consumer, a
+// claims_to_headers target) under an underscore spelling either:
+// CGI-style servers (PHP, WSGI, Rack) read X_Consumer and X-Consumer as
+// the same HTTP_X_CONSUMER, so a forged X_Consumer would pose as the
+// consumer.
+func TestPolicyUnderscoreHeadersStripped(t *testing.T) {
+	t.Parallel()
+	skipBug(t, "Admission.Header (transcoder/admit.go) strips only the exact names of Chain.Strip: a plain HTTP upstream (uri route) "+
+		"receives X_Consumer / X_User_Id forged by the client next to the gateway's X-Consumer / X-User-Id")
+	env := newPolicyEnv(t)
+	p := env.start(t, policyGatewayConfig(env.leaf, env.web, "", matrixRoutes(matrixPlugins["jwt"])))
+	tok := hsSign(t, matrixSecret, matrixClaims(nil))
+	hdr := bearer(tok)
+	for _, k := range []string{"X_consumer", "X_user_id", "X_tenant", "X-user_id"} {
+		hdr[k] = []string{"forged"}
+	}
+	for _, tr := range []string{"http1", "h2c", "h3"} {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			proto := uriProto(tr)
+			a := proto.call(t, p, hdr)
+			want{seen: map[string][]string{"x-consumer": {"alice"}, "x-user-id": {"alice-sub"}, "x-tenant": {"t1"}}}.check(t, proto, a)
+			for name, v := range a.seen {
+				switch strings.ReplaceAll(name, "_", "-") {
+				case "x-consumer", "x-user-id", "x-tenant":
+					if name != strings.ReplaceAll(name, "_", "-") {
+						t.Errorf("the upstream got the client's %s: %q", name, v)
+					}
+				}
+			}
+		})
+	}
+}
