@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,6 +210,85 @@ func TestPolicyConcurrencyReleasedOnRefusal(t *testing.T) {
 			}
 			want{}.check(t, proto, proto.call(t, p, http.Header{"X-Bucket": {"second/" + proto.name}}))
 			idle()
+		})
+	}
+}
+
+// TestPolicyKeyAuthQuery: key-auth with query: reads the key from that
+// query parameter on every protocol that has a query (REST, SSE,
+// WebSocket, gRPC-Web, Connect, plain HTTP routes), also with
+// transcoding.strict_query (the parameter is a credential, not an unknown
+// field of the request message); a wrong key is refused without being
+// echoed.
+func TestPolicyKeyAuthQuery(t *testing.T) {
+	t.Parallel()
+	env := newPolicyEnv(t)
+	for _, strict := range []bool{false, true} {
+		name, top := "default", ""
+		if strict {
+			name, top = "strict_query", "transcoding: { strict_query: true }"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if strict {
+				skipBug(t, "with transcoding.strict_query, REST, SSE and WebSocket calls whose key-auth key is in the configured query parameter are refused "+
+					`400 "unknown query parameter \"apikey\"" after key-auth accepted them: the bindings take the credential for a request field `+
+					"(the WebSocket bridge drops access_token before binding, not key-auth's parameter)")
+			}
+			p := env.start(t, policyGatewayConfig(env.leaf, env.web, top, matrixRoutes(matrixPlugins["key-auth"])))
+			type call struct {
+				name string
+				do   func(t *testing.T, query string) answer
+			}
+			rest := func(tr, path string, hdr http.Header) func(t *testing.T, query string) answer {
+				return func(t *testing.T, query string) answer {
+					return sendHTTP(t, p.client(tr), "GET", p.base(tr)+path+query, "", hdr)
+				}
+			}
+			rpc := func(tr string, opts ...connect.ClientOption) func(t *testing.T, query string) answer {
+				return func(t *testing.T, query string) answer {
+					c := connect.NewClient[testingv1.Everything, testingv1.Everything](p.client(tr), p.base(tr)+echoService+"Echo"+query, opts...)
+					_, err := c.CallUnary(testContext(t), connect.NewRequest(&testingv1.Everything{}))
+					var a answer
+					connectAnswer(&a, err)
+					return a
+				}
+			}
+			ws := func(tr string) func(t *testing.T, query string) answer {
+				return func(t *testing.T, query string) answer {
+					c, a := dialPolicyWS(t, p, tr, "/v1/echo/x"+query, nil, nil)
+					if c == nil {
+						return a
+					}
+					wsSend(t, c, `{}`)
+					assertJSON(t, string(wsRead(t, c, 1)), `{"id": "x"}`)
+					wsExpectOK(t, c)
+					a.status = http.StatusOK
+					return a
+				}
+			}
+			calls := []call{
+				{"rest/http1", rest("http1", "/v1/echo/x", nil)},
+				{"rest/h3", rest("h3", "/v1/echo/x", nil)},
+				{"sse/h2c", rest("h2c", "/v1/stream", http.Header{"Accept": {"text/event-stream"}})},
+				{"http/h2c", rest("h2c", "/web/echo", nil)},
+				{"ws/http1", ws("http1")},
+				{"ws/h2c", ws("h2c")},
+				{"connect/h2c", rpc("h2c")},
+				{"grpc-web/http1", rpc("http1", connect.WithGRPCWeb())},
+			}
+			const wrong = "wrong-key-3e4d5c6b7a8f"
+			for _, c := range calls {
+				t.Run(c.name, func(t *testing.T) {
+					t.Parallel()
+					kind := matrixProto{kind: kindHTTP}
+					if strings.HasPrefix(c.name, "connect") || strings.HasPrefix(c.name, "grpc-web") {
+						kind.kind = kindGRPC
+					}
+					want{}.check(t, kind, c.do(t, "?apikey="+aliceKey))
+					want{code: codes.Unauthenticated, reason: "invalid API key", hide: wrong}.check(t, kind, c.do(t, "?apikey="+wrong))
+				})
+			}
 		})
 	}
 }
