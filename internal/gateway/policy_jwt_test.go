@@ -552,4 +552,35 @@ func TestPolicySmuggledAuthorization(t *testing.T) {
 			}
 		})
 	}
+	// A WebSocket whose token comes in the access_token parameter or the
+	// bearer subprotocol: the verified token is the one sent upstream, not
+	// an Authorization the client also wrote.
+	for _, tr := range []string{"http1", "h2c"} {
+		for _, tc := range []struct {
+			name, query  string
+			subprotocols []string
+			hdr          http.Header
+		}{
+			{"access_token+grpc-metadata", "?access_token=" + tok, nil, http.Header{"Grpc-Metadata-Authorization": {"Bearer " + forgedTok}}},
+			{"subprotocol+grpc-metadata", "", []string{"rosetta.bearer." + tok}, http.Header{"Grpc-Metadata-Authorization": {"Bearer " + forgedTok}}},
+			{"subprotocol+basic", "", []string{"rosetta.bearer." + tok}, http.Header{"Authorization": {"Basic YWRtaW46YWRtaW4="}}},
+		} {
+			t.Run("ws-"+tc.name+"/"+tr, func(t *testing.T) {
+				t.Parallel()
+				c, _ := dialPolicyWS(t, p, tr, "/v1/metadata"+tc.query, tc.hdr, &websocket.DialOptions{Subprotocols: tc.subprotocols})
+				if c == nil {
+					return // refusing such a call is fine
+				}
+				wsSend(t, c, `{}`)
+				var mb metadataBody
+				if err := json.Unmarshal(wsRead(t, c, websocket.MessageText), &mb); err != nil {
+					t.Fatal(err)
+				}
+				wsExpectOK(t, c)
+				if got := mb.seen()["authorization"]; len(got) != 1 || got[0] != "Bearer "+tok {
+					t.Errorf("the upstream got authorization %q (x-consumer %q); want only the verified token", got, mb.seen()["x-consumer"])
+				}
+			})
+		}
+	}
 }
