@@ -133,6 +133,15 @@ type Chain struct {
 	messages []MessageChecker
 	local    bool
 	strip    []string
+	query    []string // query parameters that carry credentials
+}
+
+// CredentialQuerier is implemented by plugins that read a credential from
+// a query parameter (key-auth with query:). Protocols that map query
+// parameters to request fields (REST bindings, the WebSocket bridge)
+// leave that parameter out of the mapping.
+type CredentialQuerier interface {
+	CredentialQuery() string
 }
 
 // NewChain orders plugins by phase (stable within a phase). strip lists
@@ -154,8 +163,20 @@ func NewChain(plugins []Plugin, strip []string) *Chain {
 		if m, ok := p.(MessageChecker); ok {
 			c.messages = append(c.messages, m)
 		}
+		if q, ok := p.(CredentialQuerier); ok && q.CredentialQuery() != "" {
+			c.query = append(c.query, q.CredentialQuery())
+		}
 	}
 	return c
+}
+
+// CredentialQuery returns the query parameters that carry credentials
+// for the chain's plugins (see [CredentialQuerier]).
+func (c *Chain) CredentialQuery() []string {
+	if c == nil {
+		return nil
+	}
+	return c.query
 }
 
 // Empty reports whether the chain has no plugin.
@@ -224,13 +245,15 @@ func accepted(cl *call.Call, st *State, n0, before int) {
 }
 
 // FieldValue makes s safe to send as a header field or gRPC metadata
-// value, which must be printable ASCII: a value that is already is
-// returned as is (without allocating); otherwise every byte outside
-// 0x20-0x7E, and "%", is percent-encoded (UTF-8 "josé" becomes
-// "jos%C3%A9"), so every protocol carries the same bytes upstream.
+// value, which must be printable ASCII, without ambiguity: every byte
+// outside 0x20-0x7E, and "%", is percent-encoded (UTF-8 "josé" becomes
+// "jos%C3%A9", and a literal "jos%C3%A9" becomes "jos%25C3%25A9"), so
+// every protocol carries the same bytes upstream and two identities never
+// share one value. A value with nothing to encode is returned as is,
+// without allocating.
 func FieldValue(s string) string {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '%' {
 			return percentEncode(s)
 		}
 	}

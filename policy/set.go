@@ -211,6 +211,9 @@ func chainOf(entries []entry) *Chain {
 			for _, h := range j.ClaimsToHeaders {
 				strip = append(strip, strings.ToLower(h))
 			}
+			// jwt-auth sends the token it verified as the only
+			// authorization value.
+			strip = append(strip, "authorization")
 		}
 	}
 	if authn {

@@ -197,12 +197,13 @@ func TestSetMergeRules(t *testing.T) {
 		}
 	}
 
-	// x-consumer and claims go upstream; the strip list names them.
+	// The verified token (as the only authorization), x-consumer and the
+	// claims go upstream; the strip list names them.
 	ok, c, st := accepts(listBooks, tokA)
 	if !ok || c.Consumer != "alice" {
 		t.Fatalf("got accepted %v, consumer %q; want alice (jwt_subject user-1)", ok, c.Consumer)
 	}
-	wantUp := []policy.Field{{Name: "x-tenant", Value: "acme"}, {Name: "x-user", Value: "user-1"}, {Name: "x-consumer", Value: "alice"}}
+	wantUp := []policy.Field{{Name: "authorization", Value: tokA.Get("authorization")}, {Name: "x-tenant", Value: "acme"}, {Name: "x-user", Value: "user-1"}, {Name: "x-consumer", Value: "alice"}}
 	if diff := cmp.Diff(wantUp, st.Upstream); diff != "" {
 		t.Errorf("Upstream (-want +got):\n%s", diff)
 	}
@@ -211,9 +212,9 @@ func TestSetMergeRules(t *testing.T) {
 		chain *policy.Chain
 		want  []string
 	}{
-		{"top-level jwt-auth", listBooks, []string{"x-consumer", "x-tenant", "x-user"}},
-		{"route jwt-auth without claims", getBook, []string{"x-consumer"}},
-		{"default", s.Default(), []string{"x-consumer", "x-tenant", "x-user"}},
+		{"top-level jwt-auth", listBooks, []string{"authorization", "x-consumer", "x-tenant", "x-user"}},
+		{"route jwt-auth without claims", getBook, []string{"authorization", "x-consumer"}},
+		{"default", s.Default(), []string{"authorization", "x-consumer", "x-tenant", "x-user"}},
 	} {
 		if diff := cmp.Diff(tc.want, tc.chain.Strip()); diff != "" {
 			t.Errorf("%s: Strip (-want +got):\n%s", tc.name, diff)

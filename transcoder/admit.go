@@ -3,7 +3,10 @@ package transcoder
 import (
 	"context"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -125,8 +128,12 @@ func (a *Admission) Metadata(md metadata.MD) {
 	if a == nil || a.chain == nil {
 		return
 	}
-	for _, name := range a.chain.Strip() {
-		delete(md, name)
+	if strip := a.chain.Strip(); len(strip) > 0 {
+		for k := range md {
+			if stripped(k, strip) {
+				delete(md, k)
+			}
+		}
 	}
 	for _, f := range a.State.Upstream {
 		md[f.Name] = []string{f.Value}
@@ -139,12 +146,69 @@ func (a *Admission) Header(h http.Header) {
 	if a == nil || a.chain == nil {
 		return
 	}
-	for _, name := range a.chain.Strip() {
-		h.Del(name)
+	if strip := a.chain.Strip(); len(strip) > 0 {
+		for k := range h {
+			if stripped(k, strip) {
+				delete(h, k)
+			}
+		}
 	}
 	for _, f := range a.State.Upstream {
 		h.Set(f.Name, f.Value)
 	}
+}
+
+// stripped reports whether a client's field name k is one the chain sets
+// itself: the same name in any case, or spelt with "_" for "-" (which
+// CGI-style servers read as the same field).
+func stripped(k string, strip []string) bool {
+	for _, s := range strip {
+		if len(k) != len(s) {
+			continue
+		}
+		same := true
+		for i := 0; i < len(k); i++ {
+			c := k[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			} else if c == '_' {
+				c = '-'
+			}
+			if c != s[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return true
+		}
+	}
+	return false
+}
+
+// StripCredentialQuery removes, from r's query, the parameters that carry
+// credentials for the chain (key-auth's query:), before a protocol maps
+// the query onto request fields.
+func (a *Admission) StripCredentialQuery(r *http.Request) {
+	if a == nil || r.URL.RawQuery == "" {
+		return
+	}
+	names := a.chain.CredentialQuery()
+	if len(names) == 0 {
+		return
+	}
+	parts := strings.Split(r.URL.RawQuery, "&")
+	kept := parts[:0]
+	for _, p := range parts {
+		name, _, _ := strings.Cut(p, "=")
+		if un, err := url.QueryUnescape(name); err == nil {
+			name = un
+		}
+		if !slices.Contains(names, name) {
+			kept = append(kept, p)
+		}
+	}
+	r.URL.RawQuery = strings.Join(kept, "&")
 }
 
 // SetHeaders writes the decision's response fields on the answer's

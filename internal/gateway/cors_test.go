@@ -83,7 +83,7 @@ func TestCORS(t *testing.T) {
 		want := map[string]string{
 			"Access-Control-Allow-Origin":      "https://app.example.com",
 			"Access-Control-Allow-Credentials": "true",
-			"Access-Control-Expose-Headers":    "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin, Grpc-Encoding, Grpc-Accept-Encoding, Connect-Content-Encoding, Connect-Accept-Encoding, Content-Encoding, Rosetta-Error-Id",
+			"Access-Control-Expose-Headers":    "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin, Grpc-Encoding, Grpc-Accept-Encoding, Connect-Content-Encoding, Connect-Accept-Encoding, Content-Encoding, Rosetta-Error-Id, WWW-Authenticate, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset",
 			"Vary":                             "Origin",
 		}
 		if diff := cmp.Diff(want, corsHeaders(r.Header)); diff != "" {

@@ -231,9 +231,6 @@ func TestPolicyKeyAuthQuery(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			if strict {
-				skipBug(t, "with transcoding.strict_query, REST, SSE and WebSocket calls whose key-auth key is in the configured query parameter are refused "+
-					`400 "unknown query parameter \"apikey\"" after key-auth accepted them: the bindings take the credential for a request field `+
-					"(the WebSocket bridge drops access_token before binding, not key-auth's parameter)")
 			}
 			p := env.start(t, policyGatewayConfig(env.leaf, env.web, top, matrixRoutes(matrixPlugins["key-auth"])))
 			type call struct {

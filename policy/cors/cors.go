@@ -19,7 +19,9 @@ const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE"
 
 // exposeHeaders are the response headers browsers let scripts read: the
 // gRPC status headers of gRPC-Web trailers-only answers, the compression
-// headers of gRPC-Web and Connect, and the gateway's error ID. Without
+// headers of gRPC-Web and Connect, the gateway's error ID, and what the
+// policy chain answers with (the authentication challenge, Retry-After,
+// the RateLimit-* fields). Without
 // credentials "*" also exposes every metadata header; with credentials
 // browsers take "*" literally, so only these names are readable.
 var exposeHeaders = strings.Join([]string{
@@ -27,6 +29,7 @@ var exposeHeaders = strings.Join([]string{
 	"Grpc-Encoding", "Grpc-Accept-Encoding",
 	"Connect-Content-Encoding", "Connect-Accept-Encoding", "Content-Encoding",
 	"Rosetta-Error-Id",
+	"WWW-Authenticate", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
 }, ", ")
 
 // Policy answers CORS preflights and sets CORS response headers from a

@@ -38,7 +38,7 @@ func (p *Plugin) verify(tok string, ks *keySet) (e *entry, err *call.Error, unkn
 	if perr != nil {
 		return nil, p.refusal(perr, claims), errors.Is(perr, errUnknownKID)
 	}
-	e, err = p.entryOf(claims, ks.gen)
+	e, err = p.entryOf(claims, ks.gen, tok)
 	return e, err, false
 }
 
@@ -126,8 +126,12 @@ func (p *Plugin) refusal(err error, claims jwt.MapClaims) *call.Error {
 }
 
 // entryOf makes the cache entry of verified claims.
-func (p *Plugin) entryOf(claims jwt.MapClaims, gen uint64) (*entry, *call.Error) {
+// The upstream gets the verified token as its only authorization value
+// (the chain strips every authorization the client sent), so a second,
+// unverified credential never travels beside it.
+func (p *Plugin) entryOf(claims jwt.MapClaims, gen uint64, tok string) (*entry, *call.Error) {
 	e := &entry{gen: gen, claims: claims}
+	e.upstream = append(e.upstream, policy.Field{Name: "authorization", Value: "Bearer " + tok})
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		e.exp, e.hasExp = exp.Time, true
 	}

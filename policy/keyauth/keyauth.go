@@ -94,6 +94,10 @@ func (p *Plugin) Check(_ context.Context, c *call.Call, _ *policy.State) *call.E
 	return p.check(c)
 }
 
+// CredentialQuery returns the query parameter read for the key ("" when
+// none is configured).
+func (p *Plugin) CredentialQuery() string { return p.query }
+
 // TryCheck answers as Check; key-auth is never pending.
 func (p *Plugin) TryCheck(c *call.Call, _ *policy.State) (*call.Error, bool) {
 	return p.check(c), false

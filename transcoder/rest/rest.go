@@ -117,6 +117,7 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, m router.Match) 
 		h.writeError(w, r, cerr)
 		return
 	}
+	adm.StripCredentialQuery(r)
 	be, ok := h.backends(m.Route.Upstream)
 	if !ok {
 		h.writeError(w, r, call.Errorf(codes.Unavailable, "upstream %q is not available", m.Route.Upstream))

@@ -212,6 +212,11 @@ func (h *Bridge) Serve(w http.ResponseWriter, r *http.Request, t Target) {
 		h.writeError(w, r, cerr)
 		return
 	}
+	if adm != nil {
+		for _, name := range adm.Chain().CredentialQuery() {
+			q.Del(name)
+		}
+	}
 	req, cerr := h.newRequest(t, neg.mode, q)
 	if cerr != nil {
 		h.writeError(w, r, cerr)
