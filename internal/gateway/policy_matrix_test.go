@@ -638,9 +638,13 @@ func grpcProto(path string) matrixProto {
 	return matrixProto{
 		name: "grpc/" + path, kind: kindGRPC, handler: path == "handler",
 		call: func(t *testing.T, p *policyGateway, hdr http.Header) answer {
-			var header metadata.MD
-			resp, err := cc(p).Metadata(outgoing(testContext(t), hdr), &testingv1.MetadataRequest{}, grpc.Header(&header))
-			a := answer{header: http.Header(header)}
+			var header, trailer metadata.MD
+			resp, err := cc(p).Metadata(outgoing(testContext(t), hdr), &testingv1.MetadataRequest{}, grpc.Header(&header), grpc.Trailer(&trailer))
+			// A refusal is trailers-only: its fields are the trailer.
+			a := answer{header: http.Header{}}
+			for k, v := range metadata.Join(header, trailer) {
+				a.header[http.CanonicalHeaderKey(k)] = v
+			}
 			if err != nil {
 				st, _ := status.FromError(err)
 				a.code, a.msg = st.Code(), st.Message()
@@ -751,9 +755,13 @@ type want struct {
 	code codes.Code
 	// reason must be part of the refusal's message.
 	reason string
-	// challenge is the exact WWW-Authenticate of an HTTP-kind refusal
-	// ("" when not checked).
+	// challenge is the exact WWW-Authenticate of an HTTP-kind refusal,
+	// and of the www-authenticate metadata of a gRPC one ("" when not
+	// checked).
 	challenge string
+	// restChallenge: only HTTP-kind answers carry the challenge (the
+	// REST error writer's default one: the plugin sets none).
+	restChallenge bool
 	// hide is a credential the answer must never contain.
 	hide string
 	// seen are metadata entries the upstream must have received exactly
@@ -829,6 +837,13 @@ func (w want) check(t *testing.T, p matrixProto, a answer) {
 			}
 			if a.header.Get("RateLimit-Remaining") != "0" || a.header.Get("RateLimit-Limit") == "" {
 				t.Errorf("refusal: RateLimit-Limit %q, -Remaining %q; want the limit and 0", a.header.Get("RateLimit-Limit"), a.header.Get("RateLimit-Remaining"))
+			}
+		}
+	case kindGRPC:
+		// Both gRPC paths send the refusal's fields as metadata.
+		if w.challenge != "" && !w.restChallenge && p.name != "grpc-bidi/relay" && p.name != "grpc-bidi/handler" {
+			if got := a.header.Get("WWW-Authenticate"); got != w.challenge {
+				t.Errorf("www-authenticate metadata: got %q; want %q", got, w.challenge)
 			}
 		}
 	case kindGRPCWeb:
@@ -945,9 +960,9 @@ func jwtCases(t *testing.T) []authCase {
 func keyAuthCases() []authCase {
 	const wrong = "wrong-key-8c7b6a5f4e3d2c1b"
 	return []authCase{
-		{"missing", forged, want{code: codes.Unauthenticated, reason: "missing API key", challenge: `Bearer realm="rosetta"`}},
+		{"missing", forged, want{code: codes.Unauthenticated, reason: "missing API key", challenge: `Bearer realm="rosetta"`, restChallenge: true}},
 		{"invalid", withHeader(forged, "Apikey", wrong), want{code: codes.Unauthenticated, reason: "invalid API key",
-			challenge: `Bearer realm="rosetta"`, hide: wrong}},
+			challenge: `Bearer realm="rosetta"`, restChallenge: true, hide: wrong}},
 		{"ok", withHeader(forged, "Apikey", aliceKey), want{seen: map[string][]string{"x-consumer": {"alice"}}}},
 	}
 }
