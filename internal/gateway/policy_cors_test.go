@@ -60,10 +60,6 @@ func TestPolicyCORS(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			if credentials {
-				skipBug(t, "with cors allow_credentials: true, Access-Control-Expose-Headers (policy/cors exposeHeaders) lists the gRPC and "+
-					"compression fields only: browser scripts cannot read WWW-Authenticate, Retry-After or RateLimit-* of policy answers")
-			}
 			p := env.start(t, policyCORSConfig(env, credentials))
 			tok := hsSign(t, matrixSecret, userClaims("alice-sub"))
 			browser := func(bucket, cookie string) http.Header {
