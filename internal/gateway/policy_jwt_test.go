@@ -484,25 +484,29 @@ routes:
 	})
 }
 
-// TestPolicyUnderscoreHeadersStripped: a plain HTTP upstream never gets a
-// client's copy of a field the gateway sets (x-consumer, a
-// claims_to_headers target) under an underscore spelling either:
+// TestPolicyUnderscoreHeadersStripped: an upstream never gets a client's
+// copy of a field the gateway sets (x-consumer, a claims_to_headers
+// target) under an underscore spelling either, whatever the protocol:
 // CGI-style servers (PHP, WSGI, Rack) read X_Consumer and X-Consumer as
 // the same HTTP_X_CONSUMER, so a forged X_Consumer would pose as the
-// consumer.
+// consumer; and the two gRPC paths must forward the same metadata.
 func TestPolicyUnderscoreHeadersStripped(t *testing.T) {
 	t.Parallel()
 	env := newPolicyEnv(t)
 	p := env.start(t, policyGatewayConfig(env.leaf, env.web, "", matrixRoutes(matrixPlugins["jwt"])))
 	tok := hsSign(t, matrixSecret, matrixClaims(nil))
 	hdr := bearer(tok)
-	for _, k := range []string{"X_consumer", "X_user_id", "X_tenant", "X-user_id"} {
+	for _, k := range []string{"X_consumer", "X_user_id", "X_tenant", "X-user_id", "Grpc-Metadata-X_consumer"} {
 		hdr[k] = []string{"forged"}
 	}
-	for _, tr := range []string{"http1", "h2c", "h3"} {
-		t.Run(tr, func(t *testing.T) {
+	for _, proto := range matrixProtos() {
+		t.Run(proto.name, func(t *testing.T) {
 			t.Parallel()
-			proto := uriProto(tr)
+			if proto.name == "grpc/relay" || proto.name == "grpc-bidi/relay" {
+				skipBug(t, "the frame relay (transcoder/grpc/relay.go, Proxy.Relay) drops only the exact names of Chain.Strip "+
+					"(slices.Contains(strip, f.Name)): x_consumer / x_user_id reach the upstream on the relay, while the handler path "+
+					"and every other protocol strip them (transcoder.Admission.Header/Metadata use stripped())")
+			}
 			a := proto.call(t, p, hdr)
 			want{seen: map[string][]string{"x-consumer": {"alice"}, "x-user-id": {"alice-sub"}, "x-tenant": {"t1"}}}.check(t, proto, a)
 			for name, v := range a.seen {
