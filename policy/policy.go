@@ -170,6 +170,38 @@ func NewChain(plugins []Plugin, strip []string) *Chain {
 	return c
 }
 
+// Strips reports whether the client's field name k is one the chain sets
+// itself and so must not reach the upstream as the client sent it: a
+// name of [Chain.Strip] in any case, or spelt with "_" for "-" (which
+// CGI-style servers read as the same field). It does not allocate.
+func (c *Chain) Strips(k string) bool {
+	if c == nil {
+		return false
+	}
+	for _, s := range c.strip {
+		if len(k) != len(s) {
+			continue
+		}
+		same := true
+		for i := 0; i < len(k); i++ {
+			b := k[i]
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			} else if b == '_' {
+				b = '-'
+			}
+			if b != s[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return true
+		}
+	}
+	return false
+}
+
 // CredentialQuery returns the query parameters that carry credentials
 // for the chain's plugins (see [CredentialQuerier]).
 func (c *Chain) CredentialQuery() []string {

@@ -128,9 +128,9 @@ func (a *Admission) Metadata(md metadata.MD) {
 	if a == nil || a.chain == nil {
 		return
 	}
-	if strip := a.chain.Strip(); len(strip) > 0 {
+	if len(a.chain.Strip()) > 0 {
 		for k := range md {
-			if stripped(k, strip) {
+			if a.chain.Strips(k) {
 				delete(md, k)
 			}
 		}
@@ -146,9 +146,9 @@ func (a *Admission) Header(h http.Header) {
 	if a == nil || a.chain == nil {
 		return
 	}
-	if strip := a.chain.Strip(); len(strip) > 0 {
+	if len(a.chain.Strip()) > 0 {
 		for k := range h {
-			if stripped(k, strip) {
+			if a.chain.Strips(k) {
 				delete(h, k)
 			}
 		}
@@ -156,34 +156,6 @@ func (a *Admission) Header(h http.Header) {
 	for _, f := range a.State.Upstream {
 		h.Set(f.Name, f.Value)
 	}
-}
-
-// stripped reports whether a client's field name k is one the chain sets
-// itself: the same name in any case, or spelt with "_" for "-" (which
-// CGI-style servers read as the same field).
-func stripped(k string, strip []string) bool {
-	for _, s := range strip {
-		if len(k) != len(s) {
-			continue
-		}
-		same := true
-		for i := 0; i < len(k); i++ {
-			c := k[i]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			} else if c == '_' {
-				c = '-'
-			}
-			if c != s[i] {
-				same = false
-				break
-			}
-		}
-		if same {
-			return true
-		}
-	}
-	return false
 }
 
 // StripCredentialQuery removes, from r's query, the parameters that carry

@@ -502,11 +502,6 @@ func TestPolicyUnderscoreHeadersStripped(t *testing.T) {
 	for _, proto := range matrixProtos() {
 		t.Run(proto.name, func(t *testing.T) {
 			t.Parallel()
-			if proto.name == "grpc/relay" || proto.name == "grpc-bidi/relay" {
-				skipBug(t, "the frame relay (transcoder/grpc/relay.go, Proxy.Relay) drops only the exact names of Chain.Strip "+
-					"(slices.Contains(strip, f.Name)): x_consumer / x_user_id reach the upstream on the relay, while the handler path "+
-					"and every other protocol strip them (transcoder.Admission.Header/Metadata use stripped())")
-			}
 			a := proto.call(t, p, hdr)
 			want{seen: map[string][]string{"x-consumer": {"alice"}, "x-user-id": {"alice-sub"}, "x-tenant": {"t1"}}}.check(t, proto, a)
 			for name, v := range a.seen {

@@ -3,7 +3,6 @@ package grpc
 import (
 	"cmp"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,10 +86,7 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 			return p.refuse(in, head, &c.adm, cerr, done)
 		}
 	}
-	var strip []string
-	if rt.chain != nil {
-		strip = rt.chain.Strip()
-	}
+	strip := rt.chain != nil && len(rt.chain.Strip()) > 0
 	fields := make([]hpack.HeaderField, 0, len(head.Fields)+6)
 	fields = append(fields,
 		hpack.HeaderField{Name: ":method", Value: "POST"},
@@ -100,7 +96,7 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 	var prevFor, prevHost, prevProto string
 	for _, f := range head.Fields {
 		switch {
-		case relayDropped[f.Name] || (f.Name == "grpc-timeout" && timeoutField != "") || (strip != nil && slices.Contains(strip, f.Name)):
+		case relayDropped[f.Name] || (f.Name == "grpc-timeout" && timeoutField != "") || (strip && rt.chain.Strips(f.Name)):
 			continue
 		case f.Name == "x-forwarded-for":
 			prevFor = joinField(prevFor, f.Value)
