@@ -44,6 +44,10 @@ type Config struct {
 	// configs). Relative paths in the config are resolved against its
 	// directory.
 	File string `yaml:"-"`
+	// Warnings are the settings of the file that are accepted but have no
+	// effect, such as hash_on without balance: ring_hash, sorted by
+	// position. Set by Parse; print them as "warning: " + d.String().
+	Warnings Diagnostics `yaml:"-"`
 }
 
 // Listener is one address the gateway accepts connections on, serving
@@ -153,9 +157,33 @@ type WebSocket struct {
 type Upstream struct {
 	// Kind is "grpc" (default) or "http", for plain HTTP backends.
 	Kind string `yaml:"kind"`
-	// Targets are host:port addresses, balanced round-robin per RPC, for
-	// example ["10.0.0.5:9000", "10.0.0.6:9000"]. At least one.
-	Targets []string `yaml:"targets"`
+	// Targets are the backend's addresses, at least one, each a
+	// "host:port" string or a mapping {address: "host:port", weight: 3}
+	// (see [Target]). Hosts are IP addresses or DNS names; a name is
+	// re-resolved every DNSRefresh. Each call is balanced over them by
+	// Balance. Example: ["10.0.0.5:9000", {address: "10.0.0.7:9000",
+	// weight: 3}]. Normalized output shows every target as a mapping.
+	Targets []Target `yaml:"targets"`
+	// Balance is how each call (not each connection) picks a target:
+	// round_robin (default: in turn, by weight), least_request (of two
+	// targets drawn at random by weight, the one with fewer calls in
+	// flight per unit of weight), ring_hash (consistent hashing on
+	// HashOn, so that calls with the same key keep reaching the same
+	// target while the target set is stable) or random (by weight).
+	// Every algorithm honours Target.Weight.
+	Balance string `yaml:"balance"`
+	// HashOn is the key ring_hash hashes (other balances ignore it, with
+	// a warning): header:<name> (a request header, e.g. header:x-user-id),
+	// claim:<name> (a claim of the caller's JWT, e.g. claim:sub),
+	// consumer (the authenticated consumer) or ip (the client's address,
+	// after trusted_proxies). Default ip with ring_hash. A call that lacks
+	// the value (no such header, an anonymous caller) hashes on its ip.
+	HashOn string `yaml:"hash_on"`
+	// DNSRefresh is how often targets given as DNS names are resolved
+	// again; every address a name resolves to becomes a target of the
+	// name's weight. Default 30s; at least 1s. IP targets are not
+	// resolved.
+	DNSRefresh Duration `yaml:"dns_refresh"`
 	// TLS enables TLS to the targets; omitted means plaintext (h2c for
 	// gRPC upstreams, HTTP/1.1 for http upstreams).
 	TLS *ClientTLS `yaml:"tls"`
@@ -169,6 +197,22 @@ type Upstream struct {
 	// MaxRequestMessageBytes caps a message a client sends to this
 	// upstream through the gateway. Default: MaxMessageBytes.
 	MaxRequestMessageBytes int `yaml:"max_request_message_bytes"`
+	// HealthCheck probes every target in the background and stops
+	// sending calls to those that fail it. Omitted: no active checks (a
+	// target whose connection fails is still avoided until it reconnects).
+	HealthCheck *HealthCheck `yaml:"health_check"`
+	// OutlierDetection ejects, for a while, targets whose calls keep
+	// failing. Omitted: no ejection; write outlier_detection: {} for the
+	// defaults.
+	OutlierDetection *OutlierDetection `yaml:"outlier_detection"`
+	// Retry retries failed calls to this upstream on another target.
+	// Omitted: no retries (one attempt), unless a route sets retry.
+	// Write retry: {} for the defaults (3 attempts).
+	Retry *Retry `yaml:"retry"`
+	// CircuitBreaker caps the calls in flight to this upstream and the
+	// calls waiting for a connection; over either cap, calls fail at once
+	// with 503 / UNAVAILABLE instead of piling up. Omitted: no caps.
+	CircuitBreaker *CircuitBreaker `yaml:"circuit_breaker"`
 
 	// Name is the key of this upstream in Config.Upstreams; it matches
 	// [a-zA-Z0-9_.-]+. Set by Parse and FromFlags.
@@ -324,10 +368,27 @@ type Route struct {
 	// it bounds the wait for the response headers (a streamed body may
 	// last longer). Default 0: the upstream's timeout applies.
 	Timeout Duration `yaml:"timeout"`
+	// Idempotent declares that the methods of this selector route may be
+	// run twice, so that a retry may resend a call the backend may already
+	// have received (after reset, unavailable, resource-exhausted,
+	// deadline-exceeded, or once the request was on its way). Without it
+	// such calls are retried only when their descriptor declares
+	// idempotency_level IDEMPOTENT or NO_SIDE_EFFECTS; connect-failure and
+	// refused-stream before the request left are retried for every call.
+	// Selector routes only: a uri route resends requests whose HTTP method
+	// is idempotent (GET, HEAD, OPTIONS, PUT, DELETE). Default false.
+	Idempotent bool `yaml:"idempotent"`
+	// Retry overrides the retry settings of the upstream for the calls of
+	// this route, field by field: fields left out inherit the upstream's
+	// retry, or the retry defaults when the upstream has none (so a route
+	// can retry calls to an upstream that does not). budget is the
+	// upstream's only. Example: retry: {attempts: 2}. See
+	// [Route.EffectiveRetry].
+	Retry *Retry `yaml:"retry"`
 	// JSON overrides the gateway-wide JSON options for this route.
 	JSON JSONOptions `yaml:"json"`
 	// Plugins are the policies of this route, run in phase order
-	// (authentication, authorization, limits) on every protocol that
+	// (authentication, authorization, limits, cache) on every protocol that
 	// reaches it.
 	Plugins []Plugin `yaml:"plugins"`
 

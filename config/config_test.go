@@ -83,8 +83,9 @@ func newFixtureDir(t testing.TB) string {
 }
 
 // render returns what a golden file expects for Parse's result: the
-// normalized JSON, or the diagnostics one per line, with the temporary
-// directory replaced so that output is stable.
+// warnings one per line ("warning: ...") and the normalized JSON, or the
+// diagnostics one per line, with the temporary directory replaced so that
+// output is stable.
 func render(t testing.TB, dir string, c *Config, err error) string {
 	t.Helper()
 	if err != nil {
@@ -98,7 +99,11 @@ func render(t testing.TB, dir string, c *Config, err error) string {
 	if err != nil {
 		t.Fatalf("Normalized: %v", err)
 	}
-	return strings.ReplaceAll(string(out), dir, "$DIR")
+	var warnings strings.Builder
+	for _, w := range c.Warnings {
+		warnings.WriteString("warning: " + strings.ReplaceAll(w.String(), dir+string(filepath.Separator), "") + "\n")
+	}
+	return warnings.String() + strings.ReplaceAll(string(out), dir, "$DIR")
 }
 
 func TestGolden(t *testing.T) {
@@ -390,7 +395,7 @@ func TestValidateInCode(t *testing.T) {
 	c := &Config{
 		Listeners: []Listener{{Address: ":8080"}, {Address: ":8080", IdleTimeout: Duration(-1e9)}},
 		Upstreams: map[string]*Upstream{
-			"ok":  {Targets: []string{"127.0.0.1:9000"}},
+			"ok":  {Targets: TargetsOf("127.0.0.1:9000")},
 			"bad": {Kind: "soap"},
 			"nil": nil,
 		},

@@ -46,7 +46,8 @@ func Load(path string) (*Config, error) {
 // are errors. ${VAR} and ${VAR:-default} in scalar values are expanded
 // with lookupEnv (nil means no variable is set) and "$$" is a literal "$".
 //
-// On success the Config has defaults applied, File set to file, every
+// On success the Config has defaults applied, Warnings listing settings
+// that are accepted but have no effect, File set to file, every
 // Upstream.Name set, the Pos of every [HTTPRule] and [Route] filled, and
 // relative paths (descriptor files, protos, import paths, TLS files)
 // resolved against the directory of file. Otherwise the error is
@@ -60,6 +61,7 @@ func Parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 		env:    lookupEnv,
 		index:  &posIndex{file: file, val: map[string]Pos{}, key: map[string]Pos{}},
 		bad:    map[string]bool{},
+		zero:   map[string]bool{},
 		active: map[*yaml.Node]bool{},
 	}
 	c := &Config{File: file}
@@ -78,13 +80,15 @@ func Parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	}
 	c.setDefaults()
 	base := baseDir(file)
-	v := &validator{c: c, index: d.index, base: base, bad: d.bad}
+	v := &validator{c: c, index: d.index, base: base, bad: d.bad, zero: d.zero}
 	v.run()
 	diags := append(d.diags, v.diags...)
 	if err := diags.err(); err != nil {
 		return nil, err
 	}
 	c.resolvePaths(base)
+	v.warns.sort()
+	c.Warnings = v.warns
 	return c, nil
 }
 
@@ -167,6 +171,7 @@ type decoder struct {
 	diags     Diagnostics
 	index     *posIndex
 	bad       map[string]bool // paths whose decoding failed
+	zero      map[string]bool // paths of numbers written as 0 (or "0s")
 	active    map[*yaml.Node]bool
 	visits    int
 	maxVisits int
@@ -323,6 +328,16 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		d.boolean(n, v, path)
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		d.integer(n, v, path)
+	case reflect.Uint32:
+		// Listener.MaxConcurrentStreams: decode as an int64, then store.
+		var i int64
+		iv := reflect.ValueOf(&i).Elem()
+		d.integer(n, iv, path)
+		if v.OverflowUint(uint64(i)) {
+			d.report(n, path, fmt.Sprintf("integer %d is too large", i), "")
+			return
+		}
+		v.SetUint(uint64(i))
 	default:
 		// Unreachable with the Config types; a new field type needs a case.
 		panic(fmt.Sprintf("config: cannot decode into %s", v.Type()))
@@ -387,10 +402,17 @@ func (d *decoder) integer(n *yaml.Node, v reflect.Value, path string) {
 	case err != nil && errors.Is(err, strconv.ErrRange), err == nil && v.OverflowInt(i):
 		d.report(n, path, fmt.Sprintf("integer %s is too large", s), "")
 	case err != nil:
-		d.report(n, path, fmt.Sprintf("expected an integer, got %q", s), "sizes are plain byte counts, e.g. 1048576")
+		hint := ""
+		if strings.HasSuffix(path, "_bytes") {
+			hint = "sizes are plain byte counts, e.g. 1048576"
+		}
+		d.report(n, path, fmt.Sprintf("expected an integer, got %q", s), hint)
 	case i < 0:
 		d.report(n, path, fmt.Sprintf("must not be negative, got %d", i), "")
 	default:
+		if i == 0 {
+			d.zero[path] = true
+		}
 		v.SetInt(i)
 	}
 }
@@ -411,6 +433,9 @@ func (d *decoder) duration(n *yaml.Node, v reflect.Value, path string) {
 	case t < 0:
 		d.report(n, path, fmt.Sprintf("duration must not be negative, got %q", s), "")
 	default:
+		if t == 0 {
+			d.zero[path] = true
+		}
 		v.SetInt(int64(t))
 	}
 }
@@ -418,7 +443,7 @@ func (d *decoder) duration(n *yaml.Node, v reflect.Value, path string) {
 func (d *decoder) list(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.SequenceNode {
 		hint := ""
-		if n.Kind == yaml.ScalarNode && v.Type().Elem().Kind() == reflect.String {
+		if et := v.Type().Elem(); n.Kind == yaml.ScalarNode && (et.Kind() == reflect.String || et == targetType) {
 			hint = fmt.Sprintf("write a list, e.g. [%q]", n.Value)
 		}
 		d.report(n, path, fmt.Sprintf("expected a list, got %s", describe(n)), hint)

@@ -84,6 +84,7 @@ func (c *Config) setDefaults() {
 		if d.RefreshInterval == nil {
 			d.RefreshInterval = ptr(Duration(defaultRefreshInterval))
 		}
+		u.setResilienceDefaults()
 	}
 	c.pluginDefaults()
 	t := &c.Transcoding

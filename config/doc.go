@@ -9,7 +9,8 @@
 //
 // Entry points are [Load] for a file, [Parse] for bytes already read, and
 // [FromFlags]. A Config they return is valid, has every default filled in
-// and has absolute file paths; other packages treat it as read-only.
+// and has absolute file paths; other packages treat it as read-only. Its
+// Warnings list settings that are accepted but have no effect.
 //
 // It does not watch files or hot-reload (a watcher that calls [Load] and
 // keeps the old config when the new one fails comes later, in

@@ -32,7 +32,7 @@ func ExampleFromFlags() {
 	}
 	for _, name := range []string{"127-0-0-1-9000", "library"} {
 		u := c.Upstreams[name]
-		fmt.Println(u.Name, u.Targets, u.Descriptors.UseReflection())
+		fmt.Println(u.Name, u.Addresses(), u.Descriptors.UseReflection())
 	}
 	// Output:
 	// 127-0-0-1-9000 [127.0.0.1:9000] true

@@ -71,7 +71,7 @@ func FromFlags(listen string, upstreams []string) (*Config, error) {
 			bad("--upstream", fmt.Sprintf("duplicate upstream name %q", name), fmt.Sprintf("list several addresses as %s=a:1,b:2", name))
 			continue
 		}
-		c.Upstreams[name] = &Upstream{Targets: addrs}
+		c.Upstreams[name] = &Upstream{Targets: TargetsOf(addrs...)}
 	}
 	if len(diags) > 0 {
 		return nil, diags.err()

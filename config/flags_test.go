@@ -52,7 +52,7 @@ func TestFromFlags(t *testing.T) {
 			}
 			got := map[string][]string{}
 			for name, u := range c.Upstreams {
-				got[name] = u.Targets
+				got[name] = u.Addresses()
 				if u.Name != name {
 					t.Errorf("upstream %q: Name is %q", name, u.Name)
 				}

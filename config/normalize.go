@@ -12,9 +12,11 @@ import (
 // Normalized returns c as indented JSON, for golden tests and the admin
 // API. Keys are the YAML keys; struct fields keep their declaration order
 // and map keys are sorted, so equal configs give equal bytes. Durations are
-// strings such as "30s". Empty strings, empty lists and unset (nil)
-// sections are left out; File, Upstream.Name and Pos are not part of the
-// schema and are left out too. Secrets (jwt-auth secrets, consumer keys,
+// strings such as "30s"; sizes are byte counts. Empty strings, empty lists
+// (unless an empty list means something of its own, as proxy-cache's
+// key: [] does) and unset (nil) sections are left out, as are the unset
+// fields of a route's retry override; File, Upstream.Name and Pos are not
+// part of the schema and are left out too. Secrets (jwt-auth secrets, consumer keys,
 // the Redis password) are shown as "<redacted>". Call it on a config from
 // [Parse] or [FromFlags] to see every default.
 func (c *Config) Normalized() ([]byte, error) {
@@ -60,8 +62,23 @@ func writeJSON(b *bytes.Buffer, v reflect.Value) error {
 		n := 0
 		for _, f := range fieldsOf(v.Type()) {
 			fv := v.Field(f.index)
-			if omitted(fv) {
-				continue
+			switch v.Type().Field(f.index).Tag.Get("normalize") {
+			case "omitzero":
+				// Unset, and with no default here: a field of a route's
+				// override, which inherits, or one that does not apply.
+				if fv.IsZero() {
+					continue
+				}
+			case "keepempty":
+				// An empty list means something else than a missing one.
+				if fv.Kind() == reflect.Slice && !fv.IsNil() {
+					break
+				}
+				fallthrough
+			default:
+				if omitted(fv) {
+					continue
+				}
 			}
 			if n > 0 {
 				b.WriteByte(',')

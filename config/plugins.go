@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -28,7 +29,7 @@ import (
 //	      secret: ${JWT_SECRET}
 //
 // Plugins run in a fixed phase order whatever their order in the list:
-// authentication, authorization, then limits.
+// authentication, authorization, limits, then the cache.
 type Plugin struct {
 	// JWTAuth authenticates callers by a signed JWT.
 	JWTAuth *JWTAuth `yaml:"jwt-auth"`
@@ -41,6 +42,9 @@ type Plugin struct {
 	// CORS opens a route to browser origins (the keys of the top-level
 	// cors block).
 	CORS *CORS `yaml:"cors"`
+	// ProxyCache stores backend answers and serves them again while
+	// they are fresh.
+	ProxyCache *ProxyCache `yaml:"proxy-cache"`
 
 	// Pos is where this entry is in the config file.
 	Pos Pos `yaml:"-"`
@@ -134,6 +138,62 @@ type ConcurrencyLimit struct {
 	Max int `yaml:"max"`
 }
 
+// ProxyCache answers calls from stored backend answers while they are
+// fresh:
+//
+//	plugins:
+//	  - proxy-cache: {ttl: 30s, vary: [accept-language], key: [consumer], max_bytes: 64MiB}
+//
+// It stores the answers to GET requests (REST GET bindings, Connect GET,
+// plain HTTP GET on uri routes) and, with NoSideEffects, to unary calls of
+// methods declared side-effect free, on every protocol. An answer is
+// stored when it succeeded (HTTP 200, gRPC OK), is at most MaxEntryBytes
+// and the backend did not mark it Cache-Control: no-store or private.
+// Streams are never cached. A call that carries Authorization or Cookie
+// and that no plugin authenticated bypasses the cache (the backend may
+// judge those headers itself). Cached answers carry an Age header.
+type ProxyCache struct {
+	// TTL is how long a stored answer is served without asking the
+	// backend again; the backend's max-age does not change it. Required;
+	// greater than 0, e.g. ttl: 30s.
+	TTL Duration `yaml:"ttl"`
+	// Vary lists request headers (case-insensitive names) whose values
+	// are part of the cache key, so that callers who send different
+	// values get different entries, e.g. [accept-language]. Default none.
+	Vary StringList `yaml:"vary"`
+	// Key says whose answers may be shared: consumer (each consumer gets
+	// its own entries; anonymous calls share theirs), ip (the client's
+	// address, after trusted_proxies) and header:<name> (a request
+	// header's value), combined. Default [consumer]. key: [] shares every
+	// entry among all callers: one caller's answer may reach another, so
+	// use it only for public data.
+	Key StringList `yaml:"key" normalize:"keepempty"`
+	// MaxBytes bounds the memory store of this plugins entry (answers and
+	// keys; a top-level entry is one store for every route): the least
+	// recently used entries are dropped to stay under it. A size: bytes
+	// as an integer, or with a unit ("64MiB", "512KiB", "1GB"). Default
+	// 64MiB. store: memory only (Redis's maxmemory bounds a redis store).
+	MaxBytes Size `yaml:"max_bytes" normalize:"omitzero"`
+	// MaxEntryBytes is the largest answer stored (its body, encoded as
+	// the backend sent it); larger answers are passed on, not stored. A
+	// size, default 1MiB; at most MaxBytes.
+	MaxEntryBytes Size `yaml:"max_entry_bytes"`
+	// Store is where entries live: memory (default: in this instance) or
+	// redis (shared by every instance; needs the top-level redis block).
+	Store string `yaml:"store"`
+	// StaleWhileRevalidate is how long after TTL an answer may still be
+	// served while one call refreshes it from the backend. Default 0s
+	// (none); a stale-while-revalidate in the backend's Cache-Control is
+	// honoured too (the longer of the two applies).
+	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate"`
+	// NoSideEffects also caches unary calls of methods whose descriptor
+	// says idempotency_level: NO_SIDE_EFFECTS, whatever the protocol
+	// (gRPC, gRPC-Web, Connect POST, REST POST bindings). Default false:
+	// only GET requests are cached. Not allowed on uri routes (they have
+	// no descriptors).
+	NoSideEffects bool `yaml:"no_side_effects"`
+}
+
 // Consumer is a known caller of the gateway. Rate limits count by the
 // consumer, which is forwarded to upstreams as x-consumer.
 type Consumer struct {
@@ -179,6 +239,36 @@ func (p Period) String() string { return time.Duration(p).String() }
 // MarshalText formats p like [Period.String].
 func (p Period) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
 
+// Size is a number of bytes, written as an integer (1048576) or as a
+// string with a unit: B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB
+// (powers of 1024), e.g. "64MiB", "512KiB", "1GB". Normalized output
+// shows the byte count.
+type Size int64
+
+// Size units, in bytes.
+const (
+	KiB Size = 1 << 10
+	MiB Size = 1 << 20
+	GiB Size = 1 << 30
+)
+
+// Bytes returns s as a byte count.
+func (s Size) Bytes() int64 { return int64(s) }
+
+// String formats s with the largest unit that divides it, binary units
+// first, e.g. "64MiB", "1MB", "1500B".
+func (s Size) String() string {
+	for _, u := range []struct {
+		name string
+		size Size
+	}{{"GiB", GiB}, {"MiB", MiB}, {"KiB", KiB}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}} {
+		if s != 0 && s%u.size == 0 {
+			return strconv.FormatInt(int64(s/u.size), 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(s), 10) + "B"
+}
+
 // StringList is a string or a list of strings: audience: api and
 // audience: [api, admin] both decode.
 type StringList []string
@@ -190,6 +280,7 @@ const (
 	PluginRateLimiting     = "rate-limiting"
 	PluginConcurrencyLimit = "concurrency-limit"
 	PluginCORS             = "cors"
+	PluginProxyCache       = "proxy-cache"
 )
 
 // PluginNames returns the plugin names a plugins entry may use, sorted.
@@ -221,6 +312,8 @@ func (p *Plugin) Name() string {
 		return PluginConcurrencyLimit
 	case p.CORS != nil:
 		return PluginCORS
+	case p.ProxyCache != nil:
+		return PluginProxyCache
 	}
 	return ""
 }

@@ -16,11 +16,13 @@ var (
 	pluginType     = reflect.TypeFor[Plugin]()
 	periodType     = reflect.TypeFor[Period]()
 	stringListType = reflect.TypeFor[StringList]()
+	targetType     = reflect.TypeFor[Target]()
+	sizeType       = reflect.TypeFor[Size]()
 )
 
 // special decodes the types whose YAML form differs from their Go shape
-// (a plugins entry, a period, a string list). It reports whether v was
-// one of them.
+// (a plugins entry, a period, a string list, a target, a size). It
+// reports whether v was one of them.
 func (d *decoder) special(n *yaml.Node, v reflect.Value, path string) bool {
 	switch v.Type() {
 	case pluginType:
@@ -29,10 +31,98 @@ func (d *decoder) special(n *yaml.Node, v reflect.Value, path string) bool {
 		d.period(n, v, path)
 	case stringListType:
 		d.stringList(n, v, path)
+	case targetType:
+		d.target(n, v, path)
+	case sizeType:
+		d.size(n, v, path)
 	default:
 		return false
 	}
 	return true
+}
+
+// target decodes an upstream target: a "host:port" string (weight 1) or
+// a mapping {address, weight}.
+func (d *decoder) target(n *yaml.Node, v reflect.Value, path string) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if s, ok := d.scalar(n, path, "an address"); ok {
+			v.Set(reflect.ValueOf(Target{Address: s, Weight: 1}))
+		}
+	case yaml.MappingNode:
+		d.structure(n, v, path)
+	default:
+		d.report(n, path, fmt.Sprintf(`expected a target ("host:port" or {address, weight}), got %s`, describe(n)),
+			`e.g. "10.0.0.5:9000" or {address: "10.0.0.5:9000", weight: 2}`)
+	}
+}
+
+const sizeHint = `write bytes as an integer (1048576) or with a unit, e.g. "64MiB", "512KiB", "1GB"`
+
+// sizeUnits are the units a size may carry: SI units are powers of 1000,
+// IEC units powers of 1024.
+var sizeUnits = map[string]int64{
+	"B": 1, "KB": 1e3, "kB": 1e3, "MB": 1e6, "GB": 1e9,
+	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
+}
+
+// sizeUnitNames lists sizeUnits for messages, in size order.
+var sizeUnitNames = []string{"B", "KB", "KiB", "MB", "MiB", "GB", "GiB"}
+
+// size decodes a byte count: an integer, or a number with a unit.
+func (d *decoder) size(n *yaml.Node, v reflect.Value, path string) {
+	s, ok := d.scalar(n, path, "a size")
+	if !ok {
+		return
+	}
+	b, msg, hint := parseSize(s)
+	if msg != "" {
+		d.report(n, path, msg, hint)
+		return
+	}
+	if b == 0 {
+		d.zero[path] = true
+	}
+	v.SetInt(b)
+}
+
+// parseSize parses a size, or returns what is wrong with it and a hint.
+func parseSize(s string) (n int64, msg, hint string) {
+	t := strings.TrimSpace(s)
+	if strings.HasPrefix(t, "-") {
+		return 0, fmt.Sprintf("size must not be negative, got %q", s), ""
+	}
+	i := 0
+	for i < len(t) && '0' <= t[i] && t[i] <= '9' {
+		i++
+	}
+	num, unit := t[:i], strings.TrimSpace(t[i:])
+	if num == "" {
+		return 0, fmt.Sprintf("invalid size %q", s), sizeHint
+	}
+	if strings.HasPrefix(unit, ".") {
+		return 0, fmt.Sprintf("invalid size %q: fractions are not supported", s), "use a smaller unit, e.g. 1536MiB for 1.5GiB"
+	}
+	mult := int64(1)
+	if unit != "" {
+		m, known := sizeUnits[unit]
+		if !known {
+			hint := fmt.Sprintf("units are %s (KB, MB, GB are powers of 1000; KiB, MiB, GiB of 1024)", strings.Join(sizeUnitNames, ", "))
+			for _, u := range sizeUnitNames {
+				if strings.EqualFold(u, unit) {
+					hint = fmt.Sprintf("did you mean %q?", num+u)
+					break
+				}
+			}
+			return 0, fmt.Sprintf("invalid size %q: unknown unit %q", s, unit), hint
+		}
+		mult = m
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v > math.MaxInt64/mult {
+		return 0, fmt.Sprintf("size %q is too large", s), ""
+	}
+	return v * mult, "", ""
 }
 
 // plugin decodes one plugins entry: a mapping with exactly one key, the

@@ -181,7 +181,7 @@ plugins:
 
 func TestPluginName(t *testing.T) {
 	t.Parallel()
-	if diff := cmp.Diff([]string{"concurrency-limit", "cors", "jwt-auth", "key-auth", "rate-limiting"}, PluginNames()); diff != "" {
+	if diff := cmp.Diff([]string{"concurrency-limit", "cors", "jwt-auth", "key-auth", "proxy-cache", "rate-limiting"}, PluginNames()); diff != "" {
 		t.Errorf("PluginNames (-want +got):\n%s", diff)
 	}
 	cases := map[string]Plugin{
@@ -190,6 +190,7 @@ func TestPluginName(t *testing.T) {
 		"rate-limiting":     {RateLimiting: &RateLimiting{}},
 		"concurrency-limit": {ConcurrencyLimit: &ConcurrencyLimit{}},
 		"cors":              {CORS: &CORS{}},
+		"proxy-cache":       {ProxyCache: &ProxyCache{}},
 		"":                  {},
 	}
 	for want, p := range cases {
@@ -276,7 +277,7 @@ func TestValidatePluginsInCode(t *testing.T) {
 	t.Parallel()
 	c := &Config{
 		Listeners: []Listener{{Address: ":8080"}},
-		Upstreams: map[string]*Upstream{"b": {Targets: []string{"127.0.0.1:9000"}}},
+		Upstreams: map[string]*Upstream{"b": {Targets: TargetsOf("127.0.0.1:9000")}},
 		Routes: []Route{{Selector: "*", Plugins: []Plugin{
 			{KeyAuth: &KeyAuth{}},
 			{RateLimiting: &RateLimiting{Limit: 1, Period: Period(time.Second), Policy: "redis"}},

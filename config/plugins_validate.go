@@ -20,6 +20,9 @@ const (
 	defaultJWKSRefreshMin = 30 * time.Second
 	defaultKeyAuthHeader  = "apikey"
 	defaultCORSMaxAge     = 2 * time.Hour
+	defaultCacheStore     = "memory"
+	defaultCacheMaxBytes  = 64 * MiB
+	defaultCacheMaxEntry  = 1 * MiB
 )
 
 // Algorithm families: what each kind of key material verifies.
@@ -95,6 +98,20 @@ func (c *Config) pluginDefaults() {
 		if p.CORS != nil {
 			setDuration(&p.CORS.MaxAge, defaultCORSMaxAge)
 		}
+		if pc := p.ProxyCache; pc != nil {
+			if pc.Key == nil {
+				pc.Key = StringList{"consumer"}
+			}
+			if pc.Store == "" {
+				pc.Store = defaultCacheStore
+			}
+			if pc.Store == defaultCacheStore && pc.MaxBytes == 0 {
+				pc.MaxBytes = defaultCacheMaxBytes
+			}
+			if pc.MaxEntryBytes == 0 {
+				pc.MaxEntryBytes = defaultCacheMaxEntry
+			}
+		}
 	})
 }
 
@@ -119,7 +136,7 @@ func (v *validator) plugins() {
 	c := v.c
 	var keyAuthAt string
 	var keyAuthPos Pos
-	check := func(list string, plugins []Plugin) {
+	check := func(list string, plugins []Plugin, route *Route) {
 		first := map[string]int{}
 		for i := range plugins {
 			p := &plugins[i]
@@ -152,12 +169,14 @@ func (v *validator) plugins() {
 				}
 			case PluginCORS:
 				v.corsPlugin(pp, p.Pos, p.CORS)
+			case PluginProxyCache:
+				v.proxyCache(pp, p.Pos, p.ProxyCache, route)
 			}
 		}
 	}
-	check("plugins", c.Plugins)
+	check("plugins", c.Plugins, nil)
 	for i := range c.Routes {
-		check(fmt.Sprintf("routes[%d].plugins", i), c.Routes[i].Plugins)
+		check(fmt.Sprintf("routes[%d].plugins", i), c.Routes[i].Plugins, &c.Routes[i])
 	}
 	if c.CORS != nil && slices.ContainsFunc(c.Plugins, func(p Plugin) bool { return p.CORS != nil }) {
 		v.report("cors", Pos{}, true, "cors is set both as a top-level block and as a top-level plugin",
@@ -361,7 +380,6 @@ func (v *validator) keyAuth(p string, at Pos, k *KeyAuth) {
 
 var (
 	rateLimitKeys   = []string{"consumer", "ip", "route", "header:<name>", "claim:<name>"}
-	rateLimitKinds  = []string{"claim", "consumer", "header", "ip", "route"}
 	rateLimitPolicy = []string{"local", "redis"}
 	rateLimitFail   = []string{"closed", "open"}
 )
@@ -375,24 +393,7 @@ func (v *validator) rateLimiting(p string, at Pos, r *RateLimiting) {
 		v.report(p+".period", at, false, v.requiredMsg(p+".period", "period"), periodHint)
 	}
 	if r.Key != "" {
-		kind, name, hasName := strings.Cut(r.Key, ":")
-		switch {
-		case !slices.Contains(rateLimitKinds, kind):
-			hint := ""
-			if best := closest(kind, rateLimitKinds); best != "" {
-				if hasName {
-					best += ":" + name
-				}
-				hint = fmt.Sprintf("did you mean %q?", best)
-			}
-			v.report(p+".key", at, false, fmt.Sprintf("unknown key %q (known: %s)", r.Key, strings.Join(rateLimitKeys, ", ")), hint)
-		case (kind == "header" || kind == "claim") && (!hasName || name == ""):
-			v.report(p+".key", at, false, fmt.Sprintf("key %q needs a name", r.Key), fmt.Sprintf("e.g. %s:x-tenant", kind))
-		case kind == "header" && !validToken(name):
-			v.report(p+".key", at, false, fmt.Sprintf("invalid header name %q in key %q", name, r.Key), "e.g. header:x-tenant")
-		case kind != "header" && kind != "claim" && hasName:
-			v.report(p+".key", at, false, fmt.Sprintf("key %q takes no name after %q", r.Key, kind), fmt.Sprintf("write key: %s", kind))
-		}
+		v.keyForm(p+".key", at, "key", r.Key, rateLimitKeys)
 	}
 	if r.Policy != "" && !slices.Contains(rateLimitPolicy, r.Policy) {
 		v.unknown(p+".policy", at, "policy", r.Policy, rateLimitPolicy)
@@ -402,6 +403,73 @@ func (v *validator) rateLimiting(p string, at Pos, r *RateLimiting) {
 	}
 	if r.Fail != "" && !slices.Contains(rateLimitFail, r.Fail) {
 		v.unknown(p+".fail", at, "fail mode", r.Fail, rateLimitFail)
+	}
+}
+
+var (
+	cacheKeys   = []string{"consumer", "ip", "header:<name>"}
+	cacheStores = []string{"memory", "redis"}
+)
+
+// proxyCache checks one proxy-cache plugin; route is the route that lists
+// it (nil for a top-level entry).
+func (v *validator) proxyCache(p string, at Pos, c *ProxyCache, route *Route) {
+	if c.TTL <= 0 {
+		v.report(p+".ttl", at, false, v.requiredMsg(p+".ttl", "ttl"), "how long an answer is served from the cache, e.g. ttl: 30s")
+	}
+	vary := map[string]int{}
+	for i, h := range c.Vary {
+		hp := fmt.Sprintf("%s.vary[%d]", p, i)
+		if !validToken(h) {
+			v.report(hp, at, false, fmt.Sprintf("invalid header name %q", h), "e.g. vary: [accept-language]")
+			continue
+		}
+		if j, dup := vary[strings.ToLower(h)]; dup {
+			v.report(hp, at, false, fmt.Sprintf("header %q is listed twice (first at vary[%d]; names are case-insensitive)", h, j), "")
+		} else {
+			vary[strings.ToLower(h)] = i
+		}
+	}
+	keys := map[string]int{}
+	for i, k := range c.Key {
+		kp := fmt.Sprintf("%s.key[%d]", p, i)
+		if !v.keyForm(kp, at, "key", k, cacheKeys) {
+			continue
+		}
+		norm := k
+		if name, ok := strings.CutPrefix(k, "header:"); ok {
+			norm = "header:" + strings.ToLower(name)
+		}
+		if j, dup := keys[norm]; dup {
+			v.report(kp, at, false, fmt.Sprintf("%q is listed twice (first at key[%d])", k, j), "")
+		} else {
+			keys[norm] = i
+		}
+	}
+	memory := c.Store == "" || c.Store == "memory"
+	switch {
+	case !memory && !slices.Contains(cacheStores, c.Store):
+		v.unknown(p+".store", at, "store", c.Store, cacheStores)
+	case c.Store == "redis" && v.c.Redis == nil:
+		v.report(p+".store", at, false, "store redis needs the top-level redis block", `add redis: {address: "127.0.0.1:6379"}`)
+	}
+	switch {
+	case c.Store == "redis" && c.MaxBytes != 0:
+		v.report(p+".max_bytes", at, true, "max_bytes applies only to store: memory",
+			"Redis's own maxmemory bounds a redis store; remove max_bytes")
+	case memory && v.zero[p+".max_bytes"]:
+		v.report(p+".max_bytes", at, false, "max_bytes must be greater than 0", "the memory the cache may use, e.g. max_bytes: 64MiB")
+	}
+	switch {
+	case v.zero[p+".max_entry_bytes"]:
+		v.report(p+".max_entry_bytes", at, false, "max_entry_bytes must be greater than 0", "the largest answer stored, e.g. max_entry_bytes: 1MiB")
+	case memory && c.MaxBytes > 0 && !v.zero[p+".max_bytes"] && c.MaxEntryBytes > c.MaxBytes:
+		v.report(p+".max_entry_bytes", at, false, fmt.Sprintf("max_entry_bytes %s is larger than max_bytes %s", c.MaxEntryBytes, c.MaxBytes),
+			"an answer is stored only if it fits the whole store")
+	}
+	if c.NoSideEffects && route != nil && route.URI != "" {
+		v.report(p+".no_side_effects", at, true, "no_side_effects applies only to selector routes (methods with descriptors)",
+			"a uri route caches GET requests only; remove no_side_effects")
 	}
 }
 

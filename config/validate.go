@@ -31,13 +31,16 @@ func (c *Config) Validate() error {
 
 // validator checks a Config, collecting diagnostics. index, when set,
 // locates paths in the file; bad lists paths whose decoding already
-// failed, which are not reported again.
+// failed, which are not reported again; zero lists the numbers written
+// as 0, which defaults may since have replaced.
 type validator struct {
 	c     *Config
 	index *posIndex
 	base  string
 	bad   map[string]bool
+	zero  map[string]bool // paths of numbers the file sets to 0
 	diags Diagnostics
+	warns Diagnostics
 }
 
 // isBad reports whether path or an enclosing path failed to decode.
@@ -56,8 +59,24 @@ func (v *validator) isBad(path string) bool {
 // at (if known) locates it instead of the enclosing value. key places the
 // diagnostic on the key rather than the value.
 func (v *validator) report(path string, at Pos, key bool, msg, hint string) {
+	if d, ok := v.locate(path, at, key, msg, hint); ok {
+		v.diags = append(v.diags, d)
+	}
+}
+
+// warn records a setting that is accepted but has no effect, located as
+// report locates problems.
+func (v *validator) warn(path string, at Pos, key bool, msg, hint string) {
+	if d, ok := v.locate(path, at, key, msg, hint); ok {
+		v.warns = append(v.warns, d)
+	}
+}
+
+// locate makes the diagnostic of report and warn; ok is false when path
+// failed to decode and was reported then.
+func (v *validator) locate(path string, at Pos, key bool, msg, hint string) (d Diagnostic, ok bool) {
 	if v.isBad(path) {
-		return
+		return Diagnostic{}, false
 	}
 	p, ok := v.index.exact(path, key)
 	switch {
@@ -70,7 +89,7 @@ func (v *validator) report(path string, at Pos, key bool, msg, hint string) {
 	if p.File == "" {
 		p.File = v.c.File
 	}
-	v.diags = append(v.diags, Diagnostic{File: p.File, Line: p.Line, Col: p.Col, Path: path, Msg: msg, Hint: hint})
+	return Diagnostic{File: p.File, Line: p.Line, Col: p.Col, Path: path, Msg: msg, Hint: hint}, true
 }
 
 // exact returns the position of path's key (when key is set) or value,
@@ -97,7 +116,9 @@ func (v *validator) run() {
 		v.rule(fmt.Sprintf("http.rules[%d]", i), &c.HTTP.Rules[i], false)
 	}
 	for i := range c.Routes {
-		v.route(fmt.Sprintf("routes[%d]", i), &c.Routes[i])
+		p := fmt.Sprintf("routes[%d]", i)
+		v.route(p, &c.Routes[i])
+		v.routeResilience(p, &c.Routes[i])
 	}
 	v.plugins()
 	for i, s := range c.Transcoding.ForwardHeaders {
@@ -226,15 +247,12 @@ func (v *validator) upstreams() {
 			v.report(p, Pos{}, false, "upstream is empty", `give it targets, e.g. targets: ["127.0.0.1:9000"]`)
 			continue
 		}
-		if u.Kind != "" && u.Kind != "grpc" && u.Kind != "http" {
+		kindOK := u.Kind == "" || u.Kind == "grpc" || u.Kind == "http"
+		if !kindOK {
 			v.report(p+".kind", Pos{}, false, fmt.Sprintf("unknown kind %q (known: grpc, http)", u.Kind), "")
 		}
-		if len(u.Targets) == 0 {
-			v.report(p+".targets", Pos{}, false, "at least one target is required", `e.g. targets: ["127.0.0.1:9000"]`)
-		}
-		for i, t := range u.Targets {
-			v.address(fmt.Sprintf("%s.targets[%d]", p, i), t, targetAddr)
-		}
+		v.targets(p, u)
+		v.resilience(p, u, kindOK)
 		if u.TLS != nil {
 			tp := p + ".tls"
 			v.file(tp+".ca", u.TLS.CA, false, true)

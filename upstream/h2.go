@@ -54,9 +54,9 @@ func (u *Upstream) Scheme() string {
 func (u *Upstream) Pick() string {
 	t := u.Config.Targets
 	if len(t) == 1 {
-		return t[0]
+		return t[0].Address
 	}
-	return t[(u.h2.next.Add(1)-1)%uint64(len(t))]
+	return t[(u.h2.next.Add(1)-1)%uint64(len(t))].Address
 }
 
 // closeH2 closes the idle connections of the HTTP/2 transport, if one was

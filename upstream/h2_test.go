@@ -22,7 +22,7 @@ func newTestUpstream(t *testing.T, cfg *config.Upstream) *Upstream {
 }
 
 func TestPickRoundRobin(t *testing.T) {
-	u := newTestUpstream(t, &config.Upstream{Name: "rr", Targets: []string{"a:1", "b:2", "c:3"}})
+	u := newTestUpstream(t, &config.Upstream{Name: "rr", Targets: config.TargetsOf("a:1", "b:2", "c:3")})
 	var got []string
 	for range 7 {
 		got = append(got, u.Pick())
@@ -39,7 +39,7 @@ func TestPickRoundRobin(t *testing.T) {
 // h2c transport to a real grpc-go backend and reads the trailers.
 func TestHTTP2H2C(t *testing.T) {
 	be := testkit.StartBackend(t)
-	u := newTestUpstream(t, &config.Upstream{Name: "h2c", Targets: []string{be.Addr}})
+	u := newTestUpstream(t, &config.Upstream{Name: "h2c", Targets: config.TargetsOf(be.Addr)})
 	req, err := http.NewRequest(http.MethodPost, u.Scheme()+"://"+u.Pick()+"/grpc.health.v1.Health/Check",
 		bytes.NewReader([]byte{0, 0, 0, 0, 0})) // one empty, uncompressed message
 	if err != nil {
@@ -69,7 +69,7 @@ func TestHTTP2H2C(t *testing.T) {
 }
 
 func TestHTTP2BadTLSConfig(t *testing.T) {
-	cfg := &config.Upstream{Name: "tls", Targets: []string{"127.0.0.1:1"}, TLS: &config.ClientTLS{InsecureSkipVerify: true}}
+	cfg := &config.Upstream{Name: "tls", Targets: config.TargetsOf("127.0.0.1:1"), TLS: &config.ClientTLS{InsecureSkipVerify: true}}
 	u := newTestUpstream(t, cfg)
 	if u.Scheme() != "https" {
 		t.Errorf("Scheme: got %q; want https", u.Scheme())

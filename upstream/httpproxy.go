@@ -76,7 +76,7 @@ func NewHTTP(cfg *config.Upstream, logger *slog.Logger) (*HTTPUpstream, error) {
 		// gzip and decoding it on the client's behalf.
 		DisableCompression: true,
 	}
-	u := &HTTPUpstream{Name: cfg.Name, Config: cfg, transport: t, scheme: "http", targets: cfg.Targets, logger: logger}
+	u := &HTTPUpstream{Name: cfg.Name, Config: cfg, transport: t, scheme: "http", targets: cfg.Addresses(), logger: logger}
 	if cfg.TLS != nil {
 		tc, err := ClientTLSConfig(cfg.TLS)
 		if err != nil {

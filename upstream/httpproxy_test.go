@@ -56,7 +56,7 @@ func echoHandler(name string) http.Handler {
 // newHTTPUpstream builds an upstream of kind http named "users".
 func newHTTPUpstream(t *testing.T, timeout time.Duration, logger *slog.Logger, targets ...string) *HTTPUpstream {
 	t.Helper()
-	u, err := NewHTTP(&config.Upstream{Name: "users", Kind: "http", Targets: targets, Timeout: config.Duration(timeout)}, logger)
+	u, err := NewHTTP(&config.Upstream{Name: "users", Kind: "http", Targets: config.TargetsOf(targets...), Timeout: config.Duration(timeout)}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +374,7 @@ func TestHTTPProxyTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	u, err := NewHTTP(&config.Upstream{
-		Name: "secure", Kind: "http", Targets: []string{be.Listener.Addr().String()},
+		Name: "secure", Kind: "http", Targets: config.TargetsOf(be.Listener.Addr().String()),
 		TLS: &config.ClientTLS{CA: caFile, ServerName: "example.com"}, Timeout: config.Duration(10 * time.Second),
 	}, nil)
 	if err != nil {
@@ -393,8 +393,8 @@ func TestHTTPProxyTLS(t *testing.T) {
 
 func TestHTTPSet(t *testing.T) {
 	s, err := NewHTTPSet(map[string]*config.Upstream{
-		"web":  {Name: "web", Kind: "http", Targets: []string{"127.0.0.1:1"}},
-		"grpc": {Name: "grpc", Kind: "grpc", Targets: []string{"127.0.0.1:2"}},
+		"web":  {Name: "web", Kind: "http", Targets: config.TargetsOf("127.0.0.1:1")},
+		"grpc": {Name: "grpc", Kind: "grpc", Targets: config.TargetsOf("127.0.0.1:2")},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -98,7 +98,7 @@ func New(cfg *config.Upstream, extra ...grpc.DialOption) (*Upstream, error) {
 	scheme := fmt.Sprintf("rosetta-%d", schemeSeq.Add(1))
 	r := manual.NewBuilderWithScheme(scheme)
 	addrs := make([]resolver.Address, len(cfg.Targets))
-	for i, t := range cfg.Targets {
+	for i, t := range cfg.Addresses() {
 		addrs[i] = resolver.Address{Addr: t}
 		if cfg.TLS != nil {
 			// Check each target's certificate against its own host (unless

@@ -129,7 +129,7 @@ func registrySpecs(cfg *config.Config) ([]registry.UpstreamSpec, error) {
 		}
 		specs = append(specs, registry.UpstreamSpec{
 			Name:            name,
-			Targets:         u.Targets,
+			Targets:         u.Addresses(),
 			DialOptions:     opts,
 			Reflection:      d.UseReflection(),
 			RefreshInterval: refresh,

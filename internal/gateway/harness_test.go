@@ -97,7 +97,7 @@ func startTestGateway(t *testing.T, g *Gateway, path string) string {
 				continue
 			}
 			up, _ := g.ups.Get(name)
-			for _, target := range u.Targets {
+			for _, target := range u.Addresses() {
 				waitUntil(t, func() bool { return up.RelayConn(target) != nil }, "relay connection to "+target)
 			}
 		}

@@ -157,7 +157,7 @@ func newTestGRPCProxy(t *testing.T) *Proxy {
 	}
 	sd := testingv1.File_rosetta_testing_v1_echo_proto.Services().Get(0)
 	snap := registry.NewSnapshot(1, files, new(protoregistry.Types), []*registry.Service{{Desc: sd, Upstream: "test"}}, nil)
-	u, err := upstream.New(&config.Upstream{Name: "test", Targets: []string{"127.0.0.1:1"}})
+	u, err := upstream.New(&config.Upstream{Name: "test", Targets: config.TargetsOf("127.0.0.1:1")})
 	if err != nil {
 		t.Fatal(err)
 	}
