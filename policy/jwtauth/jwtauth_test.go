@@ -311,6 +311,7 @@ func TestConsumerAndClaims(t *testing.T) {
 		t.Errorf("Consumer: got %q; want alice (jwt_subject user-1)", c.Consumer)
 	}
 	want := []policy.Field{
+		{Name: "authorization", Value: "Bearer " + tok}, // the verified token alone
 		{Name: "x-admin", Value: "true"},
 		{Name: "x-level", Value: "12345678901"},
 		{Name: "x-org", Value: `{"id":7}`},
