@@ -157,6 +157,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	for _, w := range cfg.Warnings {
+		logger.Warn("config", "warning", w.String())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	g, err := gateway.New(cfg, logger)
@@ -192,9 +195,13 @@ func validate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "rosetta validate: --config FILE is required")
 		return 2
 	}
-	if _, err := config.Load(*file); err != nil {
+	cfg, err := config.Load(*file)
+	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *file)
 	return 0
