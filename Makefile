@@ -10,6 +10,8 @@ BIN := $(abspath .tmp/bin)
 export PATH := $(BIN):$(PATH)
 
 # Pinned tool versions, installed into $(BIN) by `make tools`.
+# buf comes prebuilt from npm (@bufbuild/buf, the same release) when npm is
+# installed, and is compiled with go install otherwise.
 BUF_VERSION := v1.75.0
 STATICCHECK_VERSION := v0.8.2
 PROTOC_GEN_GO_VERSION := v1.36.12
@@ -20,6 +22,7 @@ H2SPEC_VERSION := v2.2.1+incompatible
 # Connect conformance suite (make conformance): its runner and reference
 # server, the same release as the protos the wrapper compiles.
 CONFORMANCE_VERSION := v1.0.7
+CONFORMANCE_TOOLS := $(BIN)/connectconformance $(BIN)/referenceserver
 # Load benchmark (bench/, its own Go module): grpc-gateway's generator for
 # the bench protos, and ghz, installed into bench/.tmp/bin.
 PROTOC_GEN_GRPC_GATEWAY_VERSION := v2.33.0
@@ -52,15 +55,60 @@ run: build ## Start the library backend on :9000 (browser demo on :8081) and the
 	echo "browser demo (WebSocket chat, live books over SSE): http://127.0.0.1:8081/"; \
 	bin/rosetta serve --config examples/rosetta.yaml
 
-.PHONY: test
-test: lint chromium $(BIN)/h2spec ## Run every test with the race detector, the Connect conformance suite, lint and checkgenerate
-	go test -race -count=1 -timeout 15m $(GO_PACKAGES)
-	$(MAKE) --no-print-directory conformance
-	$(MAKE) --no-print-directory checkgenerate
+# Debian packages the tests run, as command:package: chromium for the
+# browser test of examples/web, redis-server for tests against a real Redis.
+TEST_DEBS := chromium:chromium redis-server:redis-server
 
-.PHONY: chromium
-chromium: ## Install Debian's chromium for the browser test (examples/web) if missing
-	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+# make test runs these with make -j4, installing each tool and package once:
+#
+#   test-debs    apt-get install of TEST_DEBS when missing (network and disk)
+#   test-gen     buf (npm), protoc-gen-go and protoc-gen-go-grpc, then
+#                checkgenerate, which rewrites proto/gen: whatever reads the
+#                Go code waits for it
+#   test-go      after test-gen: gofmt and go vet -race; then, once test-debs
+#                and h2spec are done, go test -race
+#   test-others  after test-gen: lint-files, buf lint; staticcheck; bench vet;
+#                the conformance tools, then the conformance suite
+#
+# The steps of a chain follow one another: a Go build already keeps both
+# cores busy, and two side by side would compile the same packages twice.
+# The two chains share little: test-go builds in race mode, test-others
+# does not. go vet takes -race here so that go test reuses its build (the
+# same checks: no Rosetta file depends on the race build tag), and go test
+# skips its own vet pass, a subset of go vet's.
+.PHONY: test
+test: ## Run checkgenerate, lint, every test with the race detector and the Connect conformance suite, installing what they need
+	@$(MAKE) --no-print-directory -j4 --output-sync=target test-go test-others
+
+.PHONY: test-gen
+test-gen: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+	@$(MAKE) --no-print-directory checkgenerate
+
+.PHONY: test-go
+test-go: test-vet test-debs $(BIN)/h2spec
+	go test -race -vet=off -count=1 -timeout 15m $(GO_PACKAGES)
+
+.PHONY: test-vet
+test-vet: test-gen
+	@$(MAKE) --no-print-directory lint-go VET_FLAGS=-race
+
+.PHONY: test-others
+test-others: test-gen
+	@$(MAKE) --no-print-directory lint-files lint-proto
+	@$(MAKE) --no-print-directory lint-staticcheck
+	@$(MAKE) --no-print-directory lint-bench
+	@$(MAKE) --no-print-directory conformance
+
+.PHONY: test-debs
+test-debs: ## Install the Debian packages the tests run (chromium, redis-server) when missing, with one apt-get
+	@missing=""; for t in $(TEST_DEBS); do \
+	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "test: missing Debian packages:$$missing (as root: apt-get install -y$$missing)"; exit 1; fi; \
+	echo "apt-get install$$missing"; \
+	apt-get update -qq -o DPkg::Lock::Timeout=300; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300$$missing >/dev/null
 
 .PHONY: bench-websocket
 bench-websocket: ## Benchmark the WebSocket bridge: 10,000 idle streams, msg/s vs direct gRPC
@@ -89,17 +137,26 @@ bench-generate: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)
 	cd bench && buf generate
 
 .PHONY: lint
-lint: lint-files lint-go lint-proto ## Run the tracked-files check, gofmt, go vet, staticcheck and buf lint
+lint: lint-files lint-go lint-staticcheck lint-bench lint-proto ## Run the tracked-files check, gofmt, go vet, staticcheck and buf lint
 
 .PHONY: lint-files
 lint-files: ## Fail if git tracks a compiled executable or a file over 4 MiB
 	go run ./internal/cmd/checkfiles
 
+# Extra go vet flags (build flags such as -race); make test sets -race.
+VET_FLAGS ?=
+
 .PHONY: lint-go
-lint-go: $(BIN)/staticcheck ## gofmt, go vet and staticcheck (root and bench modules)
+lint-go: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	go vet $(GO_PACKAGES)
+	go vet $(VET_FLAGS) $(GO_PACKAGES)
+
+.PHONY: lint-staticcheck
+lint-staticcheck: $(BIN)/staticcheck ## staticcheck
 	staticcheck $(GO_PACKAGES)
+
+.PHONY: lint-bench
+lint-bench: ## go vet of the bench module (bench/; lint-go's gofmt covers it)
 	cd bench && go vet ./...
 
 .PHONY: bench-go
@@ -112,15 +169,16 @@ fuzz: ## Run each fuzz target for FUZZ_TIME (default 30s)
 	  echo "fuzz $$pkg $$name"; go test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME); done
 
 .PHONY: conformance
-conformance: $(BIN)/connectconformance $(BIN)/referenceserver ## Connect conformance suite (Connect, gRPC, gRPC-Web clients) against Rosetta in front of the reference server
+conformance: $(CONFORMANCE_TOOLS) ## Connect conformance suite (Connect, gRPC, gRPC-Web clients) against Rosetta in front of the reference server
 	go build -o $(BIN)/serverundertest ./conformance/serverundertest
 	timeout 10m $(BIN)/connectconformance --mode server --conf conformance/config.yaml --known-failing @conformance/known-failing.txt --known-flaky @conformance/known-flaky.txt --parallel 2 -- \
 	  $(BIN)/serverundertest -referenceserver $(BIN)/referenceserver \
 	  -protos "$$(go mod download -json connectrpc.com/conformance@$(CONFORMANCE_VERSION) | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')/proto"
 
-$(BIN)/connectconformance $(BIN)/referenceserver:
-	@mkdir -p $(@D)
-	GOBIN=$(BIN) go install connectrpc.com/conformance/cmd/$(@F)@$(CONFORMANCE_VERSION)
+# One go install builds both (&: a grouped target, so make -j runs it once).
+$(CONFORMANCE_TOOLS) &:
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) go install $(foreach t,$(CONFORMANCE_TOOLS),connectrpc.com/conformance/cmd/$(notdir $(t))@$(CONFORMANCE_VERSION))
 
 .PHONY: clean
 clean: ## Remove build output and installed tools
@@ -155,9 +213,20 @@ $(BIN)/h2spec:
 	@mkdir -p $(@D)
 	GOBIN=$(BIN) go install github.com/summerwind/h2spec/cmd/h2spec@$(H2SPEC_VERSION)
 
+# The npm package's platform dependency (@bufbuild/buf-<os>-<arch>) holds the
+# release binary; npm checks its integrity against the registry. Its install
+# script (which only replaces the JavaScript launcher) is not run.
 $(BIN)/buf:
 	@mkdir -p $(@D)
-	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	@if command -v npm >/dev/null; then \
+	  echo "npm install @bufbuild/buf@$(BUF_VERSION:v%=%)"; \
+	  npm install --prefix .tmp/npm --no-save --no-package-lock --ignore-scripts --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION:v%=%); \
+	  ln -sf "$$(ls -d $(abspath .tmp/npm)/node_modules/@bufbuild/buf-*/bin/buf)" $@; \
+	else \
+	  echo "GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)"; \
+	  GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION); \
+	fi
+	@test "$$($@ --version)" = "$(BUF_VERSION:v%=%)" || { echo "$@: want buf $(BUF_VERSION:v%=%), got $$($@ --version)"; rm -f $@; exit 1; }
 
 $(BIN)/protoc-gen-go:
 	@mkdir -p $(@D)
