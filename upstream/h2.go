@@ -17,7 +17,6 @@ type h2Client struct {
 	once sync.Once
 	rt   http.RoundTripper
 	tr   atomic.Pointer[http.Transport]
-	next atomic.Uint64
 }
 
 // HTTP2 returns the upstream's HTTP/2 round tripper: prior-knowledge h2c
@@ -49,14 +48,16 @@ func (u *Upstream) Scheme() string {
 	return "http"
 }
 
-// Pick returns the target (host:port) for one RPC, round-robin over the
-// upstream's targets. It never blocks and is safe for concurrent use.
+// Pick returns the target (host:port) for one RPC, chosen by the
+// upstream's balancer (its algorithm, health, ejections and connection
+// state). It never blocks and is safe for concurrent use. Callers that
+// can report how the call went use [Cluster.PickEndpoint] instead.
 func (u *Upstream) Pick() string {
-	t := u.Config.Targets
-	if len(t) == 1 {
-		return t[0].Address
+	e, err := u.PickEndpoint(0, nil)
+	if err != nil {
+		return u.Config.Targets[0].Address
 	}
-	return t[(u.h2.next.Add(1)-1)%uint64(len(t))].Address
+	return e.Addr()
 }
 
 // closeH2 closes the idle connections of the HTTP/2 transport, if one was

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"crypto/tls"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +23,9 @@ type targetConns struct {
 	conns    []*h2.ClientConn
 	dialing  bool
 	failedAt time.Time // last failed dial; the next waits relayRedial
+	// dropped: the target left the upstream (DNS re-resolution); its
+	// connections are closing and it takes no new dial.
+	dropped bool
 }
 
 // relayRedial is how long after a failed dial the relay tries again;
@@ -91,6 +95,10 @@ func (u *Upstream) dialRelay(target string, t *targetConns) {
 			return
 		}
 	}
+	if tc != nil && tc.ServerName == "" {
+		// A target resolved from a DNS name is checked against that name.
+		tc.ServerName = u.ServerName(target)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), relayDialTimeout)
 	defer cancel()
 	cc, err := h2.Dial(ctx, target, h2.ClientOptions{
@@ -101,17 +109,88 @@ func (u *Upstream) dialRelay(target string, t *targetConns) {
 		},
 	})
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	t.dialing = false
 	if err != nil {
 		t.failedAt = time.Now()
+		closed := r.closed
+		r.mu.Unlock()
+		if !closed {
+			// Refused, unreachable or not answering: the target leaves
+			// the pick until it takes connections again.
+			u.ConnFailed(target)
+		}
 		return
 	}
-	if r.closed {
+	if r.closed || t.dropped {
+		r.mu.Unlock()
 		_ = cc.Close()
 		return
 	}
 	t.conns = append(t.conns, cc)
+	r.wg.Add(1)
+	r.mu.Unlock()
+	u.ConnReady(target)
+	go u.watchRelay(target, t, cc)
+}
+
+// relayIdle is how long a relay connection may carry no stream before
+// it is closed (it is redialed on demand).
+const relayIdle = 5 * time.Minute
+
+// watchRelay follows one relay connection: it closes it after relayIdle
+// without streams, and when the connection ends otherwise (the target
+// closed it, went away or broke) it takes the target out of the pick
+// until it answers again.
+func (u *Upstream) watchRelay(target string, t *targetConns, cc *h2.ClientConn) {
+	r := &u.relay
+	defer r.wg.Done()
+	tick := time.NewTicker(relayIdle / 2)
+	defer tick.Stop()
+	idleSince := time.Now()
+	for {
+		select {
+		case <-cc.Done():
+			r.mu.Lock()
+			ours := r.closed || t.dropped
+			r.mu.Unlock()
+			if !ours {
+				u.ConnFailed(target)
+			}
+			return
+		case <-tick.C:
+			if cc.Streams() > 0 {
+				idleSince = time.Now()
+				continue
+			}
+			if time.Since(idleSince) < relayIdle {
+				continue
+			}
+			r.mu.Lock()
+			t.conns = slices.DeleteFunc(t.conns, func(x *h2.ClientConn) bool { return x == cc })
+			r.mu.Unlock()
+			_ = cc.Close()
+			return
+		}
+	}
+}
+
+// dropRelay closes the relay connections of a target that left the
+// upstream.
+func (u *Upstream) dropRelay(target string) {
+	r := &u.relay
+	r.mu.Lock()
+	t := r.targets[target]
+	var conns []*h2.ClientConn
+	if t != nil {
+		t.dropped = true
+		conns = t.conns
+		t.conns = nil
+		delete(r.targets, target)
+	}
+	r.mu.Unlock()
+	for _, cc := range conns {
+		_ = cc.Close()
+	}
 }
 
 // closeRelay closes the relay connections; streams on them end.
@@ -124,8 +203,8 @@ func (u *Upstream) closeRelay() {
 		all = append(all, t.conns...)
 	}
 	r.mu.Unlock()
-	r.wg.Wait()
 	for _, cc := range all {
 		_ = cc.Close()
 	}
+	r.wg.Wait() // dials in flight and connection watchers
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"sort"
@@ -28,9 +29,14 @@ type Upstream struct {
 	// Config is the upstream's configuration.
 	Config *config.Upstream
 
-	conn  *grpc.ClientConn
-	h2    h2Client   // see h2.go
-	relay relayConns // see relay.go
+	// Cluster is the one view of the upstream's targets every path asks:
+	// balancing, health, ejection, breakers, retries.
+	*Cluster
+
+	conn   *grpc.ClientConn
+	h2     h2Client   // see h2.go
+	relay  relayConns // see relay.go
+	health healthConns
 }
 
 // Conn returns the upstream's client connection. Calls on it are balanced
@@ -86,6 +92,10 @@ func ClientTLSConfig(c *config.ClientTLS) (*tls.Config, error) {
 // connections are made lazily by the first RPC, so a dead backend does not
 // stop the gateway from starting.
 func New(cfg *config.Upstream, extra ...grpc.DialOption) (*Upstream, error) {
+	return newUpstream(cfg, nil, extra)
+}
+
+func newUpstream(cfg *config.Upstream, logger *slog.Logger, extra []grpc.DialOption) (*Upstream, error) {
 	if len(cfg.Targets) == 0 {
 		return nil, fmt.Errorf("upstream %s: no targets", cfg.Name)
 	}
@@ -129,14 +139,27 @@ func New(cfg *config.Upstream, extra ...grpc.DialOption) (*Upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: create client: %w", cfg.Name, err)
 	}
-	return &Upstream{Name: cfg.Name, Config: cfg, conn: conn}, nil
+	u := &Upstream{Name: cfg.Name, Config: cfg, conn: conn}
+	u.health.dialOpts = append([]grpc.DialOption(nil), opts...)
+	u.Cluster, err = NewCluster(cfg, ClusterOptions{
+		Logger:   logger,
+		Check:    u.checkHealth,
+		OnRemove: u.closeTarget,
+	})
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return u, nil
 }
 
 // Close closes the upstream's connection and the idle connections of its
 // HTTP/2 transport.
 func (u *Upstream) Close() error {
+	u.Cluster.Close()
 	u.closeH2()
 	u.closeRelay()
+	u.health.close()
 	return u.conn.Close()
 }
 
@@ -148,6 +171,21 @@ type Set struct {
 // NewSet creates a connection for every gRPC upstream in ups. On error the
 // connections already made are closed.
 func NewSet(ups map[string]*config.Upstream, extra ...grpc.DialOption) (*Set, error) {
+	return NewSetOptions(ups, SetOptions{DialOptions: extra})
+}
+
+// SetOptions are the inputs of [NewSetOptions] besides the config.
+type SetOptions struct {
+	// Logger receives target state changes: health, reachability, DNS
+	// (nil: discard).
+	Logger *slog.Logger
+	// DialOptions are added to every upstream's grpc-go options (tests).
+	DialOptions []grpc.DialOption
+}
+
+// NewSetOptions is [NewSet] with options.
+func NewSetOptions(ups map[string]*config.Upstream, o SetOptions) (*Set, error) {
+	extra := o.DialOptions
 	s := &Set{byName: make(map[string]*Upstream, len(ups))}
 	names := make([]string, 0, len(ups))
 	for name := range ups {
@@ -159,7 +197,7 @@ func NewSet(ups map[string]*config.Upstream, extra ...grpc.DialOption) (*Set, er
 		if cfg.Kind != "" && !strings.EqualFold(cfg.Kind, "grpc") {
 			continue
 		}
-		u, err := New(cfg, extra...)
+		u, err := newUpstream(cfg, o.Logger, extra)
 		if err != nil {
 			_ = s.Close()
 			return nil, err

@@ -76,7 +76,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ups, err := upstream.NewSet(cfg.Upstreams)
+	ups, err := upstream.NewSetOptions(cfg.Upstreams, upstream.SetOptions{Logger: logger.With("component", "upstream")})
 	if err != nil {
 		return nil, err
 	}
