@@ -265,10 +265,10 @@ func TestPolicyJWKS(t *testing.T) {
 		run(t, grpcProto("handler"), tok("erin", "k3", jwt.SigningMethodES256, k3), ok("erin", "erin"))
 	})
 	t.Run("rotated/ws-subprotocol", func(t *testing.T) {
-		c, a := dialPolicyWS(t, p, "http1", "/v1/metadata", nil, nil)
+		_, a := dialPolicyWS(t, p, "http1", "/v1/metadata", nil, nil)
 		want{code: codes.Unauthenticated, reason: "missing bearer token"}.check(t, matrixProto{kind: kindHTTP}, a)
 		k2tok := signWith(t, jwt.SigningMethodES256, k2, "k2", userClaims("frank"))
-		c, a = dialPolicyWS(t, p, "http1", "/v1/metadata", nil, &websocket.DialOptions{Subprotocols: []string{"rosetta.bearer." + k2tok}})
+		c, a := dialPolicyWS(t, p, "http1", "/v1/metadata", nil, &websocket.DialOptions{Subprotocols: []string{"rosetta.bearer." + k2tok}})
 		if c == nil {
 			t.Fatalf("upgrade refused: %d %s", a.status, a.body)
 		}
@@ -310,15 +310,6 @@ func TestPolicyJWKS(t *testing.T) {
 				challenge: `Bearer realm="rosetta", error="invalid_token"`, hide: hdr.Get("Authorization")[7:]})
 		}
 	})
-}
-
-// skipBug skips a test that shows a reported bug, unless
-// ROSETTA_BUG_TESTS is set (to see it fail).
-func skipBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("ROSETTA_BUG_TESTS") == "" {
-		t.Skip("bug: " + bug + " (set ROSETTA_BUG_TESTS=1 to run)")
-	}
 }
 
 // TestPolicyNonASCIIIdentity: an identity that is not ASCII (a token's

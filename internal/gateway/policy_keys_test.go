@@ -230,8 +230,6 @@ func TestPolicyKeyAuthQuery(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			if strict {
-			}
 			p := env.start(t, policyGatewayConfig(env.leaf, env.web, top, matrixRoutes(matrixPlugins["key-auth"])))
 			type call struct {
 				name string
