@@ -14,8 +14,8 @@ type Attempt struct {
 	// Conn carries the attempt's stream. It must not be nil.
 	Conn *h2.ClientConn
 	// Authority is the request's :authority: the target's host:port, or
-	// the name the server expects. Empty: the round trip's request host
-	// (gRPC calls then send an empty :authority, which servers refuse).
+	// the name the server expects. Empty: a round trip's request host; a
+	// gRPC call then sends none (grpc.CallAuthority still sets one).
 	Authority string
 	// Scheme is the request's :scheme, "http" for h2c and "https" over
 	// TLS. Empty means "http".

@@ -72,7 +72,8 @@ func New(opts Options) *Conn {
 const maxNotStarted = 3
 
 // Invoke makes a unary call: it sends args, waits for the answer and
-// decodes it into reply, blocking until the call ends or ctx does. It
+// decodes it into reply, blocking until the call ends or ctx does (and
+// while Pick does). It
 // honours the call options grpc.ForceCodecV2 and grpc.ForceCodec (the
 // codec that marshals args and unmarshals reply; protobuf by default,
 // which takes proto.Message values, dynamicpb included), grpc.Header and
@@ -114,11 +115,13 @@ func (cc *Conn) Invoke(ctx context.Context, method string, args, reply any, opts
 	return c.unaryResult(reply)
 }
 
-// NewStream opens a streaming call; the stream's methods follow the
-// grpc.ClientStream contract (see [Conn.Invoke] for the call options,
+// NewStream opens a streaming call and returns once its request head is
+// queued (it blocks only while Pick does). The stream's methods follow
+// the grpc.ClientStream contract (see [Conn.Invoke] for the call options,
 // metadata and deadline). ctx bounds the whole stream: when it ends, the
-// stream is reset with CANCEL. As with grpc-go, the caller must end the
-// stream, by reading until RecvMsg returns an error or by canceling ctx.
+// stream is reset with CANCEL, whether or not a method is running. As
+// with grpc-go, the caller must end the stream, by reading until RecvMsg
+// returns an error or by canceling ctx.
 func (cc *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	o, err := cc.parseCallOptions(opts)
 	if err != nil {

@@ -19,8 +19,38 @@
 // retries live behind that hook, in the upstream package. [Target] is a
 // simple Pick for one address.
 //
+// # Differences from grpc-go's client
+//
+// Statuses, their codes and messages match grpc-go's for everything the
+// server can send (the tests compare them on crafted answers). What
+// differs, by design or for lack of grpc-go's machinery:
+//
+//   - No retries of any kind inside a call (grpc-go retries refused
+//     streams transparently, and per service config): an attempt's
+//     [Outcome] tells the Pick side what happened, and it retries. Only
+//     a connection that takes no new stream at all is picked again, as
+//     nothing was sent.
+//   - No interceptors, per-RPC credentials, stats handlers, channelz,
+//     binary logs or wait-for-ready; grpc.Peer is not filled.
+//   - Messages are marshaled (and checked against the send limit) before
+//     a connection is picked, so such errors cost no stream.
+//   - Request messages are compressed only with gzip; responses are
+//     inflated for every codec when they come gzip (always available) or
+//     in an encoding registered with grpc-go's encoding package.
+//     grpc-accept-encoding is sent only when [Options.AcceptGzip] is set
+//     or the call compresses.
+//   - The user-agent is [Options.UserAgent], not grpc-go's.
+//   - Metadata keys that HTTP/2 forbids (connection, keep-alive,
+//     proxy-connection, transfer-encoding, upgrade) are dropped instead
+//     of failing the call when the server resets it.
+//   - A stream refused by GOAWAY reads like one refused by RST_STREAM
+//     (UNAVAILABLE "stream terminated by RST_STREAM with error code:
+//     REFUSED_STREAM"); a lost connection is UNAVAILABLE with its own
+//     wording.
+//
 // No goroutine is started per call, except the request body pump of a
-// round trip: a caller blocked in Invoke, RecvMsg or a body Read waits on
+// round trip (and context.AfterFunc's, when a stream's context ends
+// first): a caller blocked in Invoke, RecvMsg or a body Read waits on
 // a channel that the connection's reading goroutine signals from the
 // stream's events, which never block. Received bytes are given back to
 // the server's flow-control window only as the caller consumes them, so a

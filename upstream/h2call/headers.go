@@ -47,8 +47,11 @@ func (cc *Conn) requestFields(dst []hpack.HeaderField, ctx context.Context, meth
 	dst = append(dst,
 		hpack.HeaderField{Name: ":method", Value: "POST"},
 		hpack.HeaderField{Name: ":scheme", Value: scheme},
-		hpack.HeaderField{Name: ":path", Value: method},
-		hpack.HeaderField{Name: ":authority", Value: authority},
+		hpack.HeaderField{Name: ":path", Value: method})
+	if authority != "" {
+		dst = append(dst, hpack.HeaderField{Name: ":authority", Value: authority})
+	}
+	dst = append(dst,
 		hpack.HeaderField{Name: "content-type", Value: o.contentType()},
 		hpack.HeaderField{Name: "user-agent", Value: cc.userAgent},
 		hpack.HeaderField{Name: "te", Value: "trailers"})

@@ -178,10 +178,23 @@ func (c *fakeConn) goAway(last uint32, code http2.ErrCode) {
 	_ = c.fr.WriteGoAway(last, code, nil)
 }
 
-// startFake starts a fake HTTP/2 server: it does the preface and
-// SETTINGS exchange, acknowledges pings, and calls handle (on the
-// connection's reading goroutine) for every request head.
+// fakeHandlers are a fake server's hooks, called on the connection's
+// reading goroutine: headers for every request head, data (optional) for
+// every DATA frame. The server never grants flow-control window.
+type fakeHandlers struct {
+	headers func(c *fakeConn, id uint32, fields []hpack.HeaderField)
+	data    func(c *fakeConn, id uint32, n int, end bool)
+}
+
+// startFake starts a fake HTTP/2 server that answers request heads with
+// handle: see startFakeServer.
 func startFake(t testing.TB, handle func(c *fakeConn, id uint32, fields []hpack.HeaderField)) string {
+	return startFakeServer(t, fakeHandlers{headers: handle})
+}
+
+// startFakeServer starts a fake HTTP/2 server: it does the preface and
+// SETTINGS exchange, acknowledges pings, and calls h's hooks.
+func startFakeServer(t testing.TB, h fakeHandlers) string {
 	t.Helper()
 	lis := testkit.ListenLocal(t)
 	var wg sync.WaitGroup
@@ -201,7 +214,7 @@ func startFake(t testing.TB, handle func(c *fakeConn, id uint32, fields []hpack.
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				serveFake(nc, handle)
+				serveFake(nc, h)
 			}()
 		}
 	}()
@@ -217,7 +230,7 @@ func startFake(t testing.TB, handle func(c *fakeConn, id uint32, fields []hpack.
 	return lis.Addr().String()
 }
 
-func serveFake(nc net.Conn, handle func(c *fakeConn, id uint32, fields []hpack.HeaderField)) {
+func serveFake(nc net.Conn, h fakeHandlers) {
 	defer nc.Close()
 	preface := make([]byte, len(http2.ClientPreface))
 	if _, err := io.ReadFull(nc, preface); err != nil {
@@ -248,7 +261,11 @@ func serveFake(nc net.Conn, handle func(c *fakeConn, id uint32, fields []hpack.H
 				c.mu.Unlock()
 			}
 		case *http2.MetaHeadersFrame:
-			handle(c, f.StreamID, f.Fields)
+			h.headers(c, f.StreamID, f.Fields)
+		case *http2.DataFrame:
+			if h.data != nil {
+				h.data(c, f.StreamID, int(f.Length), f.StreamEnded())
+			}
 		}
 	}
 }

@@ -467,9 +467,11 @@ func requestHead(dst []hpack.HeaderField, req *http.Request, att *Attempt) []hpa
 	}
 	dst = append(dst,
 		hpack.HeaderField{Name: ":method", Value: method},
-		hpack.HeaderField{Name: ":scheme", Value: scheme},
-		hpack.HeaderField{Name: ":authority", Value: authority},
-		hpack.HeaderField{Name: ":path", Value: req.URL.RequestURI()})
+		hpack.HeaderField{Name: ":scheme", Value: scheme})
+	if authority != "" {
+		dst = append(dst, hpack.HeaderField{Name: ":authority", Value: authority})
+	}
+	dst = append(dst, hpack.HeaderField{Name: ":path", Value: req.URL.RequestURI()})
 	for k, vv := range req.Header {
 		name := lowerKey(k)
 		switch name {
