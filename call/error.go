@@ -21,6 +21,10 @@ type Error struct {
 	Msg     string
 	Details []*anypb.Any
 	Cause   error
+	// Refusal marks a deliberate answer of the policy chain (no
+	// credentials, over a limit, load shed), not a failure: it is not
+	// logged as an error and carries no error ID, whatever its code.
+	Refusal bool
 }
 
 // Errorf returns an [Error] with the given code and a formatted client-facing

@@ -101,7 +101,19 @@ func (a *Admission) Check(ctx context.Context) *call.Error {
 	if rep := call.ReportFrom(ctx); rep != nil && a.Call.Consumer != "" {
 		rep.Consumer = a.Call.Consumer
 	}
-	return err
+	return Refusal(err)
+}
+
+// Refusal returns ce marked as a deliberate refusal of the policy chain
+// (call.Error.Refusal), so that no error is logged for it; nil stays nil.
+// It copies ce: plugins may return shared errors.
+func Refusal(ce *call.Error) *call.Error {
+	if ce == nil || ce.Refusal {
+		return ce
+	}
+	c := *ce
+	c.Refusal = true
+	return &c
 }
 
 // CheckMessage counts one more message of a stream against the chain's
@@ -110,7 +122,7 @@ func (a *Admission) CheckMessage(ctx context.Context) *call.Error {
 	if a == nil || !a.chain.HasMessageLimits() {
 		return nil
 	}
-	return a.chain.CheckMessage(ctx, &a.Call, &a.State)
+	return Refusal(a.chain.CheckMessage(ctx, &a.Call, &a.State))
 }
 
 // Done releases what the chain held for the call. It is idempotent and
@@ -165,22 +177,40 @@ func (a *Admission) StripCredentialQuery(r *http.Request) {
 	if a == nil || r.URL.RawQuery == "" {
 		return
 	}
-	names := a.chain.CredentialQuery()
-	if len(names) == 0 {
-		return
+	if names := a.chain.CredentialQuery(); len(names) > 0 {
+		r.URL.RawQuery, _ = StripQuery(r.URL.RawQuery, names...)
 	}
-	parts := strings.Split(r.URL.RawQuery, "&")
+}
+
+// StripQuery removes the parameters named names from a raw query,
+// keeping the others as they were sent (order and escaping), and returns
+// the first removed value (unescaped).
+func StripQuery(raw string, names ...string) (string, string) {
+	if raw == "" {
+		return raw, ""
+	}
+	parts := strings.Split(raw, "&")
 	kept := parts[:0]
+	first := ""
+	found := false
 	for _, p := range parts {
-		name, _, _ := strings.Cut(p, "=")
+		name, value, _ := strings.Cut(p, "=")
 		if un, err := url.QueryUnescape(name); err == nil {
 			name = un
 		}
 		if !slices.Contains(names, name) {
 			kept = append(kept, p)
+			continue
+		}
+		if !found {
+			found = true
+			if un, err := url.QueryUnescape(value); err == nil {
+				value = un
+			}
+			first = value
 		}
 	}
-	r.URL.RawQuery = strings.Join(kept, "&")
+	return strings.Join(kept, "&"), first
 }
 
 // SetHeaders writes the decision's response fields on the answer's

@@ -62,7 +62,7 @@ func WriteJSONError(w http.ResponseWriter, r *http.Request, err error, res *Type
 	if status == 0 {
 		status = HTTPStatus(ce.Code)
 	}
-	if status >= 500 {
+	if status >= 500 && !ce.Refusal {
 		id := NewErrorID()
 		w.Header().Set(ErrorIDHeader, id)
 		logger.LogAttrs(r.Context(), slog.LevelError, "request failed",

@@ -8,6 +8,7 @@ import (
 	"github.com/rosetta-gateway/rosetta/policy"
 	"github.com/rosetta-gateway/rosetta/router"
 	"github.com/rosetta-gateway/rosetta/transcoder"
+	"github.com/rosetta-gateway/rosetta/transcoder/websocket"
 
 	// The plugins a config may name register themselves.
 	_ "github.com/rosetta-gateway/rosetta/policy/concurrency"
@@ -40,6 +41,13 @@ func (g *Gateway) admitURI(w http.ResponseWriter, r *http.Request, st *state, rt
 	adm.Describe(nil, protocol, nil, rt.Config.Service, r)
 	adm.SetChain(chain)
 	adm.Call.Route = rt.Config.URI
+	if protocol == call.WebSocket {
+		// Browsers cannot set Authorization on a WebSocket: the bridge's
+		// token sources (the rosetta.bearer.<token> subprotocol and
+		// ?access_token=) work on uri routes too, and are taken out of
+		// what the upstream receives.
+		adm.Call.Bearer = takeWebSocketToken(r)
+	}
 	cerr := adm.Check(r.Context())
 	adm.SetHeaders(w.Header(), true)
 	if cerr != nil {
@@ -49,6 +57,38 @@ func (g *Gateway) admitURI(w http.ResponseWriter, r *http.Request, st *state, rt
 	}
 	adm.Header(r.Header)
 	return adm, true
+}
+
+// takeWebSocketToken removes the bearer token a WebSocket upgrade carries
+// outside Authorization (a rosetta.bearer.<token> subprotocol, else the
+// access_token query parameter) from r, and returns it.
+func takeWebSocketToken(r *http.Request) string {
+	token := ""
+	if protos := r.Header.Values("Sec-WebSocket-Protocol"); len(protos) > 0 {
+		var kept []string
+		for _, line := range protos {
+			for _, p := range strings.Split(line, ",") {
+				p = strings.TrimSpace(p)
+				if v, ok := strings.CutPrefix(p, websocket.SubprotocolBearerPrefix); ok {
+					token = v
+					continue
+				}
+				if p != "" {
+					kept = append(kept, p)
+				}
+			}
+		}
+		r.Header.Del("Sec-WebSocket-Protocol")
+		if len(kept) > 0 {
+			r.Header.Set("Sec-WebSocket-Protocol", strings.Join(kept, ", "))
+		}
+	}
+	var fromQuery string
+	r.URL.RawQuery, fromQuery = transcoder.StripQuery(r.URL.RawQuery, websocket.AccessTokenParam)
+	if token == "" {
+		token = fromQuery
+	}
+	return token
 }
 
 // admitLocal runs the top-level chain on calls to the gateway's own

@@ -104,7 +104,9 @@ func matrixRoutes(plugins string) string {
 // startPolicyWeb starts the plain HTTP upstream of the policy tests: a path
 // ending in /hold answers its header and then holds the response open
 // until the client goes away; /ws accepts a WebSocket and sends the
-// X-Consumer it was opened with as its one message; any other path
+// X-Consumer it was opened with as its one message (and, when the
+// upgrade carried a query, Authorization or subprotocols, a second
+// message listing them); any other path
 // answers the request's header fields (names in lower case) and query as
 // JSON, in the shape of EchoService.Metadata's answer: {"incoming": {name:
 // {"values": [...]}}}.
@@ -117,9 +119,16 @@ func startPolicyWeb(t *testing.T) string {
 				return
 			}
 			defer c.CloseNow()
-			if c.Write(r.Context(), websocket.MessageText, []byte("x-consumer: "+r.Header.Get("X-Consumer"))) == nil {
-				_ = c.Close(websocket.StatusNormalClosure, "")
+			if c.Write(r.Context(), websocket.MessageText, []byte("x-consumer: "+r.Header.Get("X-Consumer"))) != nil {
+				return
 			}
+			if r.URL.RawQuery != "" || r.Header.Get("Authorization") != "" || r.Header.Get("Sec-WebSocket-Protocol") != "" {
+				seen := "query=" + r.URL.RawQuery + " authorization=" + r.Header.Get("Authorization") + " protocols=" + r.Header.Get("Sec-WebSocket-Protocol")
+				if c.Write(r.Context(), websocket.MessageText, []byte(seen)) != nil {
+					return
+				}
+			}
+			_ = c.Close(websocket.StatusNormalClosure, "")
 			return
 		}
 		if strings.HasSuffix(r.URL.Path, "/hold") {

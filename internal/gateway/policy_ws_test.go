@@ -107,6 +107,31 @@ func TestPolicyWebSocket(t *testing.T) {
 				if got := string(wsRead(t, c, websocket.MessageText)); got != "x-consumer: alice" {
 					t.Errorf("upstream got %q; want x-consumer: alice", got)
 				}
+				// The bridge's token sources work on uri routes too; the
+				// upstream gets the verified token as Authorization, not
+				// the query parameter or the subprotocol.
+				for name, tc := range map[string]struct {
+					path  string
+					proto []string
+				}{
+					"access_token": {"/web/ws?a=1&access_token=" + alice + "&b=2", nil},
+					"subprotocol":  {"/web/ws", []string{"chat", "rosetta.bearer." + alice}},
+				} {
+					c, a := dialPolicyWS(t, p, tr, tc.path, nil, &websocket.DialOptions{Subprotocols: tc.proto})
+					if c == nil {
+						t.Fatalf("%s: upgrade refused: %d %s", name, a.status, a.body)
+					}
+					if got := string(wsRead(t, c, websocket.MessageText)); got != "x-consumer: alice" {
+						t.Errorf("%s: upstream got %q; want x-consumer: alice", name, got)
+					}
+					got := string(wsRead(t, c, websocket.MessageText))
+					if strings.Contains(got, "access_token") || strings.Contains(got, "rosetta.bearer") || !strings.Contains(got, "authorization=Bearer "+alice) {
+						t.Errorf("%s: upstream saw %q; want the token as Authorization only", name, got)
+					}
+					if name == "access_token" && !strings.Contains(got, "query=a=1&b=2") {
+						t.Errorf("%s: upstream saw %q; want the rest of the query as sent", name, got)
+					}
+				}
 			})
 		})
 		t.Run("per_message/"+tr, func(t *testing.T) {

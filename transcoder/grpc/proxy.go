@@ -491,8 +491,10 @@ func writeGRPCStatus(w http.ResponseWriter, r *http.Request, logger *slog.Logger
 	if started {
 		prefix = http.TrailerPrefix
 	}
-	switch ce.Code {
-	case codes.Internal, codes.Unavailable, codes.Unknown, codes.DataLoss:
+	switch {
+	case ce.Refusal:
+		// A policy refusal is an answer, not a failure: nothing to log.
+	case ce.Code == codes.Internal, ce.Code == codes.Unavailable, ce.Code == codes.Unknown, ce.Code == codes.DataLoss:
 		id := transcoder.NewErrorID()
 		h[prefix+transcoder.ErrorIDHeader] = []string{id}
 		logger.LogAttrs(r.Context(), slog.LevelError, "grpc call failed",

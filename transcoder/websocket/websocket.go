@@ -452,7 +452,7 @@ type wsFailure struct {
 
 // logFinish logs calls that ended with a server-side error, once.
 func (h *Bridge) logFinish(ctx context.Context, method string, ce *call.Error) {
-	if ce == nil || transcoder.HTTPStatus(ce.Code) < 500 || ce.Code == codes.Unavailable && ce.Msg == msgShutdown {
+	if ce == nil || ce.Refusal || transcoder.HTTPStatus(ce.Code) < 500 || ce.Code == codes.Unavailable && ce.Msg == msgShutdown {
 		return
 	}
 	h.logger.LogAttrs(ctx, slog.LevelError, "websocket call failed",

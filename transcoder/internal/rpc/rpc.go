@@ -207,7 +207,7 @@ func RequestMetadata(r *http.Request) (metadata.MD, *call.Error) {
 // LogFailure logs an error answered with a 5xx-class code and returns the
 // error ID to send with it; it returns "" for client errors.
 func (b *Base) LogFailure(r *http.Request, protocol string, ce *call.Error) string {
-	if transcoder.HTTPStatus(ce.Code) < 500 {
+	if transcoder.HTTPStatus(ce.Code) < 500 || ce.Refusal {
 		return ""
 	}
 	id := transcoder.NewErrorID()
