@@ -10,9 +10,12 @@ import (
 
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/policy"
+	"github.com/rosetta-gateway/rosetta/upstream"
 )
 
 // Policies finds the policy chain that covers an RPC method, and the
@@ -230,4 +233,42 @@ func (a *Admission) SetHeaders(h http.Header, rateLimit bool) {
 		h.Set("RateLimit-Remaining", strconv.FormatInt(rl.Remaining, 10))
 		h.Set("RateLimit-Reset", strconv.FormatInt(rl.ResetSeconds, 10))
 	}
+}
+
+// WithUpstreamInfo returns ctx carrying what the upstream needs to know
+// about the call beyond its method ([upstream.CallInfo]): whether it may
+// run twice (the method's idempotency_level, the route's idempotent: true,
+// or a REST GET/HEAD, which get) for retries, its config route for the
+// route's retry override, and the call itself for ring_hash's hash_on.
+func WithUpstreamInfo(ctx context.Context, r *http.Request, md protoreflect.MethodDescriptor, route *config.Route, adm *Admission, get bool) context.Context {
+	ci := &upstreamInfo{}
+	ci.Idempotent = get || idempotent(md) || (route != nil && route.Idempotent)
+	ci.Route = route
+	if adm != nil {
+		ci.Call, ci.Claims = &adm.Call, adm.State.Claims
+	} else {
+		ci.own = call.Call{Header: call.HTTPHeader(r.Header), Peer: call.ParsePeer(r.RemoteAddr)}
+		ci.Call = &ci.own
+	}
+	return upstream.WithCallInfo(ctx, &ci.CallInfo)
+}
+
+// upstreamInfo is an upstream.CallInfo with room for a call description
+// of its own, so that it costs one allocation.
+type upstreamInfo struct {
+	upstream.CallInfo
+	own call.Call
+}
+
+// idempotent reports whether md's idempotency_level says it may run twice.
+func idempotent(md protoreflect.MethodDescriptor) bool {
+	if md == nil {
+		return false
+	}
+	opts, _ := md.Options().(*descriptorpb.MethodOptions)
+	switch opts.GetIdempotencyLevel() {
+	case descriptorpb.MethodOptions_NO_SIDE_EFFECTS, descriptorpb.MethodOptions_IDEMPOTENT:
+		return true
+	}
+	return false
 }

@@ -3,6 +3,8 @@ package upstream
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -23,6 +25,9 @@ type targetConns struct {
 	conns    []*h2.ClientConn
 	dialing  bool
 	failedAt time.Time // last failed dial; the next waits relayRedial
+	lastErr  error     // the last dial's error
+	// dialDone is closed when the dial in progress ends (nil: none).
+	dialDone chan struct{}
 	// dropped: the target left the upstream (DNS re-resolution); its
 	// connections are closing and it takes no new dial.
 	dropped bool
@@ -76,10 +81,50 @@ func (u *Upstream) RelayConn(target string) *h2.ClientConn {
 	}
 	if !t.dialing && time.Since(t.failedAt) >= relayRedial {
 		t.dialing = true
+		t.dialDone = make(chan struct{})
 		r.wg.Add(1)
 		go u.dialRelay(target, t)
 	}
 	return nil
+}
+
+// ConnFor returns a connection to target that can take a new stream,
+// waiting (bounded by ctx) for a dial when none can. It fails at once,
+// with the dial's error, within a second of a failed dial.
+func (u *Upstream) ConnFor(ctx context.Context, target string) (*h2.ClientConn, error) {
+	for range 3 {
+		if cc := u.RelayConn(target); cc != nil {
+			return cc, nil
+		}
+		r := &u.relay
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return nil, errors.New("upstream closed")
+		}
+		t := r.targets[target]
+		var wait chan struct{}
+		var lastErr error
+		if t != nil {
+			wait, lastErr = t.dialDone, t.lastErr
+			if !t.dialing {
+				wait = nil
+			}
+		}
+		r.mu.Unlock()
+		if wait == nil {
+			if lastErr == nil {
+				lastErr = errors.New("no connection takes new streams")
+			}
+			return nil, fmt.Errorf("connect to %s: %w", target, lastErr)
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return nil, fmt.Errorf("connect to %s: no connection takes new streams", target)
 }
 
 func (u *Upstream) dialRelay(target string, t *targetConns) {
@@ -90,7 +135,11 @@ func (u *Upstream) dialRelay(target string, t *targetConns) {
 		var err error
 		if tc, err = ClientTLSConfig(u.Config.TLS); err != nil {
 			r.mu.Lock()
-			t.dialing, t.failedAt = false, time.Now()
+			t.dialing, t.failedAt, t.lastErr = false, time.Now(), err
+			if t.dialDone != nil {
+				close(t.dialDone)
+				t.dialDone = nil
+			}
 			r.mu.Unlock()
 			return
 		}
@@ -110,6 +159,11 @@ func (u *Upstream) dialRelay(target string, t *targetConns) {
 	})
 	r.mu.Lock()
 	t.dialing = false
+	t.lastErr = err
+	if t.dialDone != nil {
+		close(t.dialDone)
+		t.dialDone = nil
+	}
 	if err != nil {
 		t.failedAt = time.Now()
 		closed := r.closed

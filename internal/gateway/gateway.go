@@ -227,7 +227,7 @@ func (g *Gateway) backend(name string) (transcoder.Backend, bool) {
 	if !ok {
 		return transcoder.Backend{}, false
 	}
-	return transcoder.Backend{Conn: u.Conn(), Timeout: time.Duration(u.Config.Timeout), MaxMessageBytes: u.Config.MaxMessageBytes, MaxRequestMessageBytes: u.Config.MaxRequestMessageBytes}, true
+	return transcoder.Backend{Conn: u.CallConn(), Timeout: time.Duration(u.Config.Timeout), MaxMessageBytes: u.Config.MaxMessageBytes, MaxRequestMessageBytes: u.Config.MaxRequestMessageBytes}, true
 }
 
 // Routes returns the current route table's routes.

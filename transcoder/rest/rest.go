@@ -171,7 +171,9 @@ func (h *Handler) callContext(r *http.Request, p *binding.Plan, be transcoder.Ba
 	}
 	md := transcoder.OutgoingMetadata(r, h.forward)
 	adm.Metadata(md)
-	c, cancel := transcoder.CallDeadline(metadata.NewOutgoingContext(r.Context(), md), limit, client)
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	ctx := transcoder.WithUpstreamInfo(metadata.NewOutgoingContext(r.Context(), md), r, p.Route.Method, p.Route.Config, adm, get)
+	c, cancel := transcoder.CallDeadline(ctx, limit, client)
 	return c, cancel, nil
 }
 

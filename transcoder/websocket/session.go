@@ -294,7 +294,8 @@ func newWSSession(h *Bridge, conn *websocket.Conn, r *http.Request, p *binding.P
 	// The request's context ends when the handler returns; the socket
 	// lives inside the handler, so it is the right parent.
 	s.connCtx, s.cancelConn = context.WithCancel(r.Context())
-	s.callCtx, s.cancelCall = context.WithCancel(metadata.NewOutgoingContext(s.connCtx, md))
+	ctx := transcoder.WithUpstreamInfo(metadata.NewOutgoingContext(s.connCtx, md), r, p.Route.Method, p.Route.Config, nil, false)
+	s.callCtx, s.cancelCall = context.WithCancel(ctx)
 	s.touch()
 	return s
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/router"
 	"github.com/rosetta-gateway/rosetta/transcoder"
@@ -79,6 +80,8 @@ type Target struct {
 	Max     int           // the largest message accepted, from the upstream's config
 	// Upstream is the upstream's name.
 	Upstream string
+	// Route is the config route that covers the method (nil: none).
+	Route *config.Route
 	// Adm is the call's policy decision, set by [Base.Admit]; nil when no
 	// plugin applies.
 	Adm *transcoder.Admission
@@ -132,8 +135,11 @@ func (b *Base) Resolve(path string) (*Target, *call.Error) {
 	if !streaming {
 		t.Timeout = be.Timeout
 	}
-	if routes := b.Table.RouteFor(md.FullName()); len(routes) > 0 && routes[0].Config != nil && routes[0].Config.Timeout > 0 {
-		t.Timeout = time.Duration(routes[0].Config.Timeout)
+	if routes := b.Table.RouteFor(md.FullName()); len(routes) > 0 && routes[0].Config != nil {
+		t.Route = routes[0].Config
+		if routes[0].Config.Timeout > 0 {
+			t.Timeout = time.Duration(routes[0].Config.Timeout)
+		}
 	}
 	return t, nil
 }
@@ -150,7 +156,8 @@ func looksLikeRPCPath(p string) bool {
 // outgoing metadata, changed as the policy decision says.
 func (t *Target) CallContext(r *http.Request, client time.Duration, md metadata.MD) (context.Context, context.CancelFunc) {
 	t.Adm.Metadata(md)
-	return transcoder.CallDeadline(metadata.NewOutgoingContext(r.Context(), md), t.Timeout, client)
+	ctx := transcoder.WithUpstreamInfo(metadata.NewOutgoingContext(r.Context(), md), r, t.Method, t.Route, t.Adm, false)
+	return transcoder.CallDeadline(ctx, t.Timeout, client)
 }
 
 // dropHeaders are request headers that never become backend metadata:
