@@ -3,9 +3,11 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -15,16 +17,16 @@ import (
 // whether a call connection happens to be healthy. grpc-go earns its
 // place here: its health client is the reference implementation.
 type healthConns struct {
-	mu       sync.Mutex
-	conns    map[string]*grpc.ClientConn
-	dialOpts []grpc.DialOption
-	closed   bool
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	extra  []grpc.DialOption // tests
+	closed bool
 }
 
 // checkHealth runs one grpc.health.v1 Check against target addr, for the
 // health_check service name; anything but SERVING fails.
 func (u *Upstream) checkHealth(ctx context.Context, addr string) error {
-	cc, err := u.health.conn(addr)
+	cc, err := u.health.conn(u, addr)
 	if err != nil {
 		return err
 	}
@@ -38,7 +40,7 @@ func (u *Upstream) checkHealth(ctx context.Context, addr string) error {
 	return nil
 }
 
-func (h *healthConns) conn(addr string) (*grpc.ClientConn, error) {
+func (h *healthConns) conn(u *Upstream, addr string) (*grpc.ClientConn, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -47,7 +49,26 @@ func (h *healthConns) conn(addr string) (*grpc.ClientConn, error) {
 	if cc := h.conns[addr]; cc != nil {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient("passthrough:///"+addr, h.dialOpts...)
+	opts, err := DialOptions(u.Config)
+	if err != nil {
+		return nil, err
+	}
+	if u.Config.TLS != nil && u.Config.TLS.ServerName == "" {
+		// Check the certificate against the name the target was
+		// resolved from, else the target's own host.
+		tc, err := ClientTLSConfig(u.Config.TLS)
+		if err != nil {
+			return nil, err
+		}
+		tc.ServerName = u.ServerName(addr)
+		if tc.ServerName == "" {
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				tc.ServerName = host
+			}
+		}
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc))}
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr, append(opts, h.extra...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -6,22 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"sort"
 	"strings"
-	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/resolver"
-	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/rosetta-gateway/rosetta/config"
 )
 
-// Upstream is one backend cluster with its client connection. It is safe
+// Upstream is one gRPC backend cluster: its targets' view (Cluster) and the
+// connections every path shares. It is safe
 // for concurrent use.
 type Upstream struct {
 	// Name is the upstream's name from the config.
@@ -33,21 +30,15 @@ type Upstream struct {
 	// balancing, health, ejection, breakers, retries.
 	*Cluster
 
-	conn   *grpc.ClientConn
+	calls  *callConn  // see callconn.go
 	h2     h2Client   // see h2.go
 	relay  relayConns // see relay.go
 	health healthConns
 }
 
-// Conn returns the upstream's client connection. Calls on it are balanced
-// round-robin over the targets, per RPC.
-func (u *Upstream) Conn() *grpc.ClientConn { return u.conn }
-
-var schemeSeq atomic.Uint64
-
-// DialOptions returns the transport options for talking to an upstream:
-// TLS credentials when cfg.TLS is set, otherwise plaintext h2c. They are
-// also what the registry uses for reflection.
+// DialOptions returns the grpc-go transport options for talking to an
+// upstream: TLS credentials when cfg.TLS is set, otherwise plaintext h2c.
+// The registry uses them for reflection, and health checks for theirs.
 func DialOptions(cfg *config.Upstream) ([]grpc.DialOption, error) {
 	if cfg.TLS == nil {
 		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
@@ -88,9 +79,11 @@ func ClientTLSConfig(c *config.ClientTLS) (*tls.Config, error) {
 	return tc, nil
 }
 
-// New creates the client connection of one gRPC upstream. It does not dial:
-// connections are made lazily by the first RPC, so a dead backend does not
-// stop the gateway from starting.
+// New creates one gRPC upstream: its cluster (balancer, health checks,
+// breakers, retries) and its call connection. It does not dial:
+// connections are made by the first calls, so a dead backend does not
+// stop the gateway from starting. extra are grpc-go options for its
+// health checks (tests).
 func New(cfg *config.Upstream, extra ...grpc.DialOption) (*Upstream, error) {
 	return newUpstream(cfg, nil, extra)
 }
@@ -99,57 +92,21 @@ func newUpstream(cfg *config.Upstream, logger *slog.Logger, extra []grpc.DialOpt
 	if len(cfg.Targets) == 0 {
 		return nil, fmt.Errorf("upstream %s: no targets", cfg.Name)
 	}
-	opts, err := DialOptions(cfg)
-	if err != nil {
+	if _, err := DialOptions(cfg); err != nil { // checks the TLS files
 		return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
 	}
-	// A manual resolver hands grpc-go every target at once, so the
-	// round_robin policy balances each RPC across them.
-	scheme := fmt.Sprintf("rosetta-%d", schemeSeq.Add(1))
-	r := manual.NewBuilderWithScheme(scheme)
-	addrs := make([]resolver.Address, len(cfg.Targets))
-	for i, t := range cfg.Addresses() {
-		addrs[i] = resolver.Address{Addr: t}
-		if cfg.TLS != nil {
-			// Check each target's certificate against its own host (unless
-			// tls.server_name is set), not against the channel's
-			// authority, which is the upstream's name.
-			host, _, err := net.SplitHostPort(t)
-			if err != nil {
-				host = t
-			}
-			addrs[i].ServerName = host
-		}
-	}
-	r.InitialState(resolver.State{Addresses: addrs})
-	maxMsg, maxReq := cfg.MaxMessageBytes, cfg.MaxRequestMessageBytes
-	if maxMsg <= 0 {
-		maxMsg = 4 << 20
-	}
-	if maxReq <= 0 {
-		maxReq = maxMsg
-	}
-	opts = append(opts,
-		grpc.WithResolvers(r),
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxReq)),
-	)
-	opts = append(opts, extra...)
-	conn, err := grpc.NewClient(scheme+":///"+cfg.Name, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("upstream %s: create client: %w", cfg.Name, err)
-	}
-	u := &Upstream{Name: cfg.Name, Config: cfg, conn: conn}
-	u.health.dialOpts = append([]grpc.DialOption(nil), opts...)
+	u := &Upstream{Name: cfg.Name, Config: cfg}
+	u.health.extra = extra
+	var err error
 	u.Cluster, err = NewCluster(cfg, ClusterOptions{
 		Logger:   logger,
 		Check:    u.checkHealth,
 		OnRemove: u.closeTarget,
 	})
 	if err != nil {
-		_ = conn.Close()
 		return nil, err
 	}
+	u.calls = newCallConn(u)
 	return u, nil
 }
 
@@ -160,7 +117,7 @@ func (u *Upstream) Close() error {
 	u.closeH2()
 	u.closeRelay()
 	u.health.close()
-	return u.conn.Close()
+	return nil
 }
 
 // Set is every gRPC upstream of one config, by name.
