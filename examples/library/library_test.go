@@ -182,6 +182,30 @@ func TestWatchBooks(t *testing.T) {
 	}
 }
 
+func TestWatchBooksReplayOnly(t *testing.T) {
+	t.Parallel()
+	ctx, c := newClient(t)
+
+	stream, err := c.WatchBooks(ctx, &libraryv1.WatchBooksRequest{Parent: "shelves/1", ReplayOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var titles []string
+	for {
+		ev, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil || ev.GetType() != libraryv1.BookEvent_TYPE_CREATED {
+			t.Fatalf("event = %v, %v; want CREATED", ev, err)
+		}
+		titles = append(titles, ev.GetBook().GetTitle())
+	}
+	if diff := cmp.Diff([]string{"Dune", "The Left Hand of Darkness"}, titles); diff != "" {
+		t.Errorf("titles before the end of the stream (-want +got):\n%s", diff)
+	}
+}
+
 func TestChat(t *testing.T) {
 	t.Parallel()
 	ctx, c := newClient(t)

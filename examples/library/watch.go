@@ -27,7 +27,7 @@ type watcher struct {
 
 // WatchBooks sends a CREATED event for each book on the shelf, then an event
 // for every change, until the client cancels, max_events events were sent,
-// or the shelf is deleted.
+// or the shelf is deleted. With replay_only it ends after the CREATED events.
 func (s *Server) WatchBooks(req *libraryv1.WatchBooksRequest, stream grpc.ServerStreamingServer[libraryv1.BookEvent]) error {
 	if req.GetMaxEvents() < 0 {
 		return badRequest("max_events", "must not be negative, got %d", req.GetMaxEvents())
@@ -63,6 +63,9 @@ func (s *Server) WatchBooks(req *libraryv1.WatchBooksRequest, stream grpc.Server
 		if done, err := send(&libraryv1.BookEvent{Type: libraryv1.BookEvent_TYPE_CREATED, Book: b}); done {
 			return err
 		}
+	}
+	if req.GetReplayOnly() {
+		return nil
 	}
 	ctx := stream.Context()
 	for {

@@ -899,7 +899,9 @@ type WatchBooksRequest struct {
 	// The shelf, "shelves/{shelf}".
 	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
 	// Stop after this many events (including the initial ones); 0 means never.
-	MaxEvents     int32 `protobuf:"varint,2,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"`
+	MaxEvents int32 `protobuf:"varint,2,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"`
+	// Stop after the shelf's current books, without waiting for changes.
+	ReplayOnly    bool `protobuf:"varint,3,opt,name=replay_only,json=replayOnly,proto3" json:"replay_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -946,6 +948,13 @@ func (x *WatchBooksRequest) GetMaxEvents() int32 {
 		return x.MaxEvents
 	}
 	return 0
+}
+
+func (x *WatchBooksRequest) GetReplayOnly() bool {
+	if x != nil {
+		return x.ReplayOnly
+	}
+	return false
 }
 
 // BookEvent is a change to a book.
@@ -1177,11 +1186,13 @@ const file_rosetta_examples_library_v1_library_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"(\n" +
 	"\x12PublishBookRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"J\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"k\n" +
 	"\x11WatchBooksRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1d\n" +
 	"\n" +
-	"max_events\x18\x02 \x01(\x05R\tmaxEvents\"\xd7\x01\n" +
+	"max_events\x18\x02 \x01(\x05R\tmaxEvents\x12\x1f\n" +
+	"\vreplay_only\x18\x03 \x01(\bR\n" +
+	"replayOnly\"\xd7\x01\n" +
 	"\tBookEvent\x12?\n" +
 	"\x04type\x18\x01 \x01(\x0e2+.rosetta.examples.library.v1.BookEvent.TypeR\x04type\x125\n" +
 	"\x04book\x18\x02 \x01(\v2!.rosetta.examples.library.v1.BookR\x04book\"R\n" +

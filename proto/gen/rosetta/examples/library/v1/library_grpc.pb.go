@@ -65,7 +65,8 @@ type LibraryServiceClient interface {
 	// PublishBook moves a draft book to PUBLISHED.
 	PublishBook(ctx context.Context, in *PublishBookRequest, opts ...grpc.CallOption) (*Book, error)
 	// WatchBooks sends the shelf's current books as CREATED events, then an
-	// event for every change, until the client cancels or max_events is reached.
+	// event for every change, until the client cancels or max_events is reached
+	// (or, with replay_only, right after the current books).
 	WatchBooks(ctx context.Context, in *WatchBooksRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BookEvent], error)
 	// MoveBook moves a book to another shelf. It has no HTTP binding: REST
 	// clients reach it only through a route in the gateway config.
@@ -242,7 +243,8 @@ type LibraryServiceServer interface {
 	// PublishBook moves a draft book to PUBLISHED.
 	PublishBook(context.Context, *PublishBookRequest) (*Book, error)
 	// WatchBooks sends the shelf's current books as CREATED events, then an
-	// event for every change, until the client cancels or max_events is reached.
+	// event for every change, until the client cancels or max_events is reached
+	// (or, with replay_only, right after the current books).
 	WatchBooks(*WatchBooksRequest, grpc.ServerStreamingServer[BookEvent]) error
 	// MoveBook moves a book to another shelf. It has no HTTP binding: REST
 	// clients reach it only through a route in the gateway config.
