@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"time"
 
@@ -54,6 +55,13 @@ func callInfoFrom(ctx context.Context) *CallInfo {
 // attempt's target chosen by the cluster's balancer, bounded by the
 // circuit breakers, and unary calls retried as the retry policy allows.
 func (u *Upstream) CallConn() grpc.ClientConnInterface { return u.calls }
+
+// RoundTripper returns the upstream's HTTP/2 round tripper for the gRPC
+// handler path: requests forwarded whole, on the same connections and
+// picked by the same balancer and breakers as every other call (not
+// retried: the request body streams through). The request's URL host is
+// not used; the target is the balancer's.
+func (u *Upstream) RoundTripper() http.RoundTripper { return u.calls.h }
 
 // callConn is [Upstream.CallConn].
 type callConn struct {

@@ -307,7 +307,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route) {
 	// resets the upstream stream too. Nothing else needs to cancel: a
 	// request message over the limit fails the body read (aborting the
 	// upstream request) and closing resp.Body aborts the response.
-	ctx := r.Context()
+	ctx := transcoder.WithUpstreamInfo(r.Context(), r, rt.md, nil, adm, false)
 	var deadline time.Time // the call's deadline; zero: none
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
@@ -319,7 +319,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route) {
 	c := &grpcCall{body: r.Body, scan: frameScanner{max: maxReq, gzip: r.Header.Get("Grpc-Encoding") == "gzip"}}
 	out := (&http.Request{
 		Method:        http.MethodPost,
-		URL:           &url.URL{Scheme: u.Scheme(), Host: u.Pick(), Path: r.URL.Path, RawPath: r.URL.RawPath},
+		URL:           &url.URL{Scheme: u.Scheme(), Host: u.Name, Path: r.URL.Path, RawPath: r.URL.RawPath},
 		Proto:         "HTTP/2.0",
 		ProtoMajor:    2,
 		Header:        header,
@@ -328,7 +328,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route) {
 	}).WithContext(ctx)
 	out.Host = out.URL.Host
 
-	resp, err := u.HTTP2().RoundTrip(out)
+	resp, err := u.RoundTripper().RoundTrip(out)
 	if err != nil {
 		p.fail(ctx, deadline, w, r, c, rt, false, err)
 		return
