@@ -42,8 +42,9 @@ func TestPickRoundRobin(t *testing.T) {
 	}
 }
 
-// TestHTTP2H2C sends a raw grpc.health.v1.Health/Check over the upstream's
-// h2c transport to a real grpc-go backend and reads the trailers.
+// TestHTTP2H2C sends a raw grpc.health.v1.Health/Check through the
+// upstream's round tripper (h2c) to a real grpc-go backend and reads the
+// trailers.
 func TestHTTP2H2C(t *testing.T) {
 	be := testkit.StartBackend(t)
 	u := newTestUpstream(t, &config.Upstream{Name: "h2c", Targets: config.TargetsOf(be.Addr)})
@@ -54,7 +55,7 @@ func TestHTTP2H2C(t *testing.T) {
 	}
 	req.Header.Set("Content-Type", "application/grpc")
 	req.Header.Set("Te", "trailers")
-	resp, err := u.HTTP2().RoundTrip(req)
+	resp, err := u.RoundTripper().RoundTrip(req)
 	if err != nil {
 		t.Fatalf("RoundTrip: %v", err)
 	}
@@ -84,8 +85,8 @@ func TestHTTP2BadTLSConfig(t *testing.T) {
 	// The CA disappears after New validated the config.
 	cfg.TLS.CA = "/nonexistent/ca.pem"
 	req, _ := http.NewRequest(http.MethodPost, "https://127.0.0.1:1/x.Y/Z", nil)
-	_, err := u.HTTP2().RoundTrip(req)
-	if err == nil || !strings.Contains(err.Error(), "upstream tls: read upstream CA") {
+	_, err := u.RoundTripper().RoundTrip(req)
+	if err == nil || !strings.Contains(err.Error(), "read upstream CA") {
 		t.Errorf("RoundTrip: got %v; want the CA read error", err)
 	}
 }

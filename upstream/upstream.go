@@ -31,7 +31,6 @@ type Upstream struct {
 	*Cluster
 
 	calls  *callConn  // see callconn.go
-	h2     h2Client   // see h2.go
 	relay  relayConns // see relay.go
 	health healthConns
 }
@@ -114,7 +113,6 @@ func newUpstream(cfg *config.Upstream, logger *slog.Logger, extra []grpc.DialOpt
 // HTTP/2 transport.
 func (u *Upstream) Close() error {
 	u.Cluster.Close()
-	u.closeH2()
 	u.closeRelay()
 	u.health.close()
 	return nil
