@@ -20,13 +20,13 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
 
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/upstream/breaker"
 )
 
 // errorIDHeader carries the ID of a 5xx answer; it is the header the REST
@@ -43,10 +43,13 @@ type HTTPUpstream struct {
 	// Config is the upstream's configuration.
 	Config *config.Upstream
 
+	// Cluster is the one view of the upstream's targets: balancing,
+	// health, ejection, breakers, retries.
+	*Cluster
+
 	transport *http.Transport
+	cluster   *clusterTransport
 	scheme    string
-	targets   []string
-	next      atomic.Uint64
 	logger    *slog.Logger
 }
 
@@ -76,7 +79,8 @@ func NewHTTP(cfg *config.Upstream, logger *slog.Logger) (*HTTPUpstream, error) {
 		// gzip and decoding it on the client's behalf.
 		DisableCompression: true,
 	}
-	u := &HTTPUpstream{Name: cfg.Name, Config: cfg, transport: t, scheme: "http", targets: cfg.Addresses(), logger: logger}
+	u := &HTTPUpstream{Name: cfg.Name, Config: cfg, transport: t, scheme: "http", logger: logger}
+	u.cluster = &clusterTransport{u: u, next: t}
 	if cfg.TLS != nil {
 		tc, err := ClientTLSConfig(cfg.TLS)
 		if err != nil {
@@ -87,20 +91,24 @@ func NewHTTP(cfg *config.Upstream, logger *slog.Logger) (*HTTPUpstream, error) {
 		t.ForceAttemptHTTP2 = true
 		u.scheme = "https"
 	}
+	var err error
+	u.Cluster, err = NewCluster(cfg, ClusterOptions{
+		Logger:   logger,
+		Check:    u.checkHTTP,
+		OnRemove: func(string) { t.CloseIdleConnections() },
+	})
+	if err != nil {
+		return nil, err
+	}
 	return u, nil
 }
 
-// pick returns the next target, round-robin. It never blocks.
-func (u *HTTPUpstream) pick() string {
-	if len(u.targets) == 1 {
-		return u.targets[0]
-	}
-	return u.targets[(u.next.Add(1)-1)%uint64(len(u.targets))]
+// Close stops the upstream's health checks and closes its idle
+// connections. Requests in flight finish on their own connections.
+func (u *HTTPUpstream) Close() {
+	u.Cluster.Close()
+	u.transport.CloseIdleConnections()
 }
-
-// Close closes the upstream's idle connections. Requests in flight finish
-// on their own connections.
-func (u *HTTPUpstream) Close() { u.transport.CloseIdleConnections() }
 
 // Proxy returns the handler that forwards the requests of one URI route to
 // u, built once per route. The handler:
@@ -137,7 +145,7 @@ func (u *HTTPUpstream) Proxy(route *config.Route) http.Handler {
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
-		Transport:      u.transport,
+		Transport:      u.cluster,
 		BufferPool:     bufferPool{},
 		ErrorHandler:   p.fail,
 		ModifyResponse: stopHeaderTimer,
@@ -216,7 +224,7 @@ func isUpgrade(h http.Header) bool {
 func (p *routeProxy) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In.URL, pr.Out.URL
 	out.Scheme = p.u.scheme
-	out.Host = p.u.pick()
+	out.Host = p.u.Name // the cluster transport puts the picked target here
 	out.Path, out.RawPath = p.rewritePath(in)
 	if p.route.HostHeader != "" {
 		pr.Out.Host = p.route.HostHeader
@@ -289,9 +297,15 @@ func (p *routeProxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	target := r.URL.Host
 	var mbe *http.MaxBytesError
+	var oe *breaker.OpenError
 	var ce *call.Error
 	status := http.StatusBadGateway
 	switch {
+	case errors.As(err, &oe):
+		// Load shed by the circuit breaker: an answer, not a failure.
+		status = http.StatusServiceUnavailable
+		ce = call.Errorf(codes.Unavailable, "%s", oe.Error())
+		ce.Refusal = true
 	case errors.As(err, &mbe):
 		status = http.StatusRequestEntityTooLarge
 		ce = call.Errorf(codes.ResourceExhausted, "request body is larger than the limit of %d bytes", mbe.Limit)
@@ -338,7 +352,7 @@ func describe(err error, target string) string {
 // log line written for it.
 func writeStatus(w http.ResponseWriter, r *http.Request, status int, ce *call.Error, logger *slog.Logger, upstream, target string) {
 	h := w.Header()
-	if status >= 500 {
+	if status >= 500 && !ce.Refusal {
 		id := newErrorID()
 		h.Set(errorIDHeader, id)
 		logger.LogAttrs(r.Context(), slog.LevelError, "upstream request failed",
@@ -452,7 +466,7 @@ func (p *routeProxy) serveWebSocketStream(w http.ResponseWriter, r *http.Request
 		h.Set("Sec-WebSocket-Version", "13")
 	}
 	p.rewrite(&httputil.ProxyRequest{In: r, Out: out})
-	resp, err := p.u.transport.RoundTrip(out)
+	resp, err := p.u.cluster.RoundTrip(out)
 	if err != nil {
 		p.fail(w, r, err)
 		return
