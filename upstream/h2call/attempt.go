@@ -76,7 +76,9 @@ type Outcome struct {
 	// Kind classifies the end.
 	Kind Kind
 	// Code is the gRPC status the caller got (OK on success). For a round
-	// trip it is the response's grpc-status, or UNKNOWN when it has none.
+	// trip it is the response's grpc-status (UNKNOWN when it has none)
+	// when the server answered; else CANCELED or DEADLINE_EXCEEDED when
+	// the client gave up, UNAVAILABLE when the stream or connection broke.
 	Code codes.Code
 	// HTTPStatus is the response's :status (0 when no response head
 	// arrived).

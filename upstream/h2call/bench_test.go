@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -207,6 +208,53 @@ func BenchmarkRoundTrip(b *testing.B) {
 				if resp.Trailer.Get("Grpc-Status") != "0" {
 					b.Fatalf("trailer %v", resp.Trailer)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkUnaryCPU compares the clients' CPU per call on a busy machine:
+// it alternates batches of calls between h2call and grpc-go and charges
+// each batch's process CPU time to its client, so load that comes and
+// goes weighs on both alike. It reports cpu-ns per call of each and
+// their ratio (h2call/grpc-go).
+func BenchmarkUnaryCPU(b *testing.B) {
+	cc, ref, _ := benchClients(b)
+	in, _ := proto.Marshal(&testingv1.Everything{BytesValue: bytes.Repeat([]byte{7}, 1000)})
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		opts func(hdr, trl *metadata.MD) []grpc.CallOption
+	}{
+		{"raw-1KB", context.Background(), func(*metadata.MD, *metadata.MD) []grpc.CallOption { return []grpc.CallOption{rawCall} }},
+		{"rest-like-1KB", restContext(), func(hdr, trl *metadata.MD) []grpc.CallOption {
+			return []grpc.CallOption{rawCall, grpc.Header(hdr), grpc.Trailer(trl)}
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			const batch = 100
+			var spent [2]time.Duration
+			calls := 0
+			clients := [2]grpc.ClientConnInterface{cc, ref}
+			for b.Loop() {
+				for i, c := range clients {
+					start := cpuTime()
+					for range batch {
+						var out []byte
+						var hdr, trl metadata.MD
+						if err := c.Invoke(tc.ctx, echoMethod, &in, &out, tc.opts(&hdr, &trl)...); err != nil {
+							b.Fatal(err)
+						}
+					}
+					spent[i] += cpuTime() - start
+				}
+				calls += batch
+			}
+			h, g := float64(spent[0])/float64(calls), float64(spent[1])/float64(calls)
+			b.ReportMetric(h, "h2call-cpu-ns/call")
+			b.ReportMetric(g, "grpc-go-cpu-ns/call")
+			if g > 0 {
+				b.ReportMetric(h/g, "cpu-ratio")
 			}
 		})
 	}

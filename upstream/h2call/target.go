@@ -41,6 +41,9 @@ type Target struct {
 // without dialing again.
 const TargetRedial = time.Second
 
+// maxPickDials bounds how many new connections one Pick waits for.
+const maxPickDials = 3
+
 // targetDialTimeout bounds one dial, TLS handshake and SETTINGS exchange,
 // whoever waits for it.
 const targetDialTimeout = 10 * time.Second
@@ -58,6 +61,7 @@ func NewTarget(addr string, opts h2.ClientOptions) *Target {
 // Pick returns an attempt on a connection that can take a new stream,
 // dialing one if needed: see [Target]. Its attempts have no Finish hook.
 func (t *Target) Pick(ctx context.Context, _ string) (Attempt, error) {
+	dials := 0 // dials this Pick waited for
 	for {
 		t.mu.Lock()
 		if t.closed {
@@ -67,6 +71,13 @@ func (t *Target) Pick(ctx context.Context, _ string) (Attempt, error) {
 		if cc := t.availableLocked(); cc != nil {
 			t.mu.Unlock()
 			return Attempt{Conn: cc, Authority: t.addr, Scheme: t.scheme}, nil
+		}
+		if dials >= maxPickDials && t.dialing == nil && t.lastErr == nil {
+			// New connections came and were full at once (the server
+			// allows no stream, or other calls took them): do not dial
+			// in a loop.
+			t.mu.Unlock()
+			return Attempt{}, status.Errorf(codes.Unavailable, "h2call: no connection to %s takes new streams", t.addr)
 		}
 		if t.dialing == nil {
 			if t.lastErr != nil && time.Since(t.failedAt) < TargetRedial {
@@ -86,6 +97,7 @@ func (t *Target) Pick(ctx context.Context, _ string) (Attempt, error) {
 			return Attempt{}, contextError(ctx.Err())
 		}
 		// Dialed (look again) or failed (the check above returns lastErr).
+		dials++
 	}
 }
 

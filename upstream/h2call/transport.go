@@ -187,12 +187,10 @@ func (rt *roundTrip) outcomeLocked(err error) Outcome {
 	switch {
 	case rt.kind == Answered:
 		out.Code = grpcStatusOf(rt.trailer, rt.head)
-	case rt.kind == Refused:
-		out.Code = codes.Unavailable
-	case errors.Is(err, context.Canceled):
-		out.Code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
 		out.Code = codes.DeadlineExceeded
+	case rt.kind == Abandoned:
+		out.Code = codes.Canceled // the context, Close or the request body ended it
 	default:
 		out.Code = codes.Unavailable
 	}
