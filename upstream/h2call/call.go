@@ -206,7 +206,11 @@ func (c *call) Headers(s *h2.Stream, fields []hpack.HeaderField, end bool) {
 		case c.gotHead:
 			// Trailers (the engine delivers none without END_STREAM).
 			c.trailer = md
-			credit = c.endLocked(h.status(), Answered)
+			if c.truncatedLocked() {
+				credit = c.endLocked(errTruncated, Broken)
+			} else {
+				credit = c.endLocked(h.status(), Answered)
+			}
 		case !h.isGRPC:
 			c.gotHead = true
 			c.httpStatus = h.httpStatus
@@ -253,6 +257,13 @@ func (c *call) Headers(s *h2.Stream, fields []hpack.HeaderField, end bool) {
 	c.end()
 }
 
+// errTruncated ends a call whose stream ended inside a message, as
+// grpc-go reports it (after the whole messages before it).
+var errTruncated = status.Error(codes.Internal, "unexpected EOF")
+
+// truncatedLocked reports whether the stream stopped inside a message.
+func (c *call) truncatedLocked() bool { return c.inPayload || c.prefixN > 0 }
+
 // nonGRPCDataMax is how much of a non-gRPC answer's body goes into its
 // status message (grpc-go's nonGRPCDataMaxLen).
 const nonGRPCDataMax = 1024
@@ -289,6 +300,8 @@ func (c *call) Data(s *h2.Stream, p []byte, end bool) {
 		case err != nil:
 			credit += c.endLocked(err, Abandoned)
 			reset = http2.ErrCodeCancel
+		case end && c.truncatedLocked():
+			credit += c.endLocked(errTruncated, Broken)
 		case end:
 			credit += c.endLocked(status.Error(codes.Internal, "server closed the stream without sending trailers"), Broken)
 		}

@@ -102,6 +102,20 @@ func TestStatusParity(t *testing.T) {
 			c.headers(id, false, okHead...)
 			c.data(id, true, frame)
 		}},
+		{name: "truncated/payload", kind: h2call.Broken, answer: func(c fc, id uint32) {
+			c.headers(id, false, okHead...)
+			c.data(id, false, frame[:len(frame)-2])
+			c.headers(id, true, "grpc-status", "0")
+		}},
+		{name: "truncated/prefix", kind: h2call.Broken, answer: func(c fc, id uint32) {
+			c.headers(id, false, okHead...)
+			c.data(id, false, frame[:3])
+			c.headers(id, true, "grpc-status", "0")
+		}},
+		{name: "truncated/no-trailers", kind: h2call.Broken, answer: func(c fc, id uint32) {
+			c.headers(id, false, okHead...)
+			c.data(id, true, frame[:len(frame)-1])
+		}},
 		{name: "two-messages", kind: h2call.Abandoned, answer: func(c fc, id uint32) {
 			c.headers(id, false, okHead...)
 			c.data(id, false, frame)
