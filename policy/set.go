@@ -24,15 +24,20 @@ import (
 // concurrency-limit or rate-limiting with key: route counts per route.
 // The default chain has the top-level plugins built with Env.Route "".
 // cors entries are not checking plugins: they do not enter chains, and
-// [Set.CORSForMethod] and [Set.CORSForURIRoute] return them instead.
+// [Set.CORSForMethod] and [Set.CORSForURIRoute] return them instead;
+// proxy-cache entries neither, and [Set.CacheForMethod] and
+// [Set.CacheForURIRoute] return them (the cache runs after the chain,
+// around the upstream call).
 type Set struct {
-	def       *Chain
-	defCORS   *config.CORS
-	routes    []*Chain       // by index in Config.Routes
-	routeCORS []*config.CORS // by index in Config.Routes
-	selectors []selectorRoute
-	built     []Plugin // every plugin built, once each, for Close
-	shared    *Shared  // owned (closed by Close) when Build made it
+	def        *Chain
+	defCORS    *config.CORS
+	defCache   *config.ProxyCache
+	routes     []*Chain             // by index in Config.Routes
+	routeCORS  []*config.CORS       // by index in Config.Routes
+	routeCache []*config.ProxyCache // by index in Config.Routes
+	selectors  []selectorRoute
+	built      []Plugin // every plugin built, once each, for Close
+	shared     *Shared  // owned (closed by Close) when Build made it
 
 	mu      sync.Mutex // serializes writers of methods
 	methods atomic.Pointer[map[string]methodEntry]
@@ -49,6 +54,7 @@ type methodEntry struct {
 	chain *Chain
 	route string
 	cors  *config.CORS
+	cache *config.ProxyCache
 }
 
 // maxCachedMethods bounds the per-method cache of [Set.ForMethod]; past
@@ -78,8 +84,9 @@ func Build(cfg *config.Config, shared *Shared, logger *slog.Logger) (*Set, error
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Set{
-		routes:    make([]*Chain, len(cfg.Routes)),
-		routeCORS: make([]*config.CORS, len(cfg.Routes)),
+		routes:     make([]*Chain, len(cfg.Routes)),
+		routeCORS:  make([]*config.CORS, len(cfg.Routes)),
+		routeCache: make([]*config.ProxyCache, len(cfg.Routes)),
 	}
 	if shared == nil {
 		shared = &Shared{}
@@ -94,6 +101,10 @@ func Build(cfg *config.Config, shared *Shared, logger *slog.Logger) (*Set, error
 		spec := &cfg.Plugins[i]
 		if spec.CORS != nil {
 			s.defCORS = spec.CORS
+			continue
+		}
+		if spec.ProxyCache != nil {
+			s.defCache = spec.ProxyCache
 			continue
 		}
 		path := fmt.Sprintf("plugins[%d]", i)
@@ -116,11 +127,16 @@ func Build(cfg *config.Config, shared *Shared, logger *slog.Logger) (*Set, error
 		var own []entry
 		named := map[string]bool{}
 		s.routeCORS[ri] = s.defCORS
+		s.routeCache[ri] = s.defCache
 		for i := range r.Plugins {
 			spec := &r.Plugins[i]
 			named[spec.Name()] = true
 			if spec.CORS != nil {
 				s.routeCORS[ri] = spec.CORS
+				continue
+			}
+			if spec.ProxyCache != nil {
+				s.routeCache[ri] = spec.ProxyCache
 				continue
 			}
 			path := fmt.Sprintf("routes[%d].plugins[%d]", ri, i)
@@ -258,6 +274,32 @@ func (s *Set) CORSForMethod(fullName string) *config.CORS {
 	return s.method(fullName).cors
 }
 
+// CacheForMethod returns the proxy-cache settings that apply to the RPC
+// method fullName, and the route they apply for (as [Set.ForMethod]
+// names it): those of the route [Set.ForMethod] picks, else the
+// top-level proxy-cache. nil means no caching. The pointer identifies
+// the plugins entry: every route a top-level entry applies to gets the
+// same one.
+func (s *Set) CacheForMethod(fullName string) (*config.ProxyCache, string) {
+	if s == nil {
+		return nil, ""
+	}
+	e := s.method(fullName)
+	return e.cache, e.route
+}
+
+// CacheForURIRoute returns the proxy-cache settings that apply to
+// routes[i]: its own, else the top-level one. nil means no caching.
+func (s *Set) CacheForURIRoute(i int) *config.ProxyCache {
+	if s == nil {
+		return nil
+	}
+	if i < 0 || i >= len(s.routeCache) {
+		return s.defCache
+	}
+	return s.routeCache[i]
+}
+
 // ForURIRoute returns the chain of routes[i] (the index in
 // Config.Routes), normally a route with uri:. An index out of range gets
 // the default chain, never an empty one.
@@ -341,10 +383,10 @@ func lenOf(m *map[string]methodEntry) int {
 func (s *Set) match(name string) methodEntry {
 	for _, r := range s.selectors {
 		if selects(r.selector, name) {
-			return methodEntry{chain: s.routes[r.index], route: r.selector, cors: s.routeCORS[r.index]}
+			return methodEntry{chain: s.routes[r.index], route: r.selector, cors: s.routeCORS[r.index], cache: s.routeCache[r.index]}
 		}
 	}
-	return methodEntry{chain: s.def, cors: s.defCORS}
+	return methodEntry{chain: s.def, cors: s.defCORS, cache: s.defCache}
 }
 
 // selects reports whether a route selector selects the method fullName.
