@@ -3,6 +3,7 @@ package grpc
 import (
 	"cmp"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,7 +76,7 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 			Upstream:   u.Name,
 			HTTPMethod: head.Method,
 			Header:     head,
-			Peer:       call.ParsePeer(head.RemoteAddr),
+			Peer:       peerOf(head),
 		}
 		cerr, pending := rt.chain.TryCheck(&c.adm.Call, &c.adm.State)
 		if pending {
@@ -87,7 +88,10 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 		}
 	}
 	strip := rt.chain != nil && len(rt.chain.Strip()) > 0
-	fields := make([]hpack.HeaderField, 0, len(head.Fields)+6)
+	// The upstream head is encoded by NewStream and not kept: its array
+	// can live on the stack (only an unusually long head grows it).
+	var fieldsArray [24]hpack.HeaderField
+	fields := fieldsArray[:0]
 	fields = append(fields,
 		hpack.HeaderField{Name: ":method", Value: "POST"},
 		hpack.HeaderField{Name: ":scheme", Value: u.Scheme()},
@@ -96,7 +100,7 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 	var prevFor, prevHost, prevProto string
 	for _, f := range head.Fields {
 		switch {
-		case relayDropped[f.Name] || (f.Name == "grpc-timeout" && timeoutField != "") || (strip && rt.chain.Strips(f.Name)):
+		case dropped(f.Name) || (f.Name == "grpc-timeout" && timeoutField != "") || (strip && rt.chain.Strips(f.Name)):
 			continue
 		case f.Name == "x-forwarded-for":
 			prevFor = joinField(prevFor, f.Value)
@@ -143,6 +147,15 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 	return c
 }
 
+// peerOf returns the client's address, parsed once per connection by
+// the h2 server when it could (as call.ParsePeer parses it otherwise).
+func peerOf(head *h2.RequestHead) netip.AddrPort {
+	if head.Peer.IsValid() {
+		return head.Peer
+	}
+	return call.ParsePeer(head.RemoteAddr)
+}
+
 // joinField joins repeated values of a list-valued field, as
 // http.Header.Get followed by the others would read them.
 func joinField(prev, v string) string {
@@ -163,6 +176,21 @@ var relayDropped = func() map[string]bool {
 	}
 	return m
 }()
+
+// relayDroppedLens has bit n set when relayDropped has a name of n
+// bytes.
+var relayDroppedLens = func() (m uint64) {
+	for k := range relayDropped {
+		m |= 1 << len(k)
+	}
+	return m
+}()
+
+// dropped reports whether relayDropped has name; most names are told
+// apart by their length, without hashing them.
+func dropped(name string) bool {
+	return len(name) < 64 && relayDroppedLens&(1<<len(name)) != 0 && relayDropped[name]
+}
 
 // relayCall is one relayed call: the Events of both its streams.
 type relayCall struct {
@@ -260,7 +288,7 @@ func (c *relayCall) endLocked(fields []hpack.HeaderField) {
 func filterFields(fields []hpack.HeaderField) []hpack.HeaderField {
 	out := fields[:0]
 	for _, f := range fields {
-		if !relayDropped[f.Name] {
+		if !dropped(f.Name) {
 			out = append(out, f)
 		}
 	}
@@ -422,15 +450,8 @@ func (p *Proxy) refuse(in *h2.Stream, head *h2.RequestHead, adm *transcoder.Admi
 	for _, f := range adm.State.Response {
 		fields = append(fields, hpack.HeaderField{Name: f.Name, Value: f.Value})
 	}
+	// A refusal is an answer, not a failure: no error ID, nothing logged.
 	res := RelayResult{Code: ce.Code, HasCode: true, Consumer: adm.Call.Consumer}
-	switch ce.Code {
-	case codes.Internal, codes.Unavailable, codes.Unknown, codes.DataLoss:
-		res.ErrorID = transcoder.NewErrorID()
-		fields = append(fields, hpack.HeaderField{Name: "rosetta-error-id", Value: res.ErrorID})
-		p.logger.LogAttrs(in.Context(), slog.LevelError, "grpc call failed",
-			slog.String("path", head.Path), slog.String("code", ce.Code.String()),
-			slog.String("error_id", res.ErrorID), slog.Any("error", ce))
-	}
 	fields = appendGRPCStatusFields(fields, ce)
 	_ = in.WriteHeaders(fields, true)
 	if !head.EndStream {

@@ -2,7 +2,6 @@ package h2
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -75,7 +74,9 @@ func (l Limits) withDefaults() Limits {
 // body queues.
 type Events interface {
 	// Headers delivers a header block: the response head (client side,
-	// ":status" included) and trailers (end is then true).
+	// ":status" included) and trailers (end is then true). fields, and
+	// their array, are valid only during the call (their strings are
+	// not reused): copy what is kept.
 	Headers(s *Stream, fields []hpack.HeaderField, end bool)
 	// Data delivers DATA payload, valid only during the call. The consumer
 	// returns the bytes' flow-control credit with [Stream.Credit] once it
@@ -121,8 +122,9 @@ type conn struct {
 	logger *slog.Logger
 	br     *bufio.Reader
 	fr     *http2.Framer
-	srv    *serverConn // server side
-	cli    *ClientConn // client side
+	hr     *headerReader // decodes header blocks for fr
+	srv    *serverConn   // server side
+	cli    *ClientConn   // client side
 
 	// dispatching is true while the reading goroutine handles frames it
 	// has buffered; kicks of writers are deferred to the end of that
@@ -137,8 +139,7 @@ type conn struct {
 	mu          sync.Mutex // guards everything below, and Stream fields
 	out         []byte     // frames not yet handed to the writer
 	spare       []byte
-	henc        *hpack.Encoder
-	hbuf        bytes.Buffer
+	hw          *headerWriter
 	streams     map[uint32]*Stream
 	blocked     []*Stream // streams with data waiting for send window
 	sendWindow  int64     // connection send window the peer granted
@@ -182,11 +183,9 @@ func newConn(nc net.Conn, client bool, lim Limits, logger *slog.Logger) *conn {
 	}
 	c.fr = http2.NewFramer(nil, c.br)
 	c.fr.SetMaxReadFrameSize(lim.MaxReadFrameSize)
-	c.fr.MaxHeaderListSize = lim.MaxHeaderListSize
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(lim.HeaderTableSize, nil)
 	c.fr.SetReuseFrames()
-	c.henc = hpack.NewEncoder(&c.hbuf)
-	c.henc.SetMaxDynamicTableSizeLimit(lim.HeaderTableSize)
+	c.hr = newHeaderReader(lim.HeaderTableSize, lim.MaxHeaderListSize)
+	c.hw = newHeaderWriter(lim.HeaderTableSize)
 	return c
 }
 
@@ -338,6 +337,9 @@ func (c *conn) readLoop() {
 			}
 		}
 		f, err := c.fr.ReadFrame()
+		if hf, ok := f.(*http2.HeadersFrame); ok && err == nil {
+			f, err = c.hr.read(c.fr, hf)
+		}
 		c.dispatching.Store(true)
 		if err != nil {
 			var se http2.StreamError
@@ -571,7 +573,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame) (http2.ErrCode, string) {
 	_ = f.ForeachSetting(func(s http2.Setting) error {
 		switch s.ID {
 		case http2.SettingHeaderTableSize:
-			c.henc.SetMaxDynamicTableSize(min(s.Val, c.lim.HeaderTableSize))
+			c.hw.setMaxTableSize(min(s.Val, c.lim.HeaderTableSize))
 		case http2.SettingMaxConcurrentStreams:
 			c.peerStreams = s.Val
 		case http2.SettingInitialWindowSize:
@@ -942,11 +944,7 @@ func (c *conn) appendDataLocked(s *Stream, p []byte, end bool) {
 
 // encodeHeadersLocked HPACK-encodes fields and appends the block.
 func (c *conn) encodeHeadersLocked(id uint32, fields []hpack.HeaderField, end bool) {
-	c.hbuf.Reset()
-	for _, f := range fields {
-		_ = c.henc.WriteField(f)
-	}
-	c.out = appendHeaderBlock(c.out, id, end, c.hbuf.Bytes(), c.peerFrame)
+	c.out = appendHeaderBlock(c.out, id, end, c.hw.encode(fields), c.peerFrame)
 }
 
 // Stream is one HTTP/2 stream of a connection, server or client side.

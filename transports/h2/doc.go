@@ -13,6 +13,16 @@
 // golang.org/x/net/http2 (Framer, hpack), which also validates frames and
 // header blocks.
 //
+// Header blocks are read without the Framer's ReadMetaHeaders, with its
+// checks (hpackread.go), so that what repeats on every call costs little:
+// literals a client never lets into the HPACK table (nghttp2's :path,
+// content-length and never-indexed authorization) are decoded once per
+// connection, fields are validated once per table entry, and buffers are
+// kept. On the way out (hpackwrite.go), a never-indexed token is encoded
+// once per connection, and a block that leaves the encoder's table as it
+// was is reused while the table stays so. x/net's Decoder and Encoder
+// keep the dynamic tables; the bytes sent are the ones its Encoder wrote.
+//
 // Flow control is credit based: a stream's receive window is given back
 // to the peer only when its bytes have been consumed, which for a relayed
 // stream means written to the other connection. A relay therefore holds

@@ -439,7 +439,7 @@ func (w *responseWriter) writeHead(final bool) error {
 			continue
 		}
 		name := strings.ToLower(k)
-		if connectionHeaders[name] || name == "te" || !httpguts.ValidHeaderFieldName(k) {
+		if isConnectionHeader(name) || name == "te" || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		for _, v := range vv {

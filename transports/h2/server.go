@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -87,7 +89,10 @@ type RequestHead struct {
 	// Context is the connection's context; RemoteAddr and TLS describe it.
 	Context    context.Context
 	RemoteAddr string
-	TLS        *tls.ConnectionState
+	// Peer is RemoteAddr parsed (an IPv4-mapped address unmapped), once
+	// per connection; zero when RemoteAddr is not an IP address and port.
+	Peer netip.AddrPort
+	TLS  *tls.ConnectionState
 }
 
 // Get returns the first value of the regular field name (lower case).
@@ -156,6 +161,9 @@ func (s *Server) ServeConn(nc net.Conn, opts ConnOptions) {
 	c := newConn(nc, false, s.Limits, logger)
 	c.extendedConnect = s.ExtendedConnect
 	sc := &serverConn{s: s, c: c, ctx: ctx, tls: opts.TLS, remote: nc.RemoteAddr().String()}
+	if ap, err := netip.ParseAddrPort(sc.remote); err == nil {
+		sc.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
 	c.srv = sc
 
 	s.mu.Lock()
@@ -220,6 +228,7 @@ type serverConn struct {
 	ctx    context.Context
 	tls    *tls.ConnectionState
 	remote string
+	peer   netip.AddrPort // remote, parsed
 	wg     sync.WaitGroup // handler goroutines
 
 	// Guarded by c.mu.
@@ -295,10 +304,14 @@ func (sc *serverConn) teardown() {
 	sc.c.mu.Unlock()
 }
 
-// connectionHeaders are the fields RFC 9113 §8.2.2 forbids in HTTP/2.
-var connectionHeaders = map[string]bool{
-	"connection": true, "proxy-connection": true, "keep-alive": true,
-	"transfer-encoding": true, "upgrade": true,
+// isConnectionHeader reports whether name (lower case) is one of the
+// fields RFC 9113 §8.2.2 forbids in HTTP/2.
+func isConnectionHeader(name string) bool {
+	switch name {
+	case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
 }
 
 // onHeaders handles a header block from the client: a new request, or
@@ -451,19 +464,40 @@ func (sc *serverConn) refuse(st *Stream, e *headlimit.Error) {
 // requestHead validates a request header block (RFC 9113 §8.3.1, §8.2.2).
 func (sc *serverConn) requestHead(f *http2.MetaHeadersFrame) (*RequestHead, bool) {
 	h := &RequestHead{
-		Method:        f.PseudoValue("method"),
-		Scheme:        f.PseudoValue("scheme"),
-		Authority:     f.PseudoValue("authority"),
-		Path:          f.PseudoValue("path"),
-		Fields:        f.RegularFields(),
 		EndStream:     f.StreamEnded(),
 		ContentLength: -1,
 		Context:       sc.ctx,
 		RemoteAddr:    sc.remote,
+		Peer:          sc.peer,
 		TLS:           sc.tls,
 	}
-	h.Protocol = f.PseudoValue("protocol")
-	if h.Method == "" || f.PseudoValue("status") != "" {
+	// The pseudo-fields lead the block, each at most once (the header
+	// reader checked).
+	n, status := 0, false
+	for _, hf := range f.Fields {
+		if !hf.IsPseudo() {
+			break
+		}
+		n++
+		switch hf.Name {
+		case ":method":
+			h.Method = hf.Value
+		case ":scheme":
+			h.Scheme = hf.Value
+		case ":authority":
+			h.Authority = hf.Value
+		case ":path":
+			h.Path = hf.Value
+		case ":protocol":
+			h.Protocol = hf.Value
+		case ":status":
+			status = hf.Value != ""
+		}
+	}
+	if n < len(f.Fields) {
+		h.Fields = slices.Clone(f.Fields[n:]) // f's are the connection's
+	}
+	if h.Method == "" || status {
 		return nil, false
 	}
 	if h.Protocol != "" {
@@ -480,7 +514,7 @@ func (sc *serverConn) requestHead(f *http2.MetaHeadersFrame) (*RequestHead, bool
 	}
 	for _, hf := range h.Fields {
 		switch {
-		case connectionHeaders[hf.Name]:
+		case isConnectionHeader(hf.Name):
 			return nil, false
 		case hf.Name == "te":
 			if hf.Value != "trailers" {
