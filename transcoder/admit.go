@@ -242,12 +242,12 @@ func (a *Admission) SetHeaders(h http.Header, rateLimit bool) {
 // route's retry override, and the call itself for ring_hash's hash_on.
 func WithUpstreamInfo(ctx context.Context, r *http.Request, md protoreflect.MethodDescriptor, route *config.Route, adm *Admission, get bool) context.Context {
 	ci := &upstreamInfo{}
-	ci.Idempotent = get || idempotent(md) || (route != nil && route.Idempotent)
+	ci.Idempotent = get || Idempotent(md) || (route != nil && route.Idempotent)
 	ci.Route = route
 	if adm != nil {
 		ci.Call, ci.Claims = &adm.Call, adm.State.Claims
 	} else {
-		ci.own = call.Call{Header: call.HTTPHeader(r.Header), Peer: call.ParsePeer(r.RemoteAddr)}
+		ci.own = call.Call{Method: md, HTTPMethod: r.Method, Header: call.HTTPHeader(r.Header), Peer: call.ParsePeer(r.RemoteAddr)}
 		ci.Call = &ci.own
 	}
 	return upstream.WithCallInfo(ctx, &ci.CallInfo)
@@ -260,8 +260,9 @@ type upstreamInfo struct {
 	own call.Call
 }
 
-// idempotent reports whether md's idempotency_level says it may run twice.
-func idempotent(md protoreflect.MethodDescriptor) bool {
+// Idempotent reports whether md's idempotency_level (NO_SIDE_EFFECTS or
+// IDEMPOTENT) says its calls may run twice.
+func Idempotent(md protoreflect.MethodDescriptor) bool {
 	if md == nil {
 		return false
 	}

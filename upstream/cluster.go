@@ -182,6 +182,10 @@ func (c *Cluster) ServerName(addr string) string {
 	return ""
 }
 
+// CanRetry reports whether the upstream's calls may be retried at all (a
+// retry block with more than one attempt).
+func (c *Cluster) CanRetry() bool { return c.budget != nil && c.retry.Attempts > 1 }
+
 // Retry returns the upstream's retry policy and budget; the budget is
 // nil when the upstream has no retry block (no retries).
 func (c *Cluster) Retry() (retry.Policy, *retry.Budget) { return c.retry, c.budget }

@@ -45,6 +45,7 @@ type Gateway struct {
 	// shared what they count, kept across config snapshots.
 	pols    *policy.Set
 	shared  *policy.Shared
+	caches  *caches       // cache.go; nil without proxy-cache
 	local   *localGRPC    // grpc_local.go
 	cors    *corsPolicies // browser.go; nil without any cors config
 	ws      wsSockets     // websocket.go
@@ -106,7 +107,15 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 			return nil, err
 		}
 	}
-	g := &Gateway{cfg: cfg, logger: logger, access: logger.With("component", "access"), reg: reg, ups: ups, uri: uri, pols: pols, shared: shared}
+	caches, err := newCaches(cfg, pols, ups, logger)
+	if err != nil {
+		_ = pols.Close()
+		uri.close()
+		_ = reg.Close()
+		_ = ups.Close()
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, logger: logger, access: logger.With("component", "access"), reg: reg, ups: ups, uri: uri, pols: pols, shared: shared, caches: caches}
 	g.local = newLocalGRPC(g)
 	g.cors = newCORS(cfg)
 	return g, nil
@@ -174,7 +183,9 @@ func (g *Gateway) install(snap *registry.Snapshot) {
 		Upstreams:    g.ups.Get,
 		Logger:       g.logger.With("component", "transcoder.grpc"),
 		RouteTimeout: g.routeTimeout,
+		Idempotent:   g.routeIdempotent,
 		Policies:     g.policies(),
+		Cache:        g.grpcCache(),
 	})
 	web, connect := g.browserAdapters(snap, table)
 	ws := g.newWebSocket(snap, table)
@@ -190,17 +201,34 @@ func (g *Gateway) install(snap *registry.Snapshot) {
 // routeTimeout returns the timeout of the first config route whose
 // selector matches md ("pkg.Svc.Method", "pkg.Svc.*", "pkg.*" or "*").
 func (g *Gateway) routeTimeout(md protoreflect.MethodDescriptor) time.Duration {
+	if r := g.selectorRoute(md); r != nil {
+		return time.Duration(r.Timeout)
+	}
+	return 0
+}
+
+// routeIdempotent reports whether the first config route whose selector
+// matches md says its calls may run twice (idempotent: true).
+func (g *Gateway) routeIdempotent(md protoreflect.MethodDescriptor) bool {
+	r := g.selectorRoute(md)
+	return r != nil && r.Idempotent
+}
+
+// selectorRoute returns the first config route whose selector matches md
+// ("pkg.Svc.Method", "pkg.Svc.*", "pkg.*" or "*"), nil when none does.
+func (g *Gateway) selectorRoute(md protoreflect.MethodDescriptor) *config.Route {
 	name := string(md.FullName())
-	for _, r := range g.cfg.Routes {
+	for i := range g.cfg.Routes {
+		r := &g.cfg.Routes[i]
 		sel := r.Selector
 		if sel == "" {
 			continue
 		}
 		if sel == name || sel == "*" || (strings.HasSuffix(sel, ".*") && strings.HasPrefix(name, sel[:len(sel)-1])) {
-			return time.Duration(r.Timeout)
+			return r
 		}
 	}
-	return 0
+	return nil
 }
 
 // hasRoutePlugins reports whether some route of cfg lists plugins.
@@ -227,7 +255,7 @@ func (g *Gateway) backend(name string) (transcoder.Backend, bool) {
 	if !ok {
 		return transcoder.Backend{}, false
 	}
-	return transcoder.Backend{Conn: u.CallConn(), Timeout: time.Duration(u.Config.Timeout), MaxMessageBytes: u.Config.MaxMessageBytes, MaxRequestMessageBytes: u.Config.MaxRequestMessageBytes}, true
+	return transcoder.Backend{Conn: g.caches.conn(name, u), Timeout: time.Duration(u.Config.Timeout), MaxMessageBytes: u.Config.MaxMessageBytes, MaxRequestMessageBytes: u.Config.MaxRequestMessageBytes}, true
 }
 
 // Routes returns the current route table's routes.
@@ -426,6 +454,7 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	g.uri.close()
+	g.caches.close()
 	if err := g.pols.Close(); err != nil {
 		errs = append(errs, err)
 	}

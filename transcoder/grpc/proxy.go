@@ -17,6 +17,7 @@ import (
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/transcoder"
 	"github.com/rosetta-gateway/rosetta/upstream"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -40,6 +41,15 @@ type Params struct {
 	RouteTimeout func(protoreflect.MethodDescriptor) time.Duration
 	// Policies finds each method's policy chain (nil: no policies).
 	Policies transcoder.Policies
+	// Cache returns, for a unary method of the named upstream, the
+	// connection whose response cache may answer its gRPC calls
+	// (transcoder.CacheConn), nil when none may. Such calls take the
+	// handler path. Nil: no caching.
+	Cache func(md protoreflect.MethodDescriptor, upstream string) grpc.ClientConnInterface
+	// Idempotent reports whether a config route says a method's calls
+	// may run twice (idempotent: true). Nil: only the methods'
+	// idempotency_level counts.
+	Idempotent func(protoreflect.MethodDescriptor) bool
 }
 
 // Proxy is the gRPC pass-through adapter: it forwards gRPC requests
@@ -78,6 +88,12 @@ type Route struct {
 	md    protoreflect.MethodDescriptor
 	chain *policy.Chain
 	route string
+	// cache is the caching connection of a unary method whose gRPC
+	// calls a response cache may answer (cache.go); nil: none.
+	cache grpc.ClientConnInterface
+	// replayable: a unary call that may run twice, which the relay keeps
+	// until its answer starts so that it can send it to another target.
+	replayable bool
 }
 
 // New builds the proxy of one snapshot: a table from every
@@ -109,6 +125,7 @@ func New(p Params) *Proxy {
 				unary:    !md.IsStreamingClient() && !md.IsStreamingServer(),
 				md:       md,
 			}
+			rt.replayable = rt.unary && (transcoder.Idempotent(md) || p.Idempotent != nil && p.Idempotent(md))
 			if p.Policies != nil {
 				if chain, route := p.Policies.ForMethod(string(md.FullName())); !chain.Empty() {
 					rt.chain, rt.route = chain, route
@@ -116,6 +133,9 @@ func New(p Params) *Proxy {
 			}
 			if p.RouteTimeout != nil {
 				rt.timeout = p.RouteTimeout(md)
+			}
+			if p.Cache != nil && rt.unary {
+				rt.cache = p.Cache(md, svc.Upstream)
 			}
 			if limit := rt.limit(); limit > 0 {
 				rt.limitField = formatGRPCTimeout(limit)
@@ -271,6 +291,9 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route) {
 			p.WriteError(w, r, cerr)
 			return
 		}
+	}
+	if rt.cache != nil && p.serveCached(w, r, rt, adm) {
+		return
 	}
 	maxReq, maxResp := messageLimits(u)
 	// The inbound header map becomes the upstream request's: nothing reads

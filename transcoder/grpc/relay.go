@@ -2,6 +2,7 @@ package grpc
 
 import (
 	"cmp"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -12,6 +13,9 @@ import (
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/transcoder"
 	"github.com/rosetta-gateway/rosetta/transports/h2"
+	"github.com/rosetta-gateway/rosetta/upstream/balance"
+	"github.com/rosetta-gateway/rosetta/upstream/breaker"
+	"github.com/rosetta-gateway/rosetta/upstream/retry"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/codes"
@@ -50,7 +54,21 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 		return nil
 	}
 	u := rt.Upstream
-	target := u.Pick()
+	c := &relayCall{p: p, rt: rt, in: in, path: head.Path, done: done, inEnded: head.EndStream}
+	var key uint64
+	if u.Balancer().Algorithm() == balance.RingHash {
+		// hash_on reads the call's headers, peer and (after the chain) its
+		// consumer and claims.
+		c.adm.Call = call.Call{Header: head, Peer: peerOf(head)}
+		if rt.chain == nil {
+			key = u.HashKey(&c.adm.Call, nil)
+		}
+	}
+	ep, err := u.PickEndpoint(key, nil)
+	if err != nil {
+		return nil
+	}
+	target := ep.Addr()
 	cc := u.RelayConn(target)
 	if cc == nil {
 		return nil
@@ -59,7 +77,29 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 	if err != nil {
 		return nil // malformed grpc-timeout: Serve answers it
 	}
-	c := &relayCall{p: p, rt: rt, in: in, path: head.Path, done: done, inEnded: head.EndStream}
+	// The circuit breakers, without waiting: a call that would wait for a
+	// slot goes to the handler path, which may block.
+	if brk := u.Breaker(); brk != nil {
+		ok, wait := brk.TryAcquire()
+		if !ok {
+			if wait {
+				return nil
+			}
+			return p.refuse(in, head, &c.adm, transcoder.Refusal(call.Errorf(codes.Unavailable, "%s", brk.OpenError().Error())), done)
+		}
+		c.brk = brk
+	}
+	if tb := u.TargetBreaker(target); tb != nil {
+		ok, wait := tb.TryAcquire()
+		if !ok {
+			c.releaseBreakers()
+			if wait {
+				return nil
+			}
+			return p.refuse(in, head, &c.adm, transcoder.Refusal(call.Errorf(codes.Unavailable, "%s", tb.OpenError().Error())), done)
+		}
+		c.tbrk = tb
+	}
 	if rt.chain != nil {
 		// The policy seam of the relay, once every other reason to leave
 		// the call to the handler path is ruled out (so it is counted
@@ -80,11 +120,19 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 		}
 		cerr, pending := rt.chain.TryCheck(&c.adm.Call, &c.adm.State)
 		if pending {
+			c.releaseBreakers()
 			return nil
 		}
 		if cerr != nil {
 			c.adm.Done()
+			c.releaseBreakers()
 			return p.refuse(in, head, &c.adm, cerr, done)
+		}
+		if key == 0 && u.Balancer().Algorithm() == balance.RingHash {
+			// hash_on consumer or claim: the chain has decided; the pick
+			// stands (it used the headers and peer), as the handler path's
+			// would not differ for header or ip keys.
+			key = u.HashKey(&c.adm.Call, c.adm.State.Claims)
 		}
 	}
 	strip := rt.chain != nil && len(rt.chain.Strip()) > 0
@@ -131,13 +179,21 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 	maxReq, maxResp := messageLimits(u)
 	c.reqScan = frameScanner{max: maxReq, gzip: head.Get("grpc-encoding") == "gzip"}
 	c.respScan = frameScanner{max: maxResp}
+	if rt.replayable && u.CanRetry() {
+		// An idempotent unary call is kept until its answer starts, so
+		// that a target that breaks or refuses it can be replaced.
+		c.replay = &relayReplay{fields: append([]hpack.HeaderField(nil), fields...), key: key}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	up, err := cc.NewStream(fields, head.EndStream, c, in)
 	if err != nil {
 		c.adm.Done()
+		c.releaseBreakers()
 		return nil
 	}
+	c.ep = ep
+	ep.Start()
 	c.up = up
 	in.SetCreditTo(up)
 	if timeout > 0 {
@@ -213,6 +269,34 @@ type relayCall struct {
 	res      RelayResult
 	// adm is the call's policy decision; Done runs in finishLocked.
 	adm transcoder.Admission
+	// ep is the target (in flight until the call ends, when Done gets
+	// outcome); brk and tbrk are the breaker slots the call holds.
+	ep        *balance.Endpoint
+	outcome   balance.Outcome
+	brk, tbrk *breaker.Breaker
+	// replay keeps an idempotent unary call's request for a retry on
+	// another target (nil: not retried).
+	replay *relayReplay
+}
+
+// relayReplay is what a relayed call keeps to send itself again.
+type relayReplay struct {
+	fields []hpack.HeaderField // the upstream request head
+	body   []byte              // the request bytes forwarded so far
+	key    uint64              // the ring_hash key
+	tries  int                 // attempts made
+}
+
+// releaseBreakers gives back the breaker slots the call holds.
+func (c *relayCall) releaseBreakers() {
+	if c.brk != nil {
+		c.brk.Release()
+		c.brk = nil
+	}
+	if c.tbrk != nil {
+		c.tbrk.Release()
+		c.tbrk = nil
+	}
 }
 
 // Headers handles the upstream's response head and trailers, and
@@ -220,6 +304,9 @@ type relayCall struct {
 func (c *relayCall) Headers(s *h2.Stream, fields []hpack.HeaderField, end bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if s != c.in && s != c.up {
+		return // an upstream stream replaced by a replay
+	}
 	if s == c.in {
 		c.inEnded = true
 		if !c.finished {
@@ -243,6 +330,9 @@ func (c *relayCall) Headers(s *h2.Stream, fields []hpack.HeaderField, end bool) 
 		}
 		if status != "200" && grpcStatus == "" {
 			code, _ := strconv.Atoi(status)
+			if code >= 500 {
+				c.outcome = balance.ServerFailure
+			}
 			c.up.Reset(http2.ErrCodeCancel)
 			c.failLocked(call.Errorf(grpcCodeForHTTP(code), "upstream %s answered HTTP %d instead of a gRPC response", u.Name, code))
 			return
@@ -278,6 +368,9 @@ func (c *relayCall) endLocked(fields []hpack.HeaderField) {
 		if f.Name == "grpc-status" {
 			n, _ := strconv.Atoi(f.Value)
 			c.res.Code, c.res.HasCode = codes.Code(n), true
+			if codes.Code(n) == codes.Unavailable {
+				c.outcome = balance.ServerFailure
+			}
 		}
 	}
 	_ = c.in.WriteHeaders(out, true)
@@ -299,6 +392,10 @@ func filterFields(fields []hpack.HeaderField) []hpack.HeaderField {
 func (c *relayCall) Data(s *h2.Stream, p []byte, end bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if s != c.in && s != c.up {
+		s.Credit(len(p)) // an upstream stream replaced by a replay
+		return
+	}
 	u := c.rt.Upstream
 	if s == c.in {
 		c.res.BytesIn += int64(len(p))
@@ -314,6 +411,13 @@ func (c *relayCall) Data(s *h2.Stream, p []byte, end bool) {
 			c.up.Reset(http2.ErrCodeCancel)
 			c.failLocked(tooBigError(size, c.reqScan.max, u.Name))
 			return
+		}
+		if r := c.replay; r != nil {
+			if len(r.body)+len(p) <= int(c.reqScan.max)+grpcHeaderLen {
+				r.body = append(r.body, p...)
+			} else {
+				c.replay = nil // too large to keep: not replayed
+			}
 		}
 		_ = c.up.WriteData(p, end)
 		return
@@ -357,14 +461,22 @@ func (c *relayCall) Data(s *h2.Stream, p []byte, end bool) {
 func (c *relayCall) Reset(s *h2.Stream, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.finished {
+	if c.finished || s != c.in && s != c.up {
 		return
 	}
 	u := c.rt.Upstream
 	if s == c.in {
+		c.outcome = balance.Other
 		c.up.Reset(http2.ErrCodeCancel)
 		c.finishLocked()
 		return
+	}
+	if c.replay != nil && !c.started && c.inEnded && c.replayLocked(err) {
+		return
+	}
+	c.outcome = balance.ServerFailure
+	if errors.Is(err, refusedStream) {
+		c.outcome = balance.Other // not processed: no fault of the target's
 	}
 	switch {
 	case !c.deadline.IsZero() && !time.Now().Before(c.deadline):
@@ -383,6 +495,7 @@ func (c *relayCall) onDeadline() {
 	if c.finished {
 		return
 	}
+	c.outcome = balance.Other
 	c.up.Reset(http2.ErrCodeCancel)
 	c.failLocked(call.Errorf(codes.DeadlineExceeded, "deadline exceeded while waiting for upstream %s", c.rt.Upstream.Name))
 }
@@ -432,11 +545,83 @@ func (c *relayCall) finishLocked() {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	if c.ep != nil {
+		c.ep.Done(c.outcome)
+		c.ep = nil
+	}
+	c.releaseBreakers()
 	c.adm.Done()
 	if c.done != nil {
 		c.res.Consumer = c.adm.Call.Consumer
 		c.done(&c.res)
 	}
+}
+
+// refusedStream is how a stream the upstream did not process ends
+// (REFUSED_STREAM, or above a GOAWAY's last stream).
+var refusedStream = h2.StreamError{Code: http2.ErrCodeRefusedStream, Remote: true}
+
+// replayLocked sends an idempotent unary call whose upstream stream broke
+// (or was refused) before any answer to another target, when the retry
+// policy and budget allow. It reports whether it did; the call then goes
+// on on the new stream. The request was whole (the client ended it), so
+// nothing more comes from the client to route.
+func (c *relayCall) replayLocked(err error) bool {
+	u := c.rt.Upstream
+	r := c.replay
+	r.tries++
+	p, budget := u.Retry()
+	o, sent, bo := retry.Reset, true, balance.ServerFailure
+	if errors.Is(err, refusedStream) {
+		o, sent, bo = retry.RefusedStream, false, balance.Other
+	}
+	var remaining time.Duration
+	if !c.deadline.IsZero() {
+		if remaining = time.Until(c.deadline); remaining == 0 {
+			remaining = -1
+		}
+	}
+	d := p.Decide(retry.Attempt{Number: r.tries, Outcome: o, Sent: sent, Idempotent: true, Remaining: remaining}, budget)
+	if !d.Retry {
+		return false
+	}
+	old := c.ep
+	ep, perr := u.PickEndpoint(r.key, old)
+	if perr != nil {
+		return false
+	}
+	cc := u.RelayConn(ep.Addr())
+	if cc == nil {
+		return false
+	}
+	fields := append([]hpack.HeaderField(nil), r.fields...)
+	for i := range fields {
+		if fields[i].Name == ":authority" {
+			fields[i].Value = ep.Addr()
+		}
+	}
+	up, nerr := cc.NewStream(fields, len(r.body) == 0, c, nil)
+	if nerr != nil {
+		return false
+	}
+	if old != nil {
+		old.Done(bo)
+	}
+	if c.tbrk != nil {
+		c.tbrk.Release()
+		c.tbrk = nil
+	}
+	if tb := u.TargetBreaker(ep.Addr()); tb != nil {
+		if ok, _ := tb.TryAcquire(); ok {
+			c.tbrk = tb
+		}
+	}
+	c.ep, c.up, c.outcome = ep, up, balance.Success
+	ep.Start()
+	if len(r.body) > 0 {
+		_ = up.WriteData(r.body, true)
+	}
+	return true
 }
 
 // refuse answers a call the policy chain refused, trailers-only, with the
