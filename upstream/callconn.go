@@ -35,6 +35,12 @@ type CallInfo struct {
 	// key).
 	Call   *call.Call
 	Claims map[string]any
+	// Cache and CacheAge are set by the response cache in front of the
+	// upstream (transcoder.CacheConn) when it handled the call: where
+	// the answer came from, and its age in seconds; the dialect renders
+	// them (X-Cache, Age).
+	Cache    call.CacheStatus
+	CacheAge int64
 }
 
 type callInfoKey struct{}

@@ -24,8 +24,8 @@ func (g *Gateway) interceptGRPC(s *h2.Stream, head *h2.RequestHead) h2.Events {
 		return nil // CORS headers are added by the handler
 	}
 	st := g.state.Load()
-	if st == nil {
-		return nil
+	if st == nil || st.grpc.Caches(head.Path) {
+		return nil // the relay cannot answer from a response cache
 	}
 	var done func(*grpcdialect.RelayResult)
 	if g.access.Enabled(head.Context, slog.LevelInfo) {

@@ -68,7 +68,7 @@ func (g *Gateway) serveURI(w http.ResponseWriter, r *http.Request, st *state) bo
 			return true
 		}
 		defer adm.Done()
-		g.uri.proxies[rt.Index].ServeHTTP(w, r)
+		g.proxyURI(w, r, rt, adm)
 	case len(allow) > 0:
 		w.Header().Set("Allow", strings.Join(allow, ", "))
 		st.rest.WriteError(w, r, transcoder.StatusError(http.StatusMethodNotAllowed,

@@ -195,6 +195,7 @@ func (h *Handler) unary(w http.ResponseWriter, r *http.Request, t *rpc.Target, c
 	var resp []byte
 	var hdr, trl metadata.MD
 	err := t.Backend.Conn.Invoke(ctx, t.Path, &req, &resp, transcoder.RawCall, grpc.Header(&hdr), grpc.Trailer(&trl))
+	transcoder.SetCacheHeaders(w.Header(), ctx)
 	transcoder.SetResponseMetadata(w.Header(), "", hdr)
 	transcoder.SetResponseMetadata(w.Header(), "Trailer-", trl)
 	if err != nil {

@@ -114,6 +114,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	base, cancel := t.CallContext(r, timeout, md)
 	defer cancel()
+	if !clientStreams && !t.Method.IsStreamingServer() && transcoder.Cacheable(base, t.Backend.Conn, t.Path) {
+		h.serveCached(base, out, r, t, req)
+		return
+	}
 	ctx, abort := context.WithCancelCause(base)
 	defer abort(nil)
 	cs, err := t.Backend.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: clientStreams}, t.Path, transcoder.RawCall)

@@ -28,6 +28,7 @@ func (h *Handler) unary(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	} else {
 		err = be.Conn.Invoke(ctx, p.FullMethod, req, resp, grpc.Header(&hdr), grpc.Trailer(&trl))
 	}
+	transcoder.SetCacheHeaders(w.Header(), ctx)
 	transcoder.SetResponseMetadata(w.Header(), metadataHeaderPrefix, hdr)
 	trailers := acceptsTrailers(r)
 	if !trailers {

@@ -1,0 +1,228 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/rosetta-gateway/rosetta/config"
+)
+
+// KeyPrefix starts every Redis key of the cache:
+// "rosetta:cache:<route>:<resource>:<digest>", where route and resource
+// are the first 16 hex digits of their SHA-256 (so that a purge can
+// match them without escaping) and digest is the key's Sum in hex.
+const KeyPrefix = "rosetta:cache:"
+
+// Redis is a [Store] in Redis, shared by every gateway instance that
+// uses the same server: entries are written with an expiry (TTL plus the
+// stale window) and Redis's maxmemory policy bounds the whole. While
+// Redis is unreachable every call is a miss (answered by the backend);
+// the first failure of an outage is logged.
+type Redis struct {
+	client *redis.Client
+	own    bool // Close closes client
+	log    *slog.Logger
+	down   atomic.Bool
+	mu     sync.Mutex
+}
+
+// NewRedisClient returns a client for the top-level redis block (the one
+// rate-limiting's policy: redis uses). It connects lazily.
+func NewRedisClient(cfg *config.Redis) (*redis.Client, error) {
+	opts := &redis.Options{
+		Addr:     cfg.Address,
+		Username: cfg.Username,
+		Password: cfg.Password,
+		DB:       cfg.DB,
+		// RESP2 and no CLIENT SETINFO: any Redis understands the
+		// handshake.
+		Protocol:        2,
+		DisableIdentity: true,
+		// The call's context bounds each command; these cap a context
+		// without a deadline. A cache must never make a call wait long.
+		ContextTimeoutEnabled:    true,
+		DialTimeout:              time.Second,
+		ReadTimeout:              time.Second,
+		WriteTimeout:             time.Second,
+		PoolTimeout:              time.Second,
+		DialerRetries:            1,
+		MaxRetries:               1,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
+	if c := cfg.TLS; c != nil {
+		tc := &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			ServerName:         c.ServerName,
+			InsecureSkipVerify: c.InsecureSkipVerify, //nolint:gosec // an explicit, documented testing option
+		}
+		if c.CA != "" {
+			pem, err := os.ReadFile(c.CA)
+			if err != nil {
+				return nil, fmt.Errorf("read redis CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("redis CA %s: no PEM certificates found", c.CA)
+			}
+			tc.RootCAs = pool
+		}
+		if c.Cert != "" || c.Key != "" {
+			cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+			if err != nil {
+				return nil, fmt.Errorf("load redis client certificate: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		opts.TLSConfig = tc
+	}
+	return redis.NewClient(opts), nil
+}
+
+// NewRedis returns a store on client. When own is set, Close closes the
+// client. logger may be nil.
+func NewRedis(client *redis.Client, own bool, logger *slog.Logger) *Redis {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Redis{client: client, own: own, log: logger}
+}
+
+// redisKey is the Redis key of k.
+func redisKey(k *Key) string {
+	b := make([]byte, 0, len(KeyPrefix)+16+1+16+1+2*sha256.Size)
+	b = append(b, KeyPrefix...)
+	b = appendNameHash(b, k.Route)
+	b = append(b, ':')
+	b = appendNameHash(b, k.Resource)
+	b = append(b, ':')
+	b = hex.AppendEncode(b, k.Sum[:])
+	return string(b)
+}
+
+// appendNameHash appends the first 16 hex digits of name's SHA-256.
+func appendNameHash(b []byte, name string) []byte {
+	sum := sha256.Sum256([]byte(name))
+	return hex.AppendEncode(b, sum[:8])
+}
+
+// Get reads the entry under k; a missing or unreadable one is nil.
+func (s *Redis) Get(ctx context.Context, k *Key) (*Entry, error) {
+	b, err := s.client.Get(ctx, redisKey(k)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		s.up()
+		return nil, nil
+	}
+	if err != nil {
+		s.failed(err)
+		return nil, err
+	}
+	s.up()
+	e, err := decode(b)
+	if err != nil {
+		return nil, nil // another version's entry: a miss, overwritten
+	}
+	return e, nil
+}
+
+// Set writes e under k, expiring after ttl.
+func (s *Redis) Set(ctx context.Context, k *Key, e *Entry, ttl time.Duration) error {
+	if ttl < time.Millisecond {
+		ttl = time.Millisecond
+	}
+	if err := s.client.Set(ctx, redisKey(k), e.encode(nil), ttl).Err(); err != nil {
+		s.failed(err)
+		return err
+	}
+	return nil
+}
+
+// Delete deletes the entry under k.
+func (s *Redis) Delete(ctx context.Context, k *Key) error {
+	return s.client.Del(ctx, redisKey(k)).Err()
+}
+
+// Purge deletes the matching entries (see [Store.Purge]), scanning the
+// keyspace with SCAN (which does not block the server) and deleting
+// with UNLINK.
+func (s *Redis) Purge(ctx context.Context, route string, allRoutes bool, resource string) (int, error) {
+	pattern := []byte(KeyPrefix)
+	if allRoutes {
+		pattern = append(pattern, '*')
+	} else {
+		pattern = appendNameHash(pattern, route)
+	}
+	pattern = append(pattern, ':')
+	if resource == "" {
+		pattern = append(pattern, '*')
+	} else {
+		pattern = appendNameHash(pattern, resource)
+		pattern = append(pattern, ":*"...)
+	}
+	n := 0
+	it := s.client.Scan(ctx, 0, string(pattern), 1000).Iterator()
+	var batch []string
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		d, err := s.client.Unlink(ctx, batch...).Result()
+		n += int(d)
+		batch = batch[:0]
+		return err
+	}
+	for it.Next(ctx) {
+		batch = append(batch, it.Val())
+		if len(batch) == 500 {
+			if err := flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		return n, err
+	}
+	return n, flush()
+}
+
+// Close closes the client when the store owns it.
+func (s *Redis) Close() error {
+	if s.own {
+		return s.client.Close()
+	}
+	return nil
+}
+
+// failed logs the first failure of an outage.
+func (s *Redis) failed(err error) {
+	if s.down.Load() || errors.Is(err, context.Canceled) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down.CompareAndSwap(false, true) {
+		s.log.Warn("cache store unreachable; calls go to the backend until it answers again",
+			"redis", s.client.Options().Addr, "error", err)
+	}
+}
+
+// up logs the end of an outage.
+func (s *Redis) up() {
+	if s.down.Load() && s.down.CompareAndSwap(true, false) {
+		s.log.Info("cache store reachable again", "redis", s.client.Options().Addr)
+	}
+}
+
+var _ Store = (*Redis)(nil)
