@@ -7,6 +7,7 @@
 //	rosetta serve --listen 127.0.0.1:8080 --upstream 127.0.0.1:9000
 //	rosetta validate --config rosetta.yaml
 //	rosetta routes --config rosetta.yaml
+//	rosetta cache purge --config rosetta.yaml [--route R] [--key K]
 //	rosetta version
 package main
 
@@ -39,6 +40,7 @@ Usage:
   rosetta serve    [--config FILE | --listen ADDR --upstream [NAME=]ADDR ...]
   rosetta validate --config FILE
   rosetta routes   [--config FILE | --upstream [NAME=]ADDR ...]
+  rosetta cache purge --config FILE [--route ROUTE] [--key KEY]
   rosetta version
 
 Run "rosetta COMMAND -h" for a command's flags.
@@ -62,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(args[1:], stdout, stderr)
 	case "routes":
 		return routes(args[1:], stdout, stderr)
+	case "cache":
+		return cacheCommand(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "rosetta", buildVersion())
 		return 0
@@ -172,7 +176,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		_ = g.Shutdown(context.Background())
 		return 1
 	}
+	purged := purgeOnSignal(ctx, g, logger)
 	<-ctx.Done()
+	<-purged
 	stop()
 	logger.Info("shutting down", "drain_timeout", drain.String())
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)

@@ -201,11 +201,10 @@ func startCacheGateway(t *testing.T, cb *cacheBackend, path, yaml string) *cache
 
 // cacheAnswer is what a test reads of an answer.
 type cacheAnswer struct {
-	ok            bool   // a successful answer
-	xcache, age   string // "" when absent
-	id, value     string // the echoed id and the backend's x-consumer
-	hasAgeHeader  bool
-	backendCallNo string
+	ok           bool   // a successful answer
+	xcache, age  string // "" when absent
+	id, value    string // the echoed id and the backend's x-consumer
+	hasAgeHeader bool
 }
 
 func (a cacheAnswer) String() string {
@@ -593,5 +592,3 @@ routes:
 		t.Errorf("backend calls: got %d; want 4", calls)
 	}
 }
-
-
