@@ -33,7 +33,8 @@ type Config struct {
 	Plugins []Plugin `yaml:"plugins"`
 	// Consumers are the known callers: API keys and JWT subjects.
 	Consumers []Consumer `yaml:"consumers"`
-	// Redis is the shared store for rate limits with policy: redis.
+	// Redis is the shared store for rate limits with policy: redis and
+	// for proxy-cache with store: redis.
 	Redis *Redis `yaml:"redis"`
 	// TrustedProxies are CIDRs (or addresses) of proxies whose
 	// X-Forwarded-For is believed when a policy needs the client's IP.

@@ -147,15 +147,19 @@ type ConcurrencyLimit struct {
 // It stores the answers to GET requests (REST GET bindings, Connect GET,
 // plain HTTP GET on uri routes) and, with NoSideEffects, to unary calls of
 // methods declared side-effect free, on every protocol. An answer is
-// stored when it succeeded (HTTP 200, gRPC OK), is at most MaxEntryBytes
-// and the backend did not mark it Cache-Control: no-store or private.
-// Streams are never cached. A call that carries Authorization or Cookie
-// and that no plugin authenticated bypasses the cache (the backend may
-// judge those headers itself). Cached answers carry an Age header.
+// stored when it succeeded (gRPC OK; on uri routes HTTP 200, 203 or 204
+// without Set-Cookie), is at most MaxEntryBytes and the backend did not
+// mark it Cache-Control: no-store or no-cache; one marked private is
+// stored only when the key holds the caller's consumer (key includes
+// consumer and a plugin authenticated the call), so that it reaches no
+// one else. Streams are never cached. A call that carries Authorization
+// or Cookie and that no plugin authenticated bypasses the cache (the
+// backend may judge those headers itself). Answers carry X-Cache (HIT,
+// MISS or STALE) and, from the cache, Age.
 type ProxyCache struct {
 	// TTL is how long a stored answer is served without asking the
-	// backend again; the backend's max-age does not change it. Required;
-	// greater than 0, e.g. ttl: 30s.
+	// backend again; the backend's s-maxage, else max-age, shortens it
+	// (never lengthens it). Required; greater than 0, e.g. ttl: 30s.
 	TTL Duration `yaml:"ttl"`
 	// Vary lists request headers (case-insensitive names) whose values
 	// are part of the cache key, so that callers who send different
@@ -210,7 +214,8 @@ type Consumer struct {
 	Pos Pos `yaml:"-"`
 }
 
-// Redis is the shared store of rate limits (policy: redis).
+// Redis is the shared store of rate limits (policy: redis) and of
+// response caches (proxy-cache with store: redis).
 type Redis struct {
 	// Address is host:port of the Redis server.
 	Address string `yaml:"address"`
