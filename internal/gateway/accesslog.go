@@ -68,7 +68,8 @@ func (c *countingBody) Read(p []byte) (int, error) {
 // withAccessLog writes one Info line per call, at the edge, with stable
 // keys: inbound, http (the HTTP version), method, procedure, status, code
 // (the gRPC code when the answer carries one), duration, bytes_in,
-// bytes_out, error_id, consumer (when the policy chain identified one). It costs
+// bytes_out, error_id, consumer (when the policy chain identified one),
+// cache (HIT, MISS or STALE, when a response cache handled it). It costs
 // nothing when Info is disabled. Headers, tokens and bodies are never
 // logged.
 func withAccessLog(logger *slog.Logger, next func(http.ResponseWriter, *http.Request, call.Protocol)) http.Handler {
@@ -125,6 +126,9 @@ func withAccessLog(logger *slog.Logger, next func(http.ResponseWriter, *http.Req
 			}
 			if rep.Consumer != "" {
 				attrs = append(attrs, slog.String("consumer", rep.Consumer))
+			}
+			if c := h.Get("X-Cache"); c != "" {
+				attrs = append(attrs, slog.String("cache", c))
 			}
 			logger.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelInfo, "access", attrs...)
 		}()

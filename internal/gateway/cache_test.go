@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -590,5 +591,38 @@ routes:
 	// passed through.
 	if calls != 4 {
 		t.Errorf("backend calls: got %d; want 4", calls)
+	}
+}
+
+// TestCacheRESTDynamic caches a REST GET outside the wire-level fast
+// path (a google.api.HttpBody answer, built as a dynamic message) and
+// checks the access log's cache key.
+func TestCacheRESTDynamic(t *testing.T) {
+	t.Parallel()
+	be := testkit.StartBackend(t)
+	var logs syncBuffer
+	g := newTestGateway(t, be.Addr, `
+listeners: [{address: "127.0.0.1:0"}]
+upstreams:
+  test: {targets: ["$BACKEND"]}
+routes:
+  - selector: rosetta.testing.v1.EchoService.Download
+    plugins:
+      - proxy-cache: {ttl: 1m}
+`, slog.New(slog.NewJSONHandler(&logs, nil)))
+	url := startTestGateway(t, g, "")
+	first := do(t, "GET", url+"/v1/files/report.txt", "")
+	second := do(t, "GET", url+"/v1/files/report.txt", "")
+	if first.status != 200 || second.body != first.body || second.header.Get("Content-Type") != first.header.Get("Content-Type") ||
+		first.header.Get("X-Cache") != "MISS" || second.header.Get("X-Cache") != "HIT" {
+		t.Errorf("got %d %q %q, then %d %q %q", first.status, first.header.Get("X-Cache"), first.body,
+			second.status, second.header.Get("X-Cache"), second.body)
+	}
+	var got []any
+	for _, l := range logs.lines() {
+		got = append(got, l["cache"])
+	}
+	if fmt.Sprint(got) != "[MISS HIT]" {
+		t.Errorf("access log cache keys: got %v; want [MISS HIT]", got)
 	}
 }
