@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -48,8 +49,15 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request, k *Key, next h
 		return
 	}
 	if err != nil {
-		// The caller's context ended while it waited: no one to answer.
-		w.WriteHeader(499)
+		if r.Context().Err() != nil {
+			w.WriteHeader(499) // the caller went away while it waited: no one reads this
+			return
+		}
+		// The route's handler panicked on the fetch's goroutine.
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, `{"code":13,"message":"internal error"}`)
 		return
 	}
 	e := res.Entry
@@ -61,7 +69,9 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request, k *Key, next h
 	if res.Status != call.CacheMiss {
 		h.Set("Age", strconv.FormatInt(res.Age, 10))
 	}
-	h.Set("Content-Length", strconv.Itoa(len(e.Body)))
+	if e.Status != http.StatusNoContent {
+		h.Set("Content-Length", strconv.Itoa(len(e.Body)))
+	}
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(e.Body)
 }
