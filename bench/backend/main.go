@@ -2,7 +2,12 @@
 // server reflection, for the load benchmark (bench/harness). It prints its
 // address on stdout once it listens and stops on SIGINT or SIGTERM.
 //
-//	go run ./backend -listen 127.0.0.1:0
+// With -name, a unary call that carries the metadata key x-bench-backend
+// is answered with the header x-bench-backend: <name>, so that a check
+// can see which of several backends behind a balancer answered; calls
+// without the key (the load) get no extra header.
+//
+//	go run ./backend -listen 127.0.0.1:0 [-name b1]
 package main
 
 import (
@@ -18,6 +23,7 @@ import (
 	"syscall"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 
 	benchv1 "github.com/rosetta-gateway/rosetta/bench/proto/gen/rosetta/bench/v1"
@@ -25,19 +31,24 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "host:port to serve gRPC on")
+	name := flag.String("name", "", "answer unary calls that carry x-bench-backend with the header x-bench-backend: <name>")
 	flag.Parse()
-	if err := run(*listen); err != nil {
+	if err := run(*listen, *name); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/backend:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string) error {
+func run(addr, name string) error {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srv := grpc.NewServer(grpc.MaxConcurrentStreams(1000))
+	opts := []grpc.ServerOption{grpc.MaxConcurrentStreams(1000)}
+	if name != "" {
+		opts = append(opts, grpc.UnaryInterceptor(nameHeader(name)))
+	}
+	srv := grpc.NewServer(opts...)
 	benchv1.RegisterBenchServiceServer(srv, newServer())
 	reflection.Register(srv)
 	fmt.Println(lis.Addr().String())
@@ -51,6 +62,24 @@ func run(addr string) error {
 		return err
 	}
 	return nil
+}
+
+// backendHeader is the metadata key that asks a named backend to name
+// itself, and the header it answers with.
+const backendHeader = "x-bench-backend"
+
+// nameHeader answers the calls that carry backendHeader with the header
+// backendHeader: name.
+func nameHeader(name string) grpc.UnaryServerInterceptor {
+	hdr := metadata.Pairs(backendHeader, name)
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(backendHeader)) > 0 {
+			if err := grpc.SetHeader(ctx, hdr); err != nil {
+				return nil, err
+			}
+		}
+		return h(ctx, req)
+	}
 }
 
 // server answers from precomputed items so that the backend's own cost per

@@ -41,6 +41,7 @@ type options struct {
 	rounds           int
 	duration, warmup time.Duration
 	out, root, label string
+	baseline         string
 	scenarios, peers string
 	keep             bool
 }
@@ -56,6 +57,7 @@ func main() {
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenario keys to run (default: all)")
 	flag.StringVar(&o.peers, "peers", "", "comma-separated peers to run (default: all)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs)")
+	flag.StringVar(&o.baseline, "baseline", "", "an earlier report: print Rosetta's CPU per request beside its Rosetta column")
 	flag.Parse()
 	if o.label == "" {
 		o.label = "go run ./harness " + strings.Join(os.Args[1:], " ")
@@ -72,9 +74,17 @@ func run(o options) (err error) {
 	if o.rounds < 1 {
 		return errors.New("-rounds must be at least 1")
 	}
+	load := loadAvg()
 	scens, peers, err := selection(o)
 	if err != nil {
 		return err
+	}
+	var base *baseline
+	if o.baseline != "" {
+		// Read now: -out may be the same file.
+		if base, err = readBaseline(o.baseline); err != nil {
+			return fmt.Errorf("-baseline: %w", err)
+		}
 	}
 	e := &env{bins: map[string]string{}, procs: &procs{}}
 	if e.dir, err = os.MkdirTemp("", "rosetta-bench-"); err != nil {
@@ -104,11 +114,21 @@ func run(o options) (err error) {
 	if err != nil {
 		return err
 	}
-	e.backend = addr
+	e.backend, e.backendProc = addr, backend
+	if slices.ContainsFunc(scens, func(s scenario) bool { return s.variant == variantLB3 && len(s.peers) > 0 }) {
+		if err := e.startLB3Backends(); err != nil {
+			return err
+		}
+	}
 	running := map[string]*peer{}
 	for _, k := range peers {
-		policy := slices.ContainsFunc(scens, func(s scenario) bool { return s.policy && slices.Contains(s.peers, k) })
-		p, err := e.startPeer(ctx, k, backend, policy)
+		var variants []string
+		for _, s := range scens {
+			if s.variant != "" && slices.Contains(s.peers, k) && !slices.Contains(variants, s.variant) {
+				variants = append(variants, s.variant)
+			}
+		}
+		p, err := e.startPeer(ctx, k, variants)
 		if err != nil {
 			return fmt.Errorf("start %s: %w", k, err)
 		}
@@ -118,6 +138,7 @@ func run(o options) (err error) {
 	// Check each cell once; a cell that answers wrongly is reported, not
 	// measured.
 	res := newResults(scens, peers, o.rounds)
+	res.base = base
 	for _, s := range scens {
 		for _, k := range s.peers {
 			p := target(running, s, k)
@@ -145,7 +166,7 @@ func run(o options) (err error) {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				smp, err := e.measure(ctx, s, target(running, s, k), backend, o.warmup, o.duration)
+				smp, err := e.measure(ctx, s, target(running, s, k), o.warmup, o.duration)
 				if ctx.Err() != nil {
 					return errors.New("interrupted")
 				}
@@ -161,7 +182,7 @@ func run(o options) (err error) {
 	}
 	logf("measured in %s", time.Since(start).Round(time.Second))
 
-	md := res.markdown(o, machine(), versions)
+	md := res.markdown(o, machine(load), versions)
 	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
 		return err
 	}
@@ -173,12 +194,12 @@ func run(o options) (err error) {
 	return nil
 }
 
-// target is the running instance of peer k that serves s: its policy
-// instance for a policy scenario. Nil when there is none.
+// target is the running instance of peer k that serves s: its instance
+// of s's variant, if s has one. Nil when there is none.
 func target(running map[string]*peer, s scenario, k string) *peer {
 	p := running[k]
-	if p != nil && s.policy {
-		return p.policy
+	if p != nil && s.variant != "" {
+		return p.variants[s.variant]
 	}
 	return p
 }
@@ -370,8 +391,20 @@ func (e *env) versions(peers []string) []string {
 	return v
 }
 
-// machine describes where the benchmark ran.
-func machine() string {
+// loadAvg is /proc/loadavg's 1, 5 and 15 minute load averages, "?" when
+// unreadable. Read before the harness starts anything, it says how busy
+// the machine was with other work.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
+// machine describes where the benchmark ran; load is loadAvg from before
+// the run.
+func machine(load string) string {
 	model := "unknown CPU"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -386,8 +419,8 @@ func machine() string {
 	if out, err := exec.Command("go", "env", "GOVERSION").Output(); err == nil {
 		gover = strings.TrimSpace(string(out))
 	}
-	return fmt.Sprintf("%d × %s, Linux %s, %s, %s", nproc(), model, strings.TrimSpace(string(kernel)), gover,
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	return fmt.Sprintf("%d × %s, Linux %s, %s, %s, load average before the run %s", nproc(), model, strings.TrimSpace(string(kernel)), gover,
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), load)
 }
 
 func nproc() int { return runtime.NumCPU() }

@@ -22,7 +22,10 @@ type sample struct {
 	rps        float64
 	p50, p99   time.Duration
 	cpu        time.Duration // the peer's processes
-	backendCPU time.Duration // the backend's (the same as cpu for the direct peer)
+	backendCPU time.Duration // the backends' (the same as cpu for the direct peer)
+	// backends is each backend process's share of backendCPU, in the
+	// order of peer.backends (lb3: the three backends).
+	backends   []procCPU
 	peakKB     int64
 	firstError string
 }
@@ -41,6 +44,12 @@ func (s sample) backendPerReq() time.Duration {
 	return s.backendCPU / time.Duration(s.requests)
 }
 
+// procCPU is one process's CPU time during a run.
+type procCPU struct {
+	name string
+	cpu  time.Duration
+}
+
 // loadResult is what a load tool reports.
 type loadResult struct {
 	requests, errors int64
@@ -49,17 +58,26 @@ type loadResult struct {
 	firstError       string
 }
 
-// measure runs a warm-up, then the measured run, reading the peer's and
-// the backend's CPU time and the peer's peak RSS around it.
-func (e *env) measure(ctx context.Context, s scenario, p *peer, backend *proc, warmup, dur time.Duration) (sample, error) {
+// measure runs a warm-up, then the measured run, reading the CPU time of
+// the peer and of the backends behind it (p.backends, else the backend)
+// and the peer's peak RSS around it.
+func (e *env) measure(ctx context.Context, s scenario, p *peer, warmup, dur time.Duration) (sample, error) {
 	if warmup > 0 {
 		if _, err := e.runLoad(ctx, s, p, warmup); err != nil {
 			return sample{}, fmt.Errorf("warm-up: %w", err)
 		}
 	}
+	backends := p.backends
+	if backends == nil {
+		backends = []*proc{e.backendProc}
+	}
 	pids := tree(p.proc.pid())
 	resetPeakRSS(pids)
-	cpu0, be0 := cpuTime(pids), cpuTime([]int{backend.pid()})
+	cpu0 := cpuTime(pids)
+	be0 := make([]time.Duration, len(backends))
+	for i, b := range backends {
+		be0[i] = cpuTime([]int{b.pid()})
+	}
 	r, err := e.runLoad(ctx, s, p, dur)
 	if err != nil {
 		return sample{}, err
@@ -68,12 +86,21 @@ func (e *env) measure(ctx context.Context, s scenario, p *peer, backend *proc, w
 	out := sample{
 		requests: r.requests, errors: r.errors, rps: r.rps, p50: r.p50, p99: r.p99,
 		cpu:        cpuTime(pids) - cpu0,
-		backendCPU: cpuTime([]int{backend.pid()}) - be0,
 		peakKB:     peakRSSKB(pids),
 		firstError: r.firstError,
 	}
+	for i, b := range backends {
+		d := cpuTime([]int{b.pid()}) - be0[i]
+		out.backendCPU += d
+		out.backends = append(out.backends, procCPU{b.name, d})
+	}
 	if p.proc.exited() {
 		return out, fmt.Errorf("%s exited during the run (see %s):\n%s", p.key, p.proc.log, tail(p.proc.log))
+	}
+	for _, b := range backends {
+		if b.exited() {
+			return out, fmt.Errorf("%s exited during the run (see %s):\n%s", b.name, b.log, tail(b.log))
+		}
 	}
 	return out, nil
 }

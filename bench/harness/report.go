@@ -18,6 +18,8 @@ type results struct {
 	scens []scenario
 	peers []string
 	cells map[string]*cell // scenario key + "/" + peer
+	// base is the -baseline report's Rosetta column, nil without one.
+	base *baseline
 }
 
 func newResults(scens []scenario, peers []string, rounds int) *results {
@@ -106,6 +108,8 @@ func (r *results) markdown(o options, machine string, versions []string) string 
 	w("The figure after `·` is Rosetta's CPU per request ÷ the peer's, taken within each round, median of rounds (< 1: Rosetta is cheaper). ")
 	w("Rows marked jwt-auth + rate-limiting run each gateway with the same two policies (HS256 token, a limit that never refuses), " +
 		"and their ratio is Rosetta with policies ÷ the peer with policies; the targets below compare them with the plain rows. ")
+	w("The 3-backend row calls three backend processes, each gateway balancing on calls in flight (Rosetta least_request, nginx least_conn, HAProxy leastconn). " +
+		"The cache-hit row answers from each gateway's cache (Rosetta proxy-cache; in the nginx column, nginx proxy_cache in front of grpc-gateway, which cannot transcode itself). ")
 	w("%s: the peer does not serve that scenario.\n\n", dash)
 	w("| scenario |")
 	for _, k := range r.peers {
@@ -140,22 +144,8 @@ func (r *results) markdown(o options, machine string, versions []string) string 
 	}
 
 	w("\n## Targets (issue 5)\n\n")
-	// targetOf prints cell a ÷ cell b against limit (below: the ratio
-	// must be strictly less).
 	targetOf := func(name, scenA, peerA, scenB, peerB string, limit float64, below bool) {
-		ratio, ok := r.ratioOf(scenA, peerA, scenB, peerB)
-		if !ok {
-			w("- %s: not measured\n", name)
-			return
-		}
-		verdict, op := "met", "≤"
-		if below {
-			op = "<"
-		}
-		if ratio > limit || (below && ratio >= limit) {
-			verdict = "**not met**"
-		}
-		w("- %s: %.2f× (target %s %.2f×) — %s\n", name, ratio, op, limit, verdict)
+		r.target(w, name, scenA, peerA, scenB, peerB, limit, below)
 	}
 	target := func(name, scen, peer string, limit float64) {
 		targetOf(name, scen, peerRosetta, scen, peer, limit, false)
@@ -206,8 +196,12 @@ func (r *results) markdown(o options, machine string, versions []string) string 
 		}
 	}
 
+	r.issue11(w)
+	r.baselineSection(w)
+
 	w("\n## Details (median round)\n\n")
-	w("Requests/s and latency are the load tool's; \"unit\" is what one request is. Backend CPU is the backend's own CPU per request in the same run. ")
+	w("Requests/s and latency are the load tool's; \"unit\" is what one request is. Backend CPU is the backend's own CPU per request in the same run " +
+		"(grpc-unary-lb3: the three backends'; rest-get-cached on nginx: grpc-gateway's and the backend's, behind the cache). ")
 	w("Peak RSS is VmHWM (summed over nginx's processes), reset before each run. Errors: non-2xx, resets and timeouts ")
 	w("(h2load cannot see grpc-status; every cell's answer is checked once with a real client before the load, and ghz counts non-OK statuses).\n\n")
 	w("| scenario | peer | unit | req/s | p50 | p99 | CPU µs/req | backend CPU µs/req | peak RSS MiB | errors |\n")
@@ -216,24 +210,42 @@ func (r *results) markdown(o options, machine string, versions []string) string 
 		for _, k := range s.peers {
 			c := r.cell(s.key, k)
 			if !c.supported {
-				w("| %s | %s | %s | failed check: %s | | | | | | |\n", s.key, peerTitles[k], s.unit, oneLine(c.smokeErr))
+				w("| %s | %s | %s | failed check: %s | | | | | | |\n", s.key, s.peerTitle(k), s.unit, oneLine(c.smokeErr))
 				continue
 			}
 			m := c.median()
 			if m == nil {
-				w("| %s | %s | %s | no data | | | | | | |\n", s.key, peerTitles[k], s.unit)
+				w("| %s | %s | %s | no data | | | | | | |\n", s.key, s.peerTitle(k), s.unit)
 				continue
 			}
 			errs := fmt.Sprint(m.errors)
 			if m.firstError != "" && m.errors > 0 {
 				errs += " (" + oneLine(m.firstError) + ")"
 			}
-			w("| %s | %s | %s | %.0f | %s | %s | %.1f | %.1f | %.1f | %s |\n", s.key, peerTitles[k], s.unit, m.rps,
+			w("| %s | %s | %s | %.0f | %s | %s | %.1f | %.1f | %.1f | %s |\n", s.key, s.peerTitle(k), s.unit, m.rps,
 				fmtDur(m.p50), fmtDur(m.p99), us(m.cpuPerReq()), us(m.backendPerReq()), float64(m.peakKB)/1024, errs)
 		}
 	}
 	w("\nNot measured: Envoy (not packaged here); peers in the scenarios they do not serve (%s).\n", dash)
 	return b.String()
+}
+
+// target prints cell a ÷ cell b (ratioOf) against limit (below: the
+// ratio must be strictly less).
+func (r *results) target(w func(string, ...any), name, scenA, peerA, scenB, peerB string, limit float64, below bool) {
+	ratio, ok := r.ratioOf(scenA, peerA, scenB, peerB)
+	if !ok {
+		w("- %s: not measured\n", name)
+		return
+	}
+	verdict, op := "met", "≤"
+	if below {
+		op = "<"
+	}
+	if ratio > limit || (below && ratio >= limit) {
+		verdict = "**not met**"
+	}
+	w("- %s: %.2f× (target %s %.2f×) — %s\n", name, ratio, op, limit, verdict)
 }
 
 func oneLine(s string) string {

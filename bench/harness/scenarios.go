@@ -43,14 +43,18 @@ type scenario struct {
 	// without a message (a trailers-only refusal, which h2load counts as
 	// a success); the shortfall is counted as errors.
 	echo bool
-	// policy: the scenario runs on each peer's policy instance
-	// (peer.policy: jwt-auth + rate-limiting) and the load sends the
-	// bearer token.
-	policy bool
+	// variant: the scenario runs on each peer's instance of that
+	// variant (peer.variants; "" for the plain instance): variantPolicy
+	// (jwt-auth + rate-limiting; the load sends the bearer token),
+	// variantLB3 (three backends), variantCache (a response cache).
+	variant string
 	// ghz: the method and its JSON request.
 	call, data string
 	// load: its -mode.
 	mode string
+	// peerTitles names peers in this row of the details where the
+	// column's title (peerTitles) does not say what runs.
+	peerTitles map[string]string
 	// smoke checks one request's answer before the load runs.
 	smoke func(ctx context.Context, p *peer) error
 }
@@ -66,7 +70,7 @@ func scenarios() []scenario {
 			load: "h2load", path: "/v1/bench/echo", h1: true, body: "order.json", headers: []string{"content-type: application/json"},
 			smoke: func(ctx context.Context, p *peer) error { return smokeEcho(ctx, h1Client, p) }},
 		{key: "rest-post-policy", title: "REST POST ~1.4 KB JSON, HTTP/1.1, jwt-auth + rate-limiting", unit: "request", peers: []string{peerRosetta},
-			load: "h2load", path: "/v1/bench/echo", h1: true, body: "order.json", policy: true,
+			load: "h2load", path: "/v1/bench/echo", h1: true, body: "order.json", variant: variantPolicy,
 			headers: []string{"content-type: application/json", policyHeader()},
 			smoke:   withPolicySmoke(restRefused, smokeEchoToken)},
 		{key: "rest-post-h2c", title: "REST POST ~1.4 KB JSON, h2c", unit: "request", peers: restPeers,
@@ -74,6 +78,11 @@ func scenarios() []scenario {
 			smoke: func(ctx context.Context, p *peer) error { return smokeEcho(ctx, h2cClient, p) }},
 		{key: "rest-get", title: "REST GET small, HTTP/1.1", unit: "request", peers: restPeers,
 			load: "h2load", path: "/v1/bench/items/42", h1: true, smoke: smokeGet},
+		// rest-get-cached: rest-get's request, answered from a cache
+		// (cache.go); nginx's peer is proxy_cache in front of grpc-gateway.
+		{key: "rest-get-cached", title: "REST GET small, HTTP/1.1, cache hit (Rosetta proxy-cache; nginx proxy_cache → grpc-gateway)", unit: "request",
+			peers: []string{peerRosetta, peerNginx}, load: "h2load", path: "/v1/bench/items/42", h1: true, variant: variantCache, smoke: smokeCached,
+			peerTitles: map[string]string{peerRosetta: "Rosetta proxy-cache", peerNginx: "nginx proxy_cache → grpc-gateway"}},
 		// vanguard v0.4.0 answers 415 "stream type server not supported
 		// with REST protocol".
 		{key: "rest-stream", title: "REST server stream, 10 msgs NDJSON, HTTP/1.1", unit: "stream", peers: []string{peerRosetta, peerGRPCGateway},
@@ -87,9 +96,15 @@ func scenarios() []scenario {
 			load: "h2load", path: "/rosetta.bench.v1.BenchService/Echo", body: "order.grpc", echo: true,
 			headers: []string{"content-type: application/grpc", "te: trailers", policyHeader()}, smoke: smokeGRPCUnaryToken},
 		{key: "grpc-unary-policy", title: "gRPC unary ~1.4 KB, pass-through, jwt-auth + rate-limiting (h2load)", unit: "call", peers: []string{peerRosetta, peerHAProxy},
-			load: "h2load", path: "/rosetta.bench.v1.BenchService/Echo", body: "order.grpc", echo: true, policy: true,
+			load: "h2load", path: "/rosetta.bench.v1.BenchService/Echo", body: "order.grpc", echo: true, variant: variantPolicy,
 			headers: []string{"content-type: application/grpc", "te: trailers", policyHeader()},
 			smoke:   withPolicySmoke(grpcRefused, smokeGRPCUnaryToken)},
+		// grpc-unary-lb3: grpc-unary's calls to three backends, balanced
+		// on calls in flight by each gateway (lb.go).
+		{key: "grpc-unary-lb3", title: "gRPC unary ~1.4 KB, pass-through, 3 backends, least request (h2load)", unit: "call",
+			peers: []string{peerRosetta, peerNginx, peerHAProxy}, load: "h2load", path: "/rosetta.bench.v1.BenchService/Echo", body: "order.grpc",
+			headers: []string{"content-type: application/grpc", "te: trailers"}, echo: true, variant: variantLB3, smoke: smokeLB3,
+			peerTitles: map[string]string{peerRosetta: "Rosetta least_request", peerNginx: "nginx least_conn", peerHAProxy: "HAProxy leastconn"}},
 		{key: "grpc-stream", title: "gRPC server stream, 10 msgs, pass-through (ghz)", unit: "stream", peers: grpcPeers,
 			load: "ghz", call: "rosetta.bench.v1.BenchService.Stream", data: `{"count":10}`, smoke: smokeGRPCStream},
 		{key: "grpcweb-unary", title: "gRPC-Web unary ~1.4 KB binary, HTTP/1.1", unit: "call", peers: []string{peerRosetta, peerVanguard},
@@ -100,6 +115,14 @@ func scenarios() []scenario {
 		{key: "h3-get", title: "HTTP/3 GET small", unit: "request", peers: []string{peerRosetta},
 			load: "load", mode: "h3", smoke: smokeH3},
 	}
+}
+
+// peerTitle is peer k's name in the rows of s.
+func (s scenario) peerTitle(k string) string {
+	if t, ok := s.peerTitles[k]; ok {
+		return t
+	}
+	return peerTitles[k]
 }
 
 // benchOrder is the REST POST body: ~1.4 KB of proto3 JSON.
