@@ -2,6 +2,7 @@ package h2
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -336,9 +337,16 @@ func (c *conn) readLoop() {
 				return
 			}
 		}
-		f, err := c.fr.ReadFrame()
-		if hf, ok := f.(*http2.HeadersFrame); ok && err == nil {
-			f, err = c.hr.read(c.fr, hf)
+		// HEADERS frames and their blocks are read by the headerReader,
+		// the others by the Framer.
+		var f http2.Frame
+		fh, err := c.fr.ReadFrameHeader()
+		if err == nil {
+			if fh.Type == http2.FrameHeaders {
+				f, err = c.hr.readHeaders(c.fr, c.br, fh)
+			} else {
+				f, err = c.fr.ReadFrameForHeader(fh)
+			}
 		}
 		c.dispatching.Store(true)
 		if err != nil {
@@ -360,7 +368,7 @@ func (c *conn) readLoop() {
 				var ce http2.ConnectionError
 				if errors.As(err, &ce) {
 					msg := ""
-					if d := c.fr.ErrorDetail(); d != nil {
+					if d := cmp.Or(c.hr.detail, c.fr.ErrorDetail()); d != nil {
 						msg = d.Error()
 					}
 					c.connError(http2.ErrCode(ce), msg)

@@ -1,8 +1,12 @@
 package h2
 
 import (
+	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -66,10 +70,13 @@ type headerReader struct {
 	maxList uint32 // MAX_HEADER_LIST_SIZE enforced, as the Framer's MaxHeaderListSize
 	maxStr  int    // the decoder's string length limit (0: none)
 
-	mh     http2.MetaHeadersFrame // the block last read
-	fields []hpack.HeaderField    // mh.Fields' array, reused
-	spans  []hpackSpan            // scratch for scan
-	lits   literalCache
+	hf      http2.HeadersFrame     // the HEADERS frame last read
+	payload []byte                 // its payload, when too large to read in place
+	detail  error                  // what the Framer's ErrorDetail would say of the last error
+	mh      http2.MetaHeadersFrame // the block last read
+	fields  []hpack.HeaderField    // mh.Fields' array, reused
+	spans   []hpackSpan            // scratch for scan
+	lits    literalCache
 
 	// State of the block being read.
 	headersRemain  uint32
@@ -105,11 +112,74 @@ func newHeaderReader(tableSize, maxList uint32) *headerReader {
 // blocks; a larger one, from an unusually large block, is let go.
 const maxReusedFields = 64
 
-// read decodes the header block that starts with hf, reading its
-// CONTINUATION frames from fr, as the Framer does with ReadMetaHeaders
-// set (same checks, same errors). The frame it returns, and its Fields,
+// readHeaders reads the payload of the HEADERS frame whose header fh
+// the Framer has just read, and its header block, as the Framer's
+// ReadFrameForHeader does with ReadMetaHeaders set: same checks, same
+// errors (with ErrorDetail's text in hr.detail). The payload is read in
+// place from br, the Framer's reader, rather than copied into a
+// HeadersFrame allocated per frame. The frame returned, and its Fields,
 // are valid until the next call.
-func (hr *headerReader) read(fr *http2.Framer, hf *http2.HeadersFrame) (*http2.MetaHeadersFrame, error) {
+func (hr *headerReader) readHeaders(fr *http2.Framer, br *bufio.Reader, fh http2.FrameHeader) (*http2.MetaHeadersFrame, error) {
+	hr.detail = nil
+	n := int(fh.Length)
+	var p []byte
+	peeked := 0
+	if n <= br.Size() {
+		var err error
+		if p, err = br.Peek(n); err != nil {
+			if len(p) > 0 && err == io.EOF {
+				err = io.ErrUnexpectedEOF // as io.ReadFull reports a frame cut short
+			}
+			return nil, err
+		}
+		peeked = n
+	} else {
+		hr.payload = slices.Grow(hr.payload[:0], n)[:n]
+		if _, err := io.ReadFull(br, hr.payload); err != nil {
+			return nil, err
+		}
+		p = hr.payload
+	}
+	// x/net's parseHeadersFrame.
+	if fh.StreamID == 0 {
+		_, _ = br.Discard(peeked)
+		hr.detail = errHeadersStreamZero
+		return nil, http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	hr.hf = http2.HeadersFrame{FrameHeader: fh}
+	var padLength int
+	if fh.Flags.Has(http2.FlagHeadersPadded) {
+		if len(p) < 1 {
+			_, _ = br.Discard(peeked)
+			return nil, io.ErrUnexpectedEOF
+		}
+		padLength, p = int(p[0]), p[1:]
+	}
+	if fh.Flags.Has(http2.FlagHeadersPriority) {
+		if len(p) < 5 {
+			_, _ = br.Discard(peeked)
+			return nil, io.ErrUnexpectedEOF
+		}
+		v := binary.BigEndian.Uint32(p)
+		hr.hf.Priority.StreamDep = v & 0x7fffffff
+		hr.hf.Priority.Exclusive = v != hr.hf.Priority.StreamDep // the high bit was set
+		hr.hf.Priority.Weight = p[4]
+		p = p[5:]
+	}
+	if len(p)-padLength < 0 {
+		_, _ = br.Discard(peeked)
+		return nil, http2.StreamError{StreamID: fh.StreamID, Code: http2.ErrCodeProtocol}
+	}
+	return hr.read(fr, br, peeked, &hr.hf, p[:len(p)-padLength])
+}
+
+var errHeadersStreamZero = errors.New("HEADERS frame with stream ID 0")
+
+// read decodes the header block whose first fragment is frag, from the
+// HEADERS frame hf, reading its CONTINUATION frames from fr, as the
+// Framer does with ReadMetaHeaders set. frag is the peeked bytes of br,
+// which are discarded before anything else is read.
+func (hr *headerReader) read(fr *http2.Framer, br *bufio.Reader, peeked int, hf *http2.HeadersFrame, frag []byte) (*http2.MetaHeadersFrame, error) {
 	if cap(hr.fields) > maxReusedFields {
 		hr.fields = nil
 	}
@@ -121,14 +191,16 @@ func (hr *headerReader) read(fr *http2.Framer, hf *http2.HeadersFrame) (*http2.M
 
 	var hc headerFragment = hf
 	for first := true; ; first = false {
-		frag := hc.HeaderBlockFragment()
+		if !first {
+			frag = hc.HeaderBlockFragment()
+		}
 		// Avoid decoding much more than will be kept: a fragment over
 		// twice what may still be kept, or any fragment after an invalid
 		// field, ends the connection (readMetaFrame's rules).
-		if int64(len(frag)) > 2*int64(hr.headersRemain+hr.trailersRemain) {
-			return &hr.mh, http2.ConnectionError(http2.ErrCodeProtocol)
-		}
-		if hr.invalid != nil {
+		if int64(len(frag)) > 2*int64(hr.headersRemain+hr.trailersRemain) || hr.invalid != nil {
+			if first {
+				_, _ = br.Discard(peeked)
+			}
 			return &hr.mh, http2.ConnectionError(http2.ErrCodeProtocol)
 		}
 		var err error
@@ -136,6 +208,9 @@ func (hr *headerReader) read(fr *http2.Framer, hf *http2.HeadersFrame) (*http2.M
 			err = hr.decodeBlock(frag)
 		} else {
 			_, err = hr.dec.Write(frag)
+		}
+		if first {
+			_, _ = br.Discard(peeked)
 		}
 		if err != nil {
 			return &hr.mh, http2.ConnectionError(http2.ErrCodeCompression)

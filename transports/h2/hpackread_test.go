@@ -1,7 +1,9 @@
 package h2
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,6 +26,9 @@ import (
 type readerCase struct {
 	tableSize, maxList uint32
 	frames             []byte
+	// bufSize is the size of the reader frames are read through (0:
+	// 32 KiB); a smaller one makes larger HEADERS frames be copied.
+	bufSize int
 }
 
 // outcome describes what reading one frame gave, for comparison.
@@ -64,17 +69,30 @@ func compareReaders(c readerCase) (diff string, blocks int) {
 	ref := http2.NewFramer(nil, bytes.NewReader(c.frames))
 	ref.ReadMetaHeaders = hpack.NewDecoder(c.tableSize, nil)
 	ref.MaxHeaderListSize = c.maxList
-	fr := http2.NewFramer(nil, bytes.NewReader(c.frames))
+	br := bufio.NewReaderSize(bytes.NewReader(c.frames), cmp.Or(c.bufSize, 32<<10))
+	fr := http2.NewFramer(nil, br)
 	fr.SetReuseFrames()
 	hr := newHeaderReader(c.tableSize, c.maxList)
 	for i := 0; ; i++ {
 		want := outcome(ref.ReadFrame())
-		f, err := fr.ReadFrame()
-		if hf, ok := f.(*http2.HeadersFrame); ok && err == nil {
-			f, err = hr.read(fr, hf)
-			blocks++
+		if d := ref.ErrorDetail(); d != nil && strings.HasPrefix(want, "connection error") {
+			want += " (" + d.Error() + ")"
+		}
+		// As conn.readLoop reads.
+		var f http2.Frame
+		fh, err := fr.ReadFrameHeader()
+		if err == nil {
+			if fh.Type == http2.FrameHeaders {
+				f, err = hr.readHeaders(fr, br, fh)
+				blocks++
+			} else {
+				f, err = fr.ReadFrameForHeader(fh)
+			}
 		}
 		got := outcome(f, err)
+		if d := cmp.Or(hr.detail, fr.ErrorDetail()); d != nil && strings.HasPrefix(got, "connection error") {
+			got += " (" + d.Error() + ")"
+		}
 		if got != want {
 			return fmt.Sprintf("frame %d:\n got  %s\n want %s", i, got, want), blocks
 		}
@@ -111,13 +129,54 @@ func (w *blockWriter) block(b []byte) {
 		frag := b[:n]
 		b = b[n:]
 		if first {
-			_ = w.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: w.stream, BlockFragment: frag, EndStream: end, EndHeaders: len(b) == 0})
+			p := http2.HeadersFrameParam{StreamID: w.stream, BlockFragment: frag, EndStream: end, EndHeaders: len(b) == 0}
+			switch w.rnd.IntN(8) {
+			case 0:
+				p.PadLength = uint8(w.rnd.IntN(256))
+			case 1:
+				p.Priority = http2.PriorityParam{StreamDep: w.rnd.Uint32N(1 << 31), Exclusive: w.rnd.IntN(2) == 0, Weight: uint8(w.rnd.IntN(256))}
+			case 2:
+				w.badHeaders(frag, len(b) == 0)
+				first = false
+				continue
+			}
+			_ = w.fr.WriteHeaders(p)
 			first = false
 		} else {
 			_ = w.fr.WriteContinuation(w.stream, len(b) == 0, frag)
 		}
 	}
 	w.stream += 2
+}
+
+// badHeaders writes a HEADERS frame the Framer refuses, or on the edge
+// of what it accepts: stream 0, padding or priority cut short, padding
+// longer than the payload, an empty padded frame.
+func (w *blockWriter) badHeaders(frag []byte, endHeaders bool) {
+	flags := http2.Flags(0)
+	if endHeaders {
+		flags |= http2.FlagHeadersEndHeaders
+	}
+	stream := w.stream
+	var payload []byte
+	switch w.rnd.IntN(5) {
+	case 0:
+		stream = 0
+		payload = frag
+	case 1:
+		flags |= http2.FlagHeadersPadded
+		payload = []byte{0}[:w.rnd.IntN(2)]
+	case 2:
+		flags |= http2.FlagHeadersPriority
+		payload = []byte{1, 2, 3, 4, 5}[:w.rnd.IntN(6)]
+	case 3:
+		flags |= http2.FlagHeadersPadded
+		payload = append([]byte{byte(len(frag) + 1 + w.rnd.IntN(3))}, frag...)
+	default:
+		flags |= http2.FlagHeadersPadded | http2.FlagHeadersPriority
+		payload = append([]byte{0, 0x80, 0, 0, 3, 16}, frag...)
+	}
+	_ = w.fr.WriteRawFrame(http2.FrameHeaders, flags, stream, payload)
 }
 
 // appendVarint appends an HPACK integer with an n-bit prefix whose other
@@ -250,6 +309,9 @@ func TestHeaderReaderMatchesFramer(t *testing.T) {
 			w.block(randomBlock(rnd, henc, enc))
 		}
 		c := readerCase{tableSize: lim.table, maxList: lim.list, frames: w.buf.Bytes()}
+		if i%7 == 0 {
+			c.bufSize = 16 // HEADERS frames over 16 bytes are copied, not peeked
+		}
 		diff, blocks := compareReaders(c)
 		totalBlocks += blocks
 		if diff != "" {
@@ -303,15 +365,16 @@ func TestHeaderReaderCachesLiterals(t *testing.T) {
 	if diff, _ := compareReaders(c); diff != "" {
 		t.Fatal(diff)
 	}
-	fr := http2.NewFramer(nil, bytes.NewReader(c.frames))
+	br := bufio.NewReader(bytes.NewReader(c.frames))
+	fr := http2.NewFramer(nil, br)
 	hr := newHeaderReader(4096, 1<<20)
 	var tokens []*byte
 	for range 4 {
-		f, err := fr.ReadFrame()
+		fh, err := fr.ReadFrameHeader()
 		if err != nil {
 			t.Fatal(err)
 		}
-		mh, err := hr.read(fr, f.(*http2.HeadersFrame))
+		mh, err := hr.readHeaders(fr, br, fh)
 		if err != nil {
 			t.Fatal(err)
 		}
