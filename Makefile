@@ -68,7 +68,9 @@ TEST_DEBS := chromium:chromium redis-server:redis-server
 #   test-go      after test-gen: gofmt and go vet -race; then, once test-debs
 #                and h2spec are done, go test -race
 #   test-others  after test-gen: lint-files, buf lint; staticcheck; bench vet;
-#                the conformance tools, then the conformance suite
+#                the conformance tools
+#   test-conformance  the conformance suite, after test-go and test-others
+#                (two test suites side by side could miss their deadlines)
 #
 # The steps of a chain follow one another: a Go build already keeps both
 # cores busy, and two side by side would compile the same packages twice.
@@ -78,7 +80,7 @@ TEST_DEBS := chromium:chromium redis-server:redis-server
 # skips its own vet pass, a subset of go vet's.
 .PHONY: test
 test: ## Run checkgenerate, lint, every test with the race detector and the Connect conformance suite, installing what they need
-	@$(MAKE) --no-print-directory -j4 --output-sync=target test-go test-others
+	@$(MAKE) --no-print-directory -j4 --output-sync=target test-conformance
 
 .PHONY: test-gen
 test-gen: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
@@ -97,6 +99,10 @@ test-others: test-gen
 	@$(MAKE) --no-print-directory lint-files lint-proto
 	@$(MAKE) --no-print-directory lint-staticcheck
 	@$(MAKE) --no-print-directory lint-bench
+	@$(MAKE) --no-print-directory $(CONFORMANCE_TOOLS)
+
+.PHONY: test-conformance
+test-conformance: test-go test-others
 	@$(MAKE) --no-print-directory conformance
 
 .PHONY: test-debs
