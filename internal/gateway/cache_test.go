@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
@@ -625,4 +626,23 @@ routes:
 	if fmt.Sprint(got) != "[MISS HIT]" {
 		t.Errorf("access log cache keys: got %v; want [MISS HIT]", got)
 	}
+}
+
+// TestCacheGRPCCompressedRequest: a gRPC request compressed with gzip is
+// proxied as it is, uncached (the handler path keys uncompressed
+// messages only).
+func TestCacheGRPCCompressedRequest(t *testing.T) {
+	t.Parallel()
+	cb := startCacheBackend(t)
+	g := startCacheGateway(t, cb, "", "")
+	client := testingv1.NewEchoServiceClient(g.grpc)
+	for i := 0; i < 2; i++ {
+		var md metadata.MD
+		resp, err := client.Echo(t.Context(), &testingv1.Everything{Id: "gz"}, grpc.UseCompressor(gzip.Name), grpc.Header(&md))
+		if err != nil || resp.GetId() != "gz" || len(md.Get("x-cache")) != 0 {
+			t.Errorf("call %d: got %v, %v, x-cache %v; want gz, no x-cache", i, resp, err, md.Get("x-cache"))
+		}
+	}
+	expectCalls(t, cb, "gz", 2)
+	expectAnswer(t, "uncompressed", g.call(t, "grpc/handler", "gz"), "MISS", "", "")
 }
