@@ -83,6 +83,18 @@ func CacheFor(conn grpc.ClientConnInterface, path string) *cache.Cache {
 	return cc.lookup(path).c
 }
 
+// CacheRoute returns the cache that conn (from [CacheConn]) keeps for
+// the unary method path and the config route it applies for; nil when
+// there is none.
+func CacheRoute(conn grpc.ClientConnInterface, path string) (*cache.Cache, string) {
+	cc, ok := conn.(*cacheConn)
+	if !ok {
+		return nil, ""
+	}
+	mc := cc.lookup(path)
+	return mc.c, mc.route
+}
+
 // Cacheable reports whether conn (from [CacheConn]) would answer a unary
 // call of method path made with ctx (which carries the call's
 // [upstream.CallInfo]) from its cache: the dialects that stream unary
@@ -212,15 +224,36 @@ func (f *rpcFetch) Fetch(ctx context.Context) (*cache.Entry, bool, error) {
 // answers from the cache, Age in seconds. Nothing when no cache handled
 // the call. Over gRPC these are the x-cache and age header metadata.
 func SetCacheHeaders(h http.Header, ctx context.Context) {
-	ci := upstream.CallInfoFrom(ctx)
-	if ci == nil || ci.Cache == call.CacheNone {
-		return
-	}
-	h["X-Cache"] = cacheStatusValues[ci.Cache]
-	if ci.Cache != call.CacheMiss {
-		h["Age"] = []string{strconv.FormatInt(ci.CacheAge, 10)}
+	if ci := upstream.CallInfoFrom(ctx); ci != nil {
+		WriteCacheStatus(h, ci.Cache, ci.CacheAge)
 	}
 }
+
+// WriteCacheStatus writes X-Cache for s and, unless s is a miss, Age
+// (age seconds) on h; nothing for CacheNone.
+func WriteCacheStatus(h http.Header, s call.CacheStatus, age int64) {
+	if s == call.CacheNone {
+		return
+	}
+	h["X-Cache"] = cacheStatusValues[s]
+	if s != call.CacheMiss {
+		if age < int64(len(smallAges)) {
+			h["Age"] = smallAges[age : age+1 : age+1]
+		} else {
+			h["Age"] = []string{strconv.FormatInt(age, 10)}
+		}
+	}
+}
+
+// smallAges are the Age values of the first minute, shared (never
+// modified; each slice handed out is full, so appending copies).
+var smallAges = func() []string {
+	out := make([]string, 60)
+	for i := range out {
+		out[i] = strconv.Itoa(i)
+	}
+	return out
+}()
 
 // cacheStatusValues are the X-Cache values, shared (never modified).
 var cacheStatusValues = [...][]string{

@@ -214,6 +214,21 @@ func (c *Cache) Do(ctx context.Context, k *Key, fetch Fetcher) (Result, error) {
 	}
 }
 
+// Lookup answers the call of key k when the store holds a fresh entry
+// for it (a HIT, counted as one), and reports false otherwise without
+// counting anything: the caller then calls [Cache.Do], which counts the
+// miss or the stale answer. It lets a dialect skip building the upstream
+// call on a hit. It allocates nothing (with the memory store).
+func (c *Cache) Lookup(ctx context.Context, k *Key) (Result, bool) {
+	now := c.now().UnixNano()
+	e, _ := c.store.Get(ctx, k)
+	if e == nil || now >= e.fresh {
+		return Result{}, false
+	}
+	c.hits.Add(1)
+	return Result{Entry: e, Status: call.CacheHit, Age: e.AgeAt(now)}, true
+}
+
 // Detacher is implemented by fetchers that refer to memory of their call
 // (pooled buffers): Detach returns a fetcher that works on copies, for a
 // fetch that may outlive the call (a coalesced miss whose first caller

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -496,7 +497,7 @@ func TestEntryEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(e, got, cmp.AllowUnexported(Entry{})); diff != "" {
+	if diff := cmp.Diff(e, got, cmp.AllowUnexported(Entry{}), cmpopts.IgnoreTypes(atomic.Pointer[rendering]{})); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	b := e.encode(nil)
@@ -504,6 +505,53 @@ func TestEntryEncoding(t *testing.T) {
 		if _, err := decode(b[:i]); err == nil {
 			t.Errorf("a truncated entry (%d of %d bytes) decoded", i, len(b))
 		}
+	}
+}
+
+func TestEntryRendering(t *testing.T) {
+	t.Parallel()
+	owner, other := new(int), new(int)
+	e := &Entry{Body: []byte("b"), shared: true}
+	if _, _, ok := e.Rendering(owner, 0); ok {
+		t.Error("a rendering before any was kept")
+	}
+	e.SetRendering(owner, 1, "application/json", []byte(`"b"`))
+	if ct, b, ok := e.Rendering(owner, 1); !ok || ct != "application/json" || string(b) != `"b"` {
+		t.Errorf("got %q %q %v", ct, b, ok)
+	}
+	for _, tc := range []struct {
+		owner   any
+		variant uint8
+	}{{owner, 0}, {other, 1}} {
+		if _, _, ok := e.Rendering(tc.owner, tc.variant); ok {
+			t.Errorf("another owner or variant (%v) got the rendering", tc)
+		}
+	}
+	unstored := &Entry{}
+	unstored.SetRendering(owner, 0, "x", nil)
+	if _, _, ok := unstored.Rendering(owner, 0); ok {
+		t.Error("an entry that was not stored kept a rendering")
+	}
+}
+
+func TestCacheLookup(t *testing.T) {
+	t.Parallel()
+	c, clk := newTestCache(t, "", nil)
+	k := key(c, "req", nil)
+	if _, ok := c.Lookup(context.Background(), k); ok {
+		t.Fatal("a lookup before any fetch hit")
+	}
+	do(t, c, k, &backend{})
+	clk.Advance(time.Second)
+	if r, ok := c.Lookup(context.Background(), k); !ok || r.Status != call.CacheHit || r.Age != 1 {
+		t.Errorf("got %v %v age %d; want HIT age 1", ok, r.Status, r.Age)
+	}
+	clk.Advance(time.Minute)
+	if _, ok := c.Lookup(context.Background(), k); ok {
+		t.Error("an expired entry hit")
+	}
+	if got := c.Stats(); got != (Stats{Hits: 1, Misses: 1}) {
+		t.Errorf("stats: got %+v; want one hit (the lookup), one miss", got)
 	}
 }
 

@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/binary"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,6 +36,37 @@ type Entry struct {
 	// backend themselves).
 	shared bool
 	size   int64
+	// rendering is the last rendering a dialect kept ([Entry.Rendering]).
+	rendering atomic.Pointer[rendering]
+}
+
+// rendering is the body as one dialect renders it (a REST route's
+// JSON), so that hits do not convert it again.
+type rendering struct {
+	owner       any
+	variant     uint8
+	contentType string
+	body        []byte
+}
+
+// Rendering returns the rendering of the entry's body that owner (a
+// dialect's per-route plan) kept for variant (its options), if it is the
+// last one kept. The body is shared and read-only.
+func (e *Entry) Rendering(owner any, variant uint8) (contentType string, body []byte, ok bool) {
+	r := e.rendering.Load()
+	if r == nil || r.owner != owner || r.variant != variant {
+		return "", nil, false
+	}
+	return r.contentType, r.body, true
+}
+
+// SetRendering keeps body, the entry's body as owner renders it for
+// variant, for [Entry.Rendering]. One rendering is kept (the last), and
+// only on stored entries; body must not be modified afterwards.
+func (e *Entry) SetRendering(owner any, variant uint8, contentType string, body []byte) {
+	if e.shared {
+		e.rendering.Store(&rendering{owner: owner, variant: variant, contentType: contentType, body: body})
+	}
 }
 
 // AgeAt returns the entry's age in whole seconds at now (Unix

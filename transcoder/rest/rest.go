@@ -139,6 +139,9 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, m router.Match) 
 		h.writeError(w, r, err)
 		return
 	}
+	if req != nil && !md.IsStreamingServer() && h.serveCacheHit(w, r, p, be, adm, req) {
+		return
+	}
 	ctx, cancel, err := h.callContext(r, p, be, adm)
 	if err != nil {
 		h.writeError(w, r, err)
