@@ -285,6 +285,41 @@ func (c *Cluster) Close() {
 	}
 }
 
+// UpdateTargets takes a reloaded config whose targets (or dns_refresh)
+// changed: the new set is resolved and applied at once; targets that stay
+// keep their state and connections, removed ones are closed.
+func (c *Cluster) UpdateTargets(cfg *config.Upstream) {
+	c.mu.Lock()
+	c.cfg = cfg
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	specs, names := c.resolve(ctx, 2*time.Second)
+	c.update(context.Background(), specs, names)
+}
+
+// waitIdle returns once no call is in flight on any target (polled every
+// 200 ms): an upstream a reload dropped is closed only then.
+func (c *Cluster) waitIdle() {
+	for {
+		busy := false
+		for _, e := range c.bal.Endpoints() {
+			if e.InFlight() > 0 {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			return
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-c.quit:
+			return
+		}
+	}
+}
+
 // tcpProbe is the default redial probe: a TCP connect.
 func tcpProbe(ctx context.Context, addr string) error {
 	var d net.Dialer
@@ -502,7 +537,10 @@ func (c *Cluster) resolve(ctx context.Context, timeout time.Duration) ([]balance
 			names[addr] = name
 		}
 	}
-	for _, t := range c.cfg.Targets {
+	c.mu.Lock()
+	targets := c.cfg.Targets
+	c.mu.Unlock()
+	for _, t := range targets {
 		host, port, err := net.SplitHostPort(t.Address)
 		if err != nil {
 			add(t.Address, t.Weight, "")
@@ -534,7 +572,9 @@ func (c *Cluster) resolve(ctx context.Context, timeout time.Duration) ([]balance
 // updates the balancer when the answers change.
 func (c *Cluster) refreshLoop(ctx context.Context) {
 	defer c.wg.Done()
+	c.mu.Lock()
 	every := c.cfg.DNSRefresh.Std()
+	c.mu.Unlock()
 	if every <= 0 {
 		every = 30 * time.Second
 	}

@@ -17,6 +17,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -402,6 +403,13 @@ type HTTPSet struct {
 // NewHTTPSet creates an [HTTPUpstream] for every upstream of kind http in
 // ups; other kinds are skipped (see [NewSet]). A nil logger discards.
 func NewHTTPSet(ups map[string]*config.Upstream, logger *slog.Logger) (*HTTPSet, error) {
+	return NewHTTPSetFrom(ups, logger, nil)
+}
+
+// NewHTTPSetFrom is [NewHTTPSet] for a config reload: upstreams of prev
+// whose config is unchanged are taken over (targets alone changed:
+// updated in place).
+func NewHTTPSetFrom(ups map[string]*config.Upstream, logger *slog.Logger, prev *HTTPSet) (*HTTPSet, error) {
 	s := &HTTPSet{byName: map[string]*HTTPUpstream{}}
 	names := make([]string, 0, len(ups))
 	for name := range ups {
@@ -412,6 +420,16 @@ func NewHTTPSet(ups map[string]*config.Upstream, logger *slog.Logger) (*HTTPSet,
 		cfg := ups[name]
 		if cfg == nil || !strings.EqualFold(cfg.Kind, "http") {
 			continue
+		}
+		if prev != nil {
+			if old, ok := prev.byName[name]; ok && sameButTargets(old.Config, cfg) {
+				if !reflect.DeepEqual(old.Config.Targets, cfg.Targets) || old.Config.DNSRefresh != cfg.DNSRefresh {
+					old.Cluster.UpdateTargets(cfg)
+				}
+				old.Config = cfg
+				s.byName[name] = old
+				continue
+			}
 		}
 		u, err := NewHTTP(cfg, logger)
 		if err != nil {
@@ -431,6 +449,36 @@ func (s *HTTPSet) Get(name string) (*HTTPUpstream, bool) {
 
 // Len returns the number of upstreams in the set.
 func (s *HTTPSet) Len() int { return len(s.byName) }
+
+// Retire closes, once idle, the upstreams of s that next does not carry
+// over (see [Set.Retire]).
+func (s *HTTPSet) Retire(next *HTTPSet, done func()) {
+	var gone []*HTTPUpstream
+	for name, u := range s.byName {
+		if n, ok := next.byName[name]; !ok || n != u {
+			gone = append(gone, u)
+		}
+	}
+	go func() {
+		for _, u := range gone {
+			u.Cluster.waitIdle()
+			u.Close()
+		}
+		if done != nil {
+			done()
+		}
+	}()
+}
+
+// CloseNew closes the upstreams of s that prev does not hold.
+func (s *HTTPSet) CloseNew(prev *HTTPSet) {
+	for name, u := range s.byName {
+		if prev != nil && prev.byName[name] == u {
+			continue
+		}
+		u.Close()
+	}
+}
 
 // Close closes the idle connections of every upstream.
 func (s *HTTPSet) Close() {

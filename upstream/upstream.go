@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -136,6 +137,12 @@ type SetOptions struct {
 	Logger *slog.Logger
 	// DialOptions are added to every upstream's grpc-go options (tests).
 	DialOptions []grpc.DialOption
+	// Previous is the set a config reload replaces: an upstream whose
+	// config is unchanged is taken over as it is, with its connections,
+	// health state and counters; one whose targets alone changed is
+	// taken over and its targets updated (connections to the targets it
+	// keeps are reused).
+	Previous *Set
 }
 
 // NewSetOptions is [NewSet] with options.
@@ -152,6 +159,10 @@ func NewSetOptions(ups map[string]*config.Upstream, o SetOptions) (*Set, error) 
 		if cfg.Kind != "" && !strings.EqualFold(cfg.Kind, "grpc") {
 			continue
 		}
+		if old, ok := o.Previous.take(cfg); ok {
+			s.byName[name] = old
+			continue
+		}
 		u, err := newUpstream(cfg, o.Logger, extra)
 		if err != nil {
 			_ = s.Close()
@@ -160,6 +171,68 @@ func NewSetOptions(ups map[string]*config.Upstream, o SetOptions) (*Set, error) 
 		s.byName[name] = u
 	}
 	return s, nil
+}
+
+// take returns the upstream of s that cfg can carry over: the same
+// config, or the same but for its targets (which are then updated in
+// place).
+func (s *Set) take(cfg *config.Upstream) (*Upstream, bool) {
+	if s == nil {
+		return nil, false
+	}
+	old, ok := s.byName[cfg.Name]
+	if !ok || !sameButTargets(old.Config, cfg) {
+		return nil, false
+	}
+	if !reflect.DeepEqual(old.Config.Targets, cfg.Targets) || old.Config.DNSRefresh != cfg.DNSRefresh {
+		old.UpdateTargets(cfg)
+	}
+	old.Config = cfg
+	return old, true
+}
+
+// sameButTargets reports whether two configs of an upstream differ at
+// most in their targets.
+func sameButTargets(a, b *config.Upstream) bool {
+	x, y := *a, *b
+	x.Targets, y.Targets = nil, nil
+	x.DNSRefresh, y.DNSRefresh = 0, 0
+	return reflect.DeepEqual(x, y)
+}
+
+// Retire closes the upstreams of s that next (the set of a newer config)
+// does not carry over, each once no call is in flight on it any more
+// (calls and streams that started on the old config finish on it). It
+// returns at once; done runs when every one is closed.
+func (s *Set) Retire(next *Set, done func()) {
+	var gone []*Upstream
+	for name, u := range s.byName {
+		if n, ok := next.byName[name]; !ok || n != u {
+			gone = append(gone, u)
+		}
+	}
+	go func() {
+		for _, u := range gone {
+			u.Cluster.waitIdle()
+			_ = u.Close()
+		}
+		if done != nil {
+			done()
+		}
+	}()
+}
+
+// CloseNew closes the upstreams of s that prev does not hold (those a
+// failed reload created), leaving carried-over ones open.
+func (s *Set) CloseNew(prev *Set) error {
+	var errs []error
+	for name, u := range s.byName {
+		if prev != nil && prev.byName[name] == u {
+			continue
+		}
+		errs = append(errs, u.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Get returns the upstream of the given name.

@@ -64,16 +64,17 @@ func newCORS(cfg *config.Config) *corsPolicies {
 // cross-origin call. Routes are looked up only when some route has a
 // cors plugin of its own.
 func (g *Gateway) corsFor(r *http.Request, st *state) *cors.Policy {
-	if !g.cors.perRoute {
-		return g.cors.top
+	gen := st.gen
+	if !gen.cors.perRoute {
+		return gen.cors.top
 	}
 	method := r.Method
 	if m := r.Header.Get("Access-Control-Request-Method"); r.Method == http.MethodOptions && m != "" {
 		method = m // a preflight names the method of the call to come
 	}
-	if g.uri != nil && g.uri.table.Len() > 0 {
-		if rt, _, ok := g.uri.table.Match(method, r.URL.Path); ok {
-			return g.cors.byCfg[g.pols.CORSForURIRoute(rt.Index)]
+	if gen.uri != nil && gen.uri.table.Len() > 0 {
+		if rt, _, ok := gen.uri.table.Match(method, r.URL.Path); ok {
+			return gen.cors.byCfg[gen.pols.CORSForURIRoute(rt.Index)]
 		}
 	}
 	name := ""
@@ -85,9 +86,9 @@ func (g *Gateway) corsFor(r *http.Request, st *state) *cors.Policy {
 		}
 	}
 	if name == "" {
-		return g.cors.top
+		return gen.cors.top
 	}
-	return g.cors.byCfg[g.pols.CORSForMethod(name)]
+	return gen.cors.byCfg[gen.pols.CORSForMethod(name)]
 }
 
 // applyCORS answers a CORS preflight (reporting true) or sets the CORS
@@ -105,17 +106,17 @@ func (g *Gateway) applyCORS(w http.ResponseWriter, r *http.Request, st *state) b
 }
 
 // browserAdapters builds the gRPC-Web and Connect adapters of a snapshot.
-func (g *Gateway) browserAdapters(snap *registry.Snapshot, table *router.Table) (*grpcweb.Handler, *connect.Handler) {
+func (gen *generation) browserAdapters(snap *registry.Snapshot, table *router.Table) (*grpcweb.Handler, *connect.Handler) {
 	p := transcoder.Params{
 		Snapshot:    snap,
 		Table:       table,
-		Backends:    g.backend,
-		Transcoding: g.cfg.Transcoding,
-		Policies:    g.policies(),
+		Backends:    gen.backend,
+		Transcoding: gen.cfg.Transcoding,
+		Policies:    gen.policies(),
 	}
-	p.Logger = g.logger.With("component", "transcoder.grpc_web")
+	p.Logger = gen.g.logger.With("component", "transcoder.grpc_web")
 	web := grpcweb.New(p)
-	p.Logger = g.logger.With("component", "transcoder.connect")
+	p.Logger = gen.g.logger.With("component", "transcoder.connect")
 	return web, connect.New(p)
 }
 
@@ -126,7 +127,7 @@ func (g *Gateway) refreshRPC(r *http.Request, st *state) *state {
 	if st.connect.Knows(r.URL.Path) || !looksLikeMethodPath(r.URL.Path) {
 		return st
 	}
-	if _, found := g.reg.RefreshMissing(r.Context(), r.URL.Path); found {
+	if _, found := st.gen.reg.RefreshMissing(r.Context(), r.URL.Path); found {
 		return g.state.Load()
 	}
 	return st

@@ -205,9 +205,9 @@ func (cs *caches) close() {
 // proxyURI sends a request of a uri route to its proxy, through the
 // route's cache when it has one and the request is one the cache takes
 // (a GET without credentials no plugin checked; no upgrade).
-func (g *Gateway) proxyURI(w http.ResponseWriter, r *http.Request, rt *router.URIRoute, adm *transcoder.Admission) {
-	next := g.uri.proxies[rt.Index]
-	c := g.caches.forURIRoute(rt.Index)
+func (g *Gateway) proxyURI(w http.ResponseWriter, r *http.Request, st *state, rt *router.URIRoute, adm *transcoder.Admission) {
+	next := st.gen.uri.proxies[rt.Index]
+	c := st.gen.caches.forURIRoute(rt.Index)
 	if c == nil || isUpgrade(r) {
 		next.ServeHTTP(w, r)
 		return
@@ -235,17 +235,17 @@ func (g *Gateway) proxyURI(w http.ResponseWriter, r *http.Request, rt *router.UR
 // store, and returns how many entries it dropped. SIGUSR1 to rosetta
 // serve purges everything.
 func (g *Gateway) PurgeCaches(ctx context.Context, route string, allRoutes bool, key string) (int, error) {
-	return g.caches.purge(ctx, route, allRoutes, key)
+	return g.cur.Load().caches.purge(ctx, route, allRoutes, key)
 }
 
 // CacheStats returns the hit, miss and stale counts of every response
 // cache of the gateway, added up.
-func (g *Gateway) CacheStats() cache.Stats { return g.caches.stats() }
+func (g *Gateway) CacheStats() cache.Stats { return g.cur.Load().caches.stats() }
 
 // grpcCache is the gRPC proxy's Params.Cache; nil without caches.
-func (g *Gateway) grpcCache() func(protoreflect.MethodDescriptor, string) grpc.ClientConnInterface {
-	if g.caches == nil {
+func (gen *generation) grpcCache() func(protoreflect.MethodDescriptor, string) grpc.ClientConnInterface {
+	if gen.caches == nil {
 		return nil
 	}
-	return g.caches.grpcConn
+	return gen.caches.grpcConn
 }

@@ -193,8 +193,8 @@ func startCacheGateway(t *testing.T, cb *cacheBackend, path, yaml string) *cache
 	}
 	g := newTestGateway(t, cb.grpcAddr, yaml, nil)
 	clock := newFakeClock()
-	if g.caches != nil {
-		g.caches.setClock(clock.Now)
+	if g.gen().caches != nil {
+		g.gen().caches.setClock(clock.Now)
 	}
 	url := startTestGateway(t, g, path)
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)

@@ -34,23 +34,24 @@ import (
 // Gateway is one running gateway. Create it with [New], then [Gateway.Start];
 // stop it with [Gateway.Shutdown].
 type Gateway struct {
-	cfg     *config.Config
 	logger  *slog.Logger
 	access  *slog.Logger // the access log
 	noRelay bool         // tests: serve gRPC over HTTP/2 through the handler only
-	reg     *registry.Registry
-	ups     *upstream.Set
-	uri     *uriRoutes
-	// pols are the policy chains of the config (nil without plugins) and
-	// shared what they count, kept across config snapshots.
-	pols    *policy.Set
-	shared  *policy.Shared
-	caches  *caches       // cache.go; nil without proxy-cache
-	local   *localGRPC    // grpc_local.go
-	cors    *corsPolicies // browser.go; nil without any cors config
-	ws      wsSockets     // websocket.go
+	// shared holds what policies count (rate limits, token caches),
+	// kept across config generations.
+	shared *policy.Shared
+	local  *localGRPC // grpc_local.go
+	ws     wsSockets  // websocket.go
+	// state is what requests read: the current generation's current
+	// descriptor snapshot. cur is the current generation.
 	state   atomic.Pointer[state]
-	servers []*transports.Server
+	cur     atomic.Pointer[generation]
+	reload  reloader // reload.go
+	// servers are the listeners, in config order; listenAddrs their
+	// configured addresses. Reloads change them under serversMu.
+	serversMu   sync.Mutex
+	servers     []*transports.Server
+	listenAddrs []string
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
@@ -58,9 +59,29 @@ type Gateway struct {
 	shutdownErr  error
 }
 
-// state is everything built from one descriptor snapshot. It is immutable;
-// a request keeps the state it started with.
+// generation is everything built from one config: upstreams, descriptor
+// registry, URI routes, policy chains, caches and CORS policies. A
+// reload builds a new generation and swaps it in; a request keeps the
+// generation (and snapshot) it started with.
+type generation struct {
+	g       *Gateway
+	cfg     *config.Config
+	version uint64 // 1 for the config the gateway started with
+	reg     *registry.Registry
+	ups     *upstream.Set
+	uri     *uriRoutes
+	// pols are the policy chains of the config (nil without plugins).
+	pols   *policy.Set
+	caches *caches       // cache.go; nil without proxy-cache
+	cors   *corsPolicies // browser.go; nil without any cors config
+	// runCancel stops the registry's refresh loop.
+	runCancel context.CancelFunc
+}
+
+// state is everything built from one descriptor snapshot of one
+// generation. It is immutable; a request keeps the state it started with.
 type state struct {
+	gen           *generation
 	snap          *registry.Snapshot
 	table         *router.Table
 	rest          *rest.Handler
@@ -77,48 +98,74 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ups, err := upstream.NewSetOptions(cfg.Upstreams, upstream.SetOptions{Logger: logger.With("component", "upstream")})
+	g := &Gateway{logger: logger, access: logger.With("component", "access"), shared: &policy.Shared{}}
+	gen, err := g.newGeneration(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	specs, err := registrySpecs(cfg)
-	if err != nil {
-		_ = ups.Close()
+	gen.version = 1
+	g.cur.Store(gen)
+	g.local = newLocalGRPC(g)
+	return g, nil
+}
+
+// newGeneration builds the parts of a gateway that come from cfg. prev,
+// when not nil, is the generation it replaces: upstreams whose config is
+// unchanged are carried over with their connections.
+func (g *Gateway) newGeneration(cfg *config.Config, prev *generation) (gen *generation, err error) {
+	logger := g.logger
+	var prevUps *upstream.Set
+	var prevHTTP *upstream.HTTPSet
+	if prev != nil {
+		prevUps, prevHTTP = prev.ups, prev.uri.ups
+	}
+	gen = &generation{g: g, cfg: cfg}
+	// On failure, close what this generation made and nothing it took
+	// over from prev.
+	defer func() {
+		if err == nil {
+			return
+		}
+		if gen.pols != nil {
+			_ = gen.pols.Close()
+		}
+		if gen.uri != nil {
+			gen.uri.ups.CloseNew(prevHTTP)
+		}
+		if gen.reg != nil && (prev == nil || gen.reg != prev.reg) {
+			_ = gen.reg.Close()
+		}
+		if gen.ups != nil {
+			_ = gen.ups.CloseNew(prevUps)
+		}
+	}()
+	if gen.ups, err = upstream.NewSetOptions(cfg.Upstreams, upstream.SetOptions{Logger: logger.With("component", "upstream"), Previous: prevUps}); err != nil {
 		return nil, err
 	}
-	reg, err := registry.New(registry.Params{Upstreams: specs, Logger: logger.With("component", "registry")})
-	if err != nil {
-		_ = ups.Close()
-		return nil, err
-	}
-	uri, err := newURIRoutes(cfg, logger)
-	if err != nil {
-		_ = reg.Close()
-		_ = ups.Close()
-		return nil, err
-	}
-	shared := &policy.Shared{}
-	var pols *policy.Set
-	if len(cfg.Plugins) > 0 || hasRoutePlugins(cfg) {
-		if pols, err = policy.Build(cfg, shared, logger.With("component", "policy")); err != nil {
-			uri.close()
-			_ = reg.Close()
-			_ = ups.Close()
+	if prev != nil && sameDescriptorSources(prev.cfg, cfg) {
+		gen.reg = prev.reg // descriptors come from the same places: keep the snapshot
+	} else {
+		specs, err := registrySpecs(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if gen.reg, err = registry.New(registry.Params{Upstreams: specs, Logger: logger.With("component", "registry")}); err != nil {
 			return nil, err
 		}
 	}
-	caches, err := newCaches(cfg, pols, ups, logger)
-	if err != nil {
-		_ = pols.Close()
-		uri.close()
-		_ = reg.Close()
-		_ = ups.Close()
+	if gen.uri, err = newURIRoutes(cfg, logger, prevHTTP); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, logger: logger, access: logger.With("component", "access"), reg: reg, ups: ups, uri: uri, pols: pols, shared: shared, caches: caches}
-	g.local = newLocalGRPC(g)
-	g.cors = newCORS(cfg)
-	return g, nil
+	if len(cfg.Plugins) > 0 || hasRoutePlugins(cfg) {
+		if gen.pols, err = policy.Build(cfg, g.shared, logger.With("component", "policy")); err != nil {
+			return nil, err
+		}
+	}
+	if gen.caches, err = newCaches(cfg, gen.pols, gen.ups, logger); err != nil {
+		return nil, err
+	}
+	gen.cors = newCORS(cfg)
+	return gen, nil
 }
 
 func registrySpecs(cfg *config.Config) ([]registry.UpstreamSpec, error) {
@@ -154,42 +201,62 @@ func registrySpecs(cfg *config.Config) ([]registry.UpstreamSpec, error) {
 // Load loads descriptors and builds the first route table, without
 // listening. Start calls it; the routes command uses it alone.
 func (g *Gateway) Load(ctx context.Context) error {
-	snap, err := g.reg.Load(ctx)
+	return g.cur.Load().load(ctx)
+}
+
+// load loads the generation's descriptors and installs its first state.
+func (gen *generation) load(ctx context.Context) error {
+	snap, err := gen.reg.Load(ctx)
 	if err != nil {
 		return fmt.Errorf("load descriptors: %w", err)
 	}
-	g.install(snap)
-	g.reg.Subscribe(g.install)
+	gen.install(snap)
+	gen.reg.Subscribe(gen.install)
 	return nil
 }
 
-// install builds the state of a snapshot and swaps it in.
-func (g *Gateway) install(snap *registry.Snapshot) {
+// install builds the state of a snapshot of gen and swaps it in, unless
+// another generation has replaced gen meanwhile.
+func (gen *generation) install(snap *registry.Snapshot) {
+	g := gen.g
 	table, problems := router.Build(snap, router.Params{
-		Rules:           g.cfg.HTTP.Rules,
-		Routes:          g.cfg.Routes,
-		DefaultBindings: g.cfg.Transcoding.DefaultBindingsEnabled(),
+		Rules:           gen.cfg.HTTP.Rules,
+		Routes:          gen.cfg.Routes,
+		DefaultBindings: gen.cfg.Transcoding.DefaultBindingsEnabled(),
 	})
 	rest := rest.New(transcoder.Params{
 		Snapshot:    snap,
 		Table:       table,
-		Backends:    g.backend,
-		Transcoding: g.cfg.Transcoding,
+		Backends:    gen.backend,
+		Transcoding: gen.cfg.Transcoding,
 		Logger:      g.logger.With("component", "transcoder.rest"),
-		Policies:    g.policies(),
+		Policies:    gen.policies(),
 	})
 	grpcProxy := grpcdialect.New(grpcdialect.Params{
 		Snapshot:     snap,
-		Upstreams:    g.ups.Get,
+		Upstreams:    gen.ups.Get,
 		Logger:       g.logger.With("component", "transcoder.grpc"),
-		RouteTimeout: g.routeTimeout,
-		Idempotent:   g.routeIdempotent,
-		Policies:     g.policies(),
-		Cache:        g.grpcCache(),
+		RouteTimeout: gen.routeTimeout,
+		Idempotent:   gen.routeIdempotent,
+		Policies:     gen.policies(),
+		Cache:        gen.grpcCache(),
 	})
-	web, connect := g.browserAdapters(snap, table)
-	ws := g.newWebSocket(snap, table)
-	prev := g.state.Swap(&state{snap: snap, table: table, rest: rest, grpc: grpcProxy, grpcWeb: web, connect: connect, websocket: ws, routeProblems: problems})
+	web, connect := gen.browserAdapters(snap, table)
+	ws := gen.newWebSocket(snap, table)
+	next := &state{gen: gen, snap: snap, table: table, rest: rest, grpc: grpcProxy, grpcWeb: web, connect: connect, websocket: ws, routeProblems: problems}
+	prev := g.state.Load()
+	for {
+		if prev != nil && prev.gen != gen && g.cur.Load() != gen {
+			return // a newer generation serves: this refresh is moot
+		}
+		if g.state.CompareAndSwap(prev, next) {
+			break
+		}
+		prev = g.state.Load()
+	}
+	if prev != nil && prev.gen != gen {
+		prev = nil // the first state of a new generation: report every problem
+	}
 	for _, p := range problems {
 		if prev == nil || !hasProblem(prev.routeProblems, p) {
 			g.logger.Warn("route problem", "problem", p.String())
@@ -200,8 +267,8 @@ func (g *Gateway) install(snap *registry.Snapshot) {
 
 // routeTimeout returns the timeout of the first config route whose
 // selector matches md ("pkg.Svc.Method", "pkg.Svc.*", "pkg.*" or "*").
-func (g *Gateway) routeTimeout(md protoreflect.MethodDescriptor) time.Duration {
-	if r := g.selectorRoute(md); r != nil {
+func (gen *generation) routeTimeout(md protoreflect.MethodDescriptor) time.Duration {
+	if r := gen.selectorRoute(md); r != nil {
 		return time.Duration(r.Timeout)
 	}
 	return 0
@@ -209,17 +276,17 @@ func (g *Gateway) routeTimeout(md protoreflect.MethodDescriptor) time.Duration {
 
 // routeIdempotent reports whether the first config route whose selector
 // matches md says its calls may run twice (idempotent: true).
-func (g *Gateway) routeIdempotent(md protoreflect.MethodDescriptor) bool {
-	r := g.selectorRoute(md)
+func (gen *generation) routeIdempotent(md protoreflect.MethodDescriptor) bool {
+	r := gen.selectorRoute(md)
 	return r != nil && r.Idempotent
 }
 
 // selectorRoute returns the first config route whose selector matches md
 // ("pkg.Svc.Method", "pkg.Svc.*", "pkg.*" or "*"), nil when none does.
-func (g *Gateway) selectorRoute(md protoreflect.MethodDescriptor) *config.Route {
+func (gen *generation) selectorRoute(md protoreflect.MethodDescriptor) *config.Route {
 	name := string(md.FullName())
-	for i := range g.cfg.Routes {
-		r := &g.cfg.Routes[i]
+	for i := range gen.cfg.Routes {
+		r := &gen.cfg.Routes[i]
 		sel := r.Selector
 		if sel == "" {
 			continue
@@ -241,6 +308,26 @@ func hasRoutePlugins(cfg *config.Config) bool {
 	return false
 }
 
+// close closes everything the generation holds (at shutdown).
+func (gen *generation) close() []error {
+	var errs []error
+	if gen.runCancel != nil {
+		gen.runCancel()
+	}
+	if err := gen.reg.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := gen.ups.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	gen.uri.close()
+	gen.caches.close()
+	if err := gen.pols.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
 func hasProblem(list []registry.Problem, p registry.Problem) bool {
 	for _, q := range list {
 		if q == p {
@@ -250,12 +337,12 @@ func hasProblem(list []registry.Problem, p registry.Problem) bool {
 	return false
 }
 
-func (g *Gateway) backend(name string) (transcoder.Backend, bool) {
-	u, ok := g.ups.Get(name)
+func (gen *generation) backend(name string) (transcoder.Backend, bool) {
+	u, ok := gen.ups.Get(name)
 	if !ok {
 		return transcoder.Backend{}, false
 	}
-	return transcoder.Backend{Conn: g.caches.conn(name, u), Timeout: time.Duration(u.Config.Timeout), MaxMessageBytes: u.Config.MaxMessageBytes, MaxRequestMessageBytes: u.Config.MaxRequestMessageBytes}, true
+	return transcoder.Backend{Conn: gen.caches.conn(name, u), Timeout: time.Duration(u.Config.Timeout), MaxMessageBytes: u.Config.MaxMessageBytes, MaxRequestMessageBytes: u.Config.MaxRequestMessageBytes}, true
 }
 
 // Routes returns the current route table's routes.
@@ -270,7 +357,7 @@ func (g *Gateway) Routes() []*router.Route {
 // may not have changed the snapshot) and in building the current route
 // table.
 func (g *Gateway) Problems() []registry.Problem {
-	out := g.reg.Problems()
+	out := g.cur.Load().reg.Problems()
 	if s := g.state.Load(); s != nil {
 		out = append(out, s.routeProblems...)
 	}
@@ -297,7 +384,7 @@ func (g *Gateway) Handler() http.Handler {
 func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, proto call.Protocol) {
 	st := g.state.Load()
 	defer g.recoverPanic(w, r, st, proto)
-	if g.cors != nil && g.applyCORS(w, r, st) {
+	if st.gen.cors != nil && g.applyCORS(w, r, st) {
 		return // a preflight, answered
 	}
 	switch proto {
@@ -347,7 +434,7 @@ func (g *Gateway) serveREST(w http.ResponseWriter, r *http.Request, st *state) {
 	if err != nil && transcoder.IsNotFound(err) && looksLikeMethodPath(r.URL.Path) {
 		// The path names a method the snapshot may not know yet: refresh
 		// descriptors (rate-limited inside the registry) and try again.
-		if _, found := g.reg.RefreshMissing(r.Context(), r.URL.Path); found {
+		if _, found := st.gen.reg.RefreshMissing(r.Context(), r.URL.Path); found {
 			st = g.state.Load()
 			m, err = st.rest.Match(r)
 		}
@@ -372,8 +459,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.Load(ctx); err != nil {
 		return err
 	}
+	gen := g.cur.Load()
 	h := g.Handler()
-	for _, l := range g.cfg.Listeners {
+	for _, l := range gen.cfg.Listeners {
 		s, err := transports.NewServer(l, h, g.logger.With("component", "transports.http", "listener", l.Address))
 		if err != nil {
 			g.closeServers()
@@ -385,6 +473,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 		s.InterceptHTTP2(g.interceptGRPC)
 		g.servers = append(g.servers, s)
+		g.listenAddrs = append(g.listenAddrs, l.Address)
 	}
 	for _, s := range g.servers {
 		s.Serve()
@@ -392,12 +481,20 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		g.reg.Run(runCtx)
-	}()
+	gen.run(runCtx)
+	g.reload.status = g.configStatus(gen, nil)
 	return nil
+}
+
+// run starts the generation's background work: descriptor refresh.
+func (gen *generation) run(parent context.Context) {
+	ctx, cancel := context.WithCancel(parent)
+	gen.runCancel = cancel
+	gen.g.wg.Add(1)
+	go func() {
+		defer gen.g.wg.Done()
+		gen.reg.Run(ctx)
+	}()
 }
 
 func (g *Gateway) closeServers() {
@@ -411,6 +508,8 @@ func (g *Gateway) closeServers() {
 
 // Addrs returns the bound listener addresses, in config order.
 func (g *Gateway) Addrs() []net.Addr {
+	g.serversMu.Lock()
+	defer g.serversMu.Unlock()
 	out := make([]net.Addr, len(g.servers))
 	for i, s := range g.servers {
 		out[i] = s.Addr()
@@ -436,28 +535,23 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 		g.ws.close(ctx)
 		close(wsDone)
 	}()
-	for _, s := range g.servers {
+	g.serversMu.Lock()
+	servers := append([]*transports.Server(nil), g.servers...)
+	g.serversMu.Unlock()
+	for _, s := range servers {
 		if err := s.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	g.local.stop()
 	<-wsDone
+	g.reload.stop()
 	if g.cancel != nil {
 		g.cancel()
 	}
 	g.wg.Wait()
-	if err := g.reg.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := g.ups.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	g.uri.close()
-	g.caches.close()
-	if err := g.pols.Close(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, g.cur.Load().close()...)
+	errs = append(errs, g.reload.closeRetired()...)
 	if err := g.shared.Close(); err != nil {
 		errs = append(errs, err)
 	}

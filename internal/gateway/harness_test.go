@@ -92,11 +92,11 @@ func startTestGateway(t *testing.T, g *Gateway, path string) string {
 		}
 	})
 	if path == "relay" {
-		for name, u := range g.cfg.Upstreams {
+		for name, u := range g.gen().cfg.Upstreams {
 			if u.Kind != "" && u.Kind != "grpc" {
 				continue
 			}
-			up, _ := g.ups.Get(name)
+			up, _ := g.gen().ups.Get(name)
 			for _, target := range u.Addresses() {
 				waitUntil(t, func() bool { return up.RelayConn(target) != nil }, "relay connection to "+target)
 			}
@@ -183,3 +183,6 @@ func expect(t *testing.T, r response, status int, wantJSON string) {
 		assertJSON(t, r.body, wantJSON)
 	}
 }
+
+// gen returns the gateway's current config generation.
+func (g *Gateway) gen() *generation { return g.cur.Load() }

@@ -19,17 +19,17 @@ import (
 
 // policies returns the policy set as the dialects look chains up, nil
 // when the config has no plugin (so calls skip the seam entirely).
-func (g *Gateway) policies() transcoder.Policies {
-	if g.pols == nil {
+func (gen *generation) policies() transcoder.Policies {
+	if gen.pols == nil {
 		return nil
 	}
-	return g.pols
+	return gen.pols
 }
 
 // admitURI runs the chain of a plain HTTP (uri) route. It reports false
 // when the call was refused and answered. The caller defers adm.Done.
 func (g *Gateway) admitURI(w http.ResponseWriter, r *http.Request, st *state, rt *router.URIRoute) (*transcoder.Admission, bool) {
-	chain := g.pols.ForURIRoute(rt.Index)
+	chain := st.gen.pols.ForURIRoute(rt.Index)
 	if chain.Empty() {
 		return nil, true
 	}
@@ -98,7 +98,7 @@ func (g *Gateway) admitLocal(w http.ResponseWriter, r *http.Request, st *state) 
 	if !strings.HasPrefix(r.URL.Path, "/grpc.reflection.") {
 		return nil, true
 	}
-	chain := g.pols.Default()
+	chain := st.gen.pols.Default()
 	if chain.Empty() {
 		return nil, true
 	}

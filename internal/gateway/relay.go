@@ -20,12 +20,12 @@ func (g *Gateway) interceptGRPC(s *h2.Stream, head *h2.RequestHead) h2.Events {
 	if g.noRelay || !transcoder.IsGRPC(head.Get("content-type")) || g.local.owns(head.Path) {
 		return nil
 	}
-	if g.cors != nil && head.Get("origin") != "" {
-		return nil // CORS headers are added by the handler
-	}
 	st := g.state.Load()
 	if st == nil || st.grpc.Caches(head.Path) {
 		return nil // the relay cannot answer from a response cache
+	}
+	if st.gen.cors != nil && head.Get("origin") != "" {
+		return nil // CORS headers are added by the handler
 	}
 	var done func(*grpcdialect.RelayResult)
 	if g.access.Enabled(head.Context, slog.LevelInfo) {

@@ -288,7 +288,7 @@ func TestGRPCBackendRestart(t *testing.T) {
 		if path != "relay" {
 			return
 		}
-		up, _ := g.ups.Get("test")
+		up, _ := g.gen().ups.Get("test")
 		waitUntil(t, func() bool { return up.RelayConn(be.Addr) != nil }, "a new relay connection")
 		stream, err := client.BidiStream(testContext(t))
 		if err != nil {

@@ -25,8 +25,8 @@ type uriRoutes struct {
 }
 
 // newURIRoutes builds the URI table and proxies of cfg.
-func newURIRoutes(cfg *config.Config, logger *slog.Logger) (*uriRoutes, error) {
-	ups, err := upstream.NewHTTPSet(cfg.Upstreams, logger.With("component", "upstream.http"))
+func newURIRoutes(cfg *config.Config, logger *slog.Logger, prev *upstream.HTTPSet) (*uriRoutes, error) {
+	ups, err := upstream.NewHTTPSetFrom(cfg.Upstreams, logger.With("component", "upstream.http"), prev)
 	if err != nil {
 		return nil, err
 	}
@@ -34,7 +34,7 @@ func newURIRoutes(cfg *config.Config, logger *slog.Logger) (*uriRoutes, error) {
 	for _, rt := range u.table.Routes() {
 		hu, ok := ups.Get(rt.Config.Service)
 		if !ok {
-			ups.Close()
+			ups.CloseNew(prev)
 			return nil, fmt.Errorf("%sroutes[%d]: uri %q: upstream %q is not an upstream of kind http; set kind: http on it",
 				uriRoutePos(rt.Config.Pos), rt.Index, rt.Config.URI, rt.Config.Service)
 		}
@@ -57,10 +57,10 @@ func (u *uriRoutes) close() { u.ups.Close() }
 // Allow) when routes match the path but not the method. It reports whether
 // it answered; false means no URI route matches and the caller goes on.
 func (g *Gateway) serveURI(w http.ResponseWriter, r *http.Request, st *state) bool {
-	if g.uri == nil || g.uri.table.Len() == 0 {
+	if st.gen.uri == nil || st.gen.uri.table.Len() == 0 {
 		return false
 	}
-	rt, allow, ok := g.uri.table.Match(r.Method, r.URL.Path)
+	rt, allow, ok := st.gen.uri.table.Match(r.Method, r.URL.Path)
 	switch {
 	case ok:
 		adm, ok := g.admitURI(w, r, st, rt)
@@ -68,7 +68,7 @@ func (g *Gateway) serveURI(w http.ResponseWriter, r *http.Request, st *state) bo
 			return true
 		}
 		defer adm.Done()
-		g.proxyURI(w, r, rt, adm)
+		g.proxyURI(w, r, st, rt, adm)
 	case len(allow) > 0:
 		w.Header().Set("Allow", strings.Join(allow, ", "))
 		st.rest.WriteError(w, r, transcoder.StatusError(http.StatusMethodNotAllowed,

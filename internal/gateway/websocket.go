@@ -44,18 +44,18 @@ func (s *wsSockets) close(ctx context.Context) {
 }
 
 // newWebSocket builds the WebSocket bridge of one snapshot.
-func (g *Gateway) newWebSocket(snap *registry.Snapshot, table *router.Table) *websocket.Bridge {
+func (gen *generation) newWebSocket(snap *registry.Snapshot, table *router.Table) *websocket.Bridge {
 	return websocket.New(websocket.Params{
 		Params: transcoder.Params{
 			Snapshot:    snap,
 			Table:       table,
-			Backends:    g.backend,
-			Transcoding: g.cfg.Transcoding,
-			Policies:    g.policies(),
-			Logger:      g.logger.With("component", "transcoder.websocket"),
+			Backends:    gen.backend,
+			Transcoding: gen.cfg.Transcoding,
+			Policies:    gen.policies(),
+			Logger:      gen.g.logger.With("component", "transcoder.websocket"),
 		},
-		WebSocket: g.cfg.WebSocket,
-		Context:   g.ws.context(),
+		WebSocket: gen.cfg.WebSocket,
+		Context:   gen.g.ws.context(),
 	})
 }
 
@@ -64,7 +64,7 @@ func (g *Gateway) newWebSocket(snap *registry.Snapshot, table *router.Table) *we
 func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *state) {
 	t, err := st.websocket.Match(r)
 	if err != nil && transcoder.IsNotFound(err) && looksLikeMethodPath(r.URL.Path) {
-		if _, found := g.reg.RefreshMissing(r.Context(), r.URL.Path); found {
+		if _, found := st.gen.reg.RefreshMissing(r.Context(), r.URL.Path); found {
 			st = g.state.Load()
 			t, err = st.websocket.Match(r)
 		}
