@@ -15,10 +15,11 @@
 //
 // Header blocks are read without the Framer's ReadMetaHeaders, with its
 // checks (hpackread.go), so that what repeats on every call costs little:
-// literals a client never lets into the HPACK table (nghttp2's :path,
-// content-length and never-indexed authorization) are decoded once per
-// connection, fields are validated once per table entry, and buffers are
-// kept. On the way out (hpackwrite.go), a never-indexed token is encoded
+// a block resent byte for byte while the HPACK table is unchanged is
+// decoded once; literals a client never lets into the table (nghttp2's
+// :path, content-length and never-indexed authorization) are decoded once
+// per connection; fields are validated once per table entry; HEADERS
+// payloads are read in place and buffers are kept. On the way out (hpackwrite.go), a never-indexed token is encoded
 // once per connection, and a block that leaves the encoder's table as it
 // was is reused while the table stays so. x/net's Decoder and Encoder
 // keep the dynamic tables; the bytes sent are the ones its Encoder wrote.

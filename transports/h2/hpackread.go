@@ -84,6 +84,13 @@ type headerReader struct {
 	sawRegular     bool
 	emitting       bool
 	invalid        error
+	// blocks remembers whole blocks that decoded to valid fields without
+	// changing the dynamic table: the same bytes decode to the same
+	// fields while the table is the same. gen changes whenever a block
+	// may have changed the table; changes says the last one did.
+	blocks  blockCache
+	gen     uint64
+	changes bool
 	// checked remembers fields found valid: the decoder emits a field of
 	// its dynamic table as the same strings every time, and comparing
 	// strings that share their bytes costs next to nothing.
@@ -97,7 +104,7 @@ type headerReader struct {
 }
 
 func newHeaderReader(tableSize, maxList uint32) *headerReader {
-	hr := &headerReader{maxList: maxList}
+	hr := &headerReader{maxList: maxList, gen: 1}
 	// readMetaFrame limits each string to the header list size.
 	if v := int(maxList); v >= 0 {
 		hr.maxStr = v
@@ -177,14 +184,17 @@ var errHeadersStreamZero = errors.New("HEADERS frame with stream ID 0")
 
 // read decodes the header block whose first fragment is frag, from the
 // HEADERS frame hf, reading its CONTINUATION frames from fr, as the
-// Framer does with ReadMetaHeaders set. frag is the peeked bytes of br,
-// which are discarded before anything else is read.
+// Framer does with ReadMetaHeaders set. frag is in the first peeked
+// bytes of br, which are discarded before anything else is read from it.
 func (hr *headerReader) read(fr *http2.Framer, br *bufio.Reader, peeked int, hf *http2.HeadersFrame, frag []byte) (*http2.MetaHeadersFrame, error) {
 	if cap(hr.fields) > maxReusedFields {
 		hr.fields = nil
 	}
 	hr.mh = http2.MetaHeadersFrame{HeadersFrame: hf, Fields: hr.fields[:0]}
-	defer func() { hr.fields = hr.mh.Fields[:0] }()
+	defer func() {
+		hr.fields = hr.mh.Fields[:0]
+		_, _ = br.Discard(peeked) // when no CONTINUATION was read
+	}()
 	hr.headersRemain, hr.trailersRemain = hr.maxList, hr.maxList
 	hr.sawRegular, hr.invalid = false, nil
 	hr.setEmitting(true)
@@ -198,19 +208,23 @@ func (hr *headerReader) read(fr *http2.Framer, br *bufio.Reader, peeked int, hf 
 		// twice what may still be kept, or any fragment after an invalid
 		// field, ends the connection (readMetaFrame's rules).
 		if int64(len(frag)) > 2*int64(hr.headersRemain+hr.trailersRemain) || hr.invalid != nil {
-			if first {
-				_, _ = br.Discard(peeked)
-			}
 			return &hr.mh, http2.ConnectionError(http2.ErrCodeProtocol)
 		}
 		var err error
-		if first && hc.HeadersEnded() {
+		whole := first && hc.HeadersEnded()
+		if whole {
+			if b := hr.blocks.get(frag, hr.gen); b != nil {
+				// The very block decoded before, to the same table.
+				hr.mh.Fields = append(hr.mh.Fields, b.fields...)
+				return &hr.mh, nil
+			}
 			err = hr.decodeBlock(frag)
 		} else {
+			hr.changes = true // not scanned
 			_, err = hr.dec.Write(frag)
 		}
-		if first {
-			_, _ = br.Discard(peeked)
+		if hr.changes {
+			hr.gen++
 		}
 		if err != nil {
 			return &hr.mh, http2.ConnectionError(http2.ErrCodeCompression)
@@ -218,6 +232,8 @@ func (hr *headerReader) read(fr *http2.Framer, br *bufio.Reader, peeked int, hf 
 		if hc.HeadersEnded() {
 			break
 		}
+		_, _ = br.Discard(peeked) // frag is decoded; the next read may overwrite it
+		peeked = 0
 		f, err := fr.ReadFrame()
 		if err != nil {
 			return nil, err
@@ -232,6 +248,9 @@ func (hr *headerReader) read(fr *http2.Framer, br *bufio.Reader, peeked int, hf 
 	}
 	if err := checkPseudos(hr.mh.Fields); err != nil {
 		return nil, http2.StreamError{StreamID: hf.StreamID, Code: http2.ErrCodeProtocol, Cause: err}
+	}
+	if !hr.changes && !hr.mh.Truncated {
+		hr.blocks.put(frag, hr.mh.Fields, hr.gen)
 	}
 	return &hr.mh, nil
 }
@@ -398,6 +417,7 @@ func (hr *headerReader) decodeBlock(p []byte) error {
 	if !ok {
 		// Malformed, or a table size update after a field: only the
 		// decoder knows what to make of it.
+		hr.changes = true
 		_, err := hr.dec.Write(p)
 		return err
 	}
@@ -450,6 +470,7 @@ func (hr *headerReader) scan(p []byte) ([]hpackSpan, bool) {
 	spans := hr.spans[:0]
 	defer func() { hr.spans = spans[:0] }()
 	sawField := false
+	hr.changes = false
 	for i := 0; i < len(p); {
 		b := p[i]
 		off := i
@@ -472,11 +493,13 @@ func (hr *headerReader) scan(p []byte) ([]hpackSpan, bool) {
 			}
 			i += n
 			sawField = true
+			hr.changes = true
 			continue
 		case b&0xe0 == 0x20: // dynamic table size update (§6.3)
 			if sawField {
 				return nil, false
 			}
+			hr.changes = true
 			_, w := hpackVarint(p[i:], 5)
 			if w == 0 {
 				return nil, false
@@ -556,6 +579,49 @@ func hpackVarint(p []byte, n uint8) (uint64, int) {
 		}
 	}
 	return 0, 0
+}
+
+// Bounds of a connection's blockCache: blocks, and the size and number
+// of fields of each.
+const (
+	maxBlocks      = 2
+	maxBlockBytes  = 512
+	maxBlockFields = 16
+)
+
+// blockCache holds the last blocks a connection decoded without changing
+// its dynamic table; the oldest makes room.
+type blockCache struct {
+	entries [maxBlocks]decodedBlock
+	next    int
+}
+
+type decodedBlock struct {
+	raw    []byte
+	fields []hpack.HeaderField
+	gen    uint64 // headerReader.gen when decoded
+}
+
+// get returns the block raw decoded to, at table generation gen, or nil.
+func (bc *blockCache) get(raw []byte, gen uint64) *decodedBlock {
+	for i := range bc.entries {
+		b := &bc.entries[i]
+		if b.gen == gen && len(b.raw) == len(raw) && string(b.raw) == string(raw) {
+			return b
+		}
+	}
+	return nil
+}
+
+func (bc *blockCache) put(raw []byte, fields []hpack.HeaderField, gen uint64) {
+	if len(raw) > maxBlockBytes || len(fields) > maxBlockFields || bc.get(raw, gen) != nil {
+		return
+	}
+	b := &bc.entries[bc.next]
+	bc.next = (bc.next + 1) % maxBlocks
+	b.raw = append(b.raw[:0], raw...)
+	b.fields = append(b.fields[:0], fields...)
+	b.gen = gen
 }
 
 // maxLiterals is how many literals a connection's cache holds.

@@ -289,6 +289,32 @@ func randomBlock(rnd *rand.Rand, enc *hpack.Encoder, encBuf *bytes.Buffer) []byt
 	return b
 }
 
+// cleanBlock returns a block that leaves the dynamic table alone, so
+// that resending it may be answered whole: indexed fields (dynamic ones
+// among them) and literals not indexed, with names of every kind.
+func cleanBlock(rnd *rand.Rand) []byte {
+	var b []byte
+	for range 1 + rnd.IntN(6) {
+		value := testValues[rnd.IntN(9)]
+		switch rnd.IntN(4) {
+		case 0:
+			b = appendVarint(b, 0x80, 7, uint64(15+rnd.IntN(staticTableLen-14))) // regular fields
+		case 1:
+			b = appendVarint(b, 0x80, 7, uint64(62+rnd.IntN(6)))
+		case 2:
+			b = appendVarint(b, byte(rnd.IntN(2))<<4, 4, uint64([]int{0, 16, 23, 28, 31, 62, 63, 64}[rnd.IntN(8)]))
+			if b[len(b)-1]&0x0f == 0 && b[len(b)-1] < 0x20 {
+				b = appendString(b, testNames[7+rnd.IntN(8)], rnd.IntN(2) == 0)
+			}
+			b = appendString(b, value, rnd.IntN(2) == 0)
+		default:
+			b = appendString(append(b, 0x00), testNames[7+rnd.IntN(8)], rnd.IntN(2) == 0)
+			b = appendString(b, value, rnd.IntN(2) == 0)
+		}
+	}
+	return b
+}
+
 // TestHeaderReaderMatchesFramer decodes random blocks both ways.
 func TestHeaderReaderMatchesFramer(t *testing.T) {
 	t.Parallel()
@@ -305,8 +331,25 @@ func TestHeaderReaderMatchesFramer(t *testing.T) {
 		henc := hpack.NewEncoder(enc)
 		henc.SetMaxDynamicTableSizeLimit(lim.table)
 		w := newBlockWriter(rnd)
+		// Entries in the table first, for dynamic indexes to refer to.
+		var primer []byte
+		for j := range 10 {
+			primer = appendString(appendString(append(primer, 0x40), fmt.Sprintf("x-%d", j), false), testValues[j%9], j%2 == 0)
+		}
+		w.block(primer)
+		var sent [][]byte
 		for range 1 + rnd.IntN(20) {
-			w.block(randomBlock(rnd, henc, enc))
+			b := randomBlock(rnd, henc, enc)
+			switch rnd.IntN(5) {
+			case 0:
+				b = cleanBlock(rnd)
+			case 1, 2:
+				if len(sent) > 0 {
+					b = sent[max(0, len(sent)-1-rnd.IntN(3))] // resent as it was
+				}
+			}
+			sent = append(sent, b)
+			w.block(b)
 		}
 		c := readerCase{tableSize: lim.table, maxList: lim.list, frames: w.buf.Bytes()}
 		if i%7 == 0 {
@@ -393,6 +436,76 @@ func TestHeaderReaderCachesLiterals(t *testing.T) {
 		if p != tokens[0] {
 			t.Errorf("block %d: the token was decoded again; want the cached string", i+2)
 		}
+	}
+}
+
+// TestHeaderReaderCachesBlocks: a block resent byte for byte while the
+// table is unchanged is answered whole; one that adds to the table makes
+// the remembered blocks stale.
+func TestHeaderReaderCachesBlocks(t *testing.T) {
+	t.Parallel()
+	blocks := h2loadBlocks()
+	incr := appendString(appendString([]byte{0x40}, "x-new", false), "1", false)
+	// Literals only: valid whatever the table holds.
+	lits := appendString(appendVarint(nil, 0x00, 4, 4), "/p", true)
+	lits = appendString(appendVarint(lits, 0x10, 4, 23), testToken, true)
+	sequence := [][]byte{blocks[0], blocks[1], blocks[1], lits, incr, lits, lits}
+	w := newBlockWriter(rand.New(rand.NewPCG(1, 1)))
+	for _, b := range sequence {
+		_ = w.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: w.stream, BlockFragment: b, EndHeaders: true})
+		w.stream += 2
+	}
+	c := readerCase{tableSize: 4096, maxList: 1 << 20, frames: w.buf.Bytes()}
+	if diff, _ := compareReaders(c); diff != "" {
+		t.Fatal(diff)
+	}
+	br := bufio.NewReader(bytes.NewReader(c.frames))
+	fr := http2.NewFramer(nil, br)
+	hr := newHeaderReader(4096, 1<<20)
+	for i, b := range sequence {
+		fh, err := fr.ReadFrameHeader()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cached := hr.blocks.get(b, hr.gen) != nil
+		if _, err := hr.readHeaders(fr, br, fh); err != nil {
+			t.Fatal(err)
+		}
+		if want := i == 2 || i == 6; cached != want {
+			t.Errorf("block %d: answered whole %v; want %v", i, cached, want)
+		}
+	}
+}
+
+// TestHeaderReaderBlockCacheStale: a remembered block that refers to the
+// dynamic table is decoded again once the table changed, however the
+// change came (one frame, CONTINUATION frames, a size update).
+func TestHeaderReaderBlockCacheStale(t *testing.T) {
+	t.Parallel()
+	newest := []byte{0x80 | 62} // the entry added last
+	incr := func(v string) []byte { return appendString(appendString([]byte{0x40}, "x-a", false), v, false) }
+	w := newBlockWriter(rand.New(rand.NewPCG(1, 1)))
+	write := func(b []byte, split bool) {
+		if !split {
+			_ = w.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: w.stream, BlockFragment: b, EndHeaders: true})
+		} else {
+			_ = w.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: w.stream, BlockFragment: b[:2]})
+			_ = w.fr.WriteContinuation(w.stream, true, b[2:])
+		}
+		w.stream += 2
+	}
+	write(incr("1"), false)
+	write(newest, false)
+	write(newest, false)
+	write(incr("2"), true)
+	write(newest, false)
+	write(newest, false)
+	write(appendVarint(nil, 0x20, 5, 0), false) // empties the table
+	write(incr("3"), false)
+	write(newest, false)
+	c := readerCase{tableSize: 4096, maxList: 1 << 20, frames: w.buf.Bytes()}
+	if diff, _ := compareReaders(c); diff != "" {
+		t.Fatal(diff)
 	}
 }
 
