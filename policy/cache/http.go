@@ -41,9 +41,13 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request, k *Key, next h
 		next.ServeHTTP(w, r)
 		return
 	}
-	res, err := c.Do(r.Context(), k, FetchFunc(func(ctx context.Context) (*Entry, bool, error) {
-		return c.fetchHTTP(ctx, r, next)
-	}))
+	res, ok := c.Lookup(r.Context(), k)
+	var err error
+	if !ok {
+		res, err = c.Do(r.Context(), k, FetchFunc(func(ctx context.Context) (*Entry, bool, error) {
+			return c.fetchHTTP(ctx, r, next)
+		}))
+	}
 	if errors.Is(err, errPassThrough) {
 		next.ServeHTTP(w, r)
 		return
