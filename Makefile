@@ -46,6 +46,13 @@ build: ## Build bin/rosetta and bin/library-server
 	go build -o bin/rosetta ./cmd/rosetta
 	go build -o bin/library-server ./examples/library/cmd/library-server
 
+# The container image's binary (deploy/Dockerfile runs the same script),
+# then deploy's TestStaticBinary on it: static, stripped, -trimpath.
+.PHONY: build-static
+build-static: ## Build bin/rosetta-static as the image does (deploy/build.sh: CGO_ENABLED=0 -trimpath -ldflags "-s -w") and check it is static
+	deploy/build.sh bin/rosetta-static
+	ROSETTA_STATIC_BINARY=$(abspath bin/rosetta-static) go test -count=1 -run '^TestStaticBinary$$' ./deploy
+
 .PHONY: run
 run: build ## Start the library backend on :9000 (browser demo on :8081) and the gateway on 127.0.0.1:8080
 	@bin/library-server -listen 127.0.0.1:9000 -web 127.0.0.1:8081 & backend=$$!; \
@@ -68,7 +75,7 @@ TEST_DEBS := chromium:chromium redis-server:redis-server
 #   test-go      after test-gen: gofmt and go vet -race; then, once test-debs
 #                and h2spec are done, go test -race
 #   test-others  after test-gen: lint-files, buf lint; staticcheck; bench vet;
-#                the conformance tools
+#                build-static (the image's binary); the conformance tools
 #   test-conformance  the conformance suite, after test-go and test-others
 #                (two test suites side by side could miss their deadlines)
 #
@@ -99,6 +106,7 @@ test-others: test-gen
 	@$(MAKE) --no-print-directory lint-files lint-proto
 	@$(MAKE) --no-print-directory lint-staticcheck
 	@$(MAKE) --no-print-directory lint-bench
+	@$(MAKE) --no-print-directory build-static
 	@$(MAKE) --no-print-directory $(CONFORMANCE_TOOLS)
 
 .PHONY: test-conformance
