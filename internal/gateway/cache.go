@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -223,10 +224,15 @@ func (g *Gateway) proxyURI(w http.ResponseWriter, r *http.Request, st *state, rt
 		next.ServeHTTP(w, r)
 		return
 	}
-	var k cache.Key
-	c.HTTPKey(&k, rt.Config.URI, r.URL.Path, r.URL.RawQuery, cl)
-	c.ServeHTTP(w, r, &k, next)
+	k := uriKeys.Get().(*cache.Key)
+	defer uriKeys.Put(k)
+	c.HTTPKey(k, rt.Config.URI, r.URL.Path, r.URL.RawQuery, cl)
+	c.ServeHTTP(w, r, k, next)
 }
+
+// uriKeys holds the cache keys of uri route calls (Cache.ServeHTTP keeps
+// none past its return).
+var uriKeys = sync.Pool{New: func() any { return new(cache.Key) }}
 
 // PurgeCaches drops cached answers: those of route (a selector or uri as
 // written in the config; every route when allRoutes) whose resource is
