@@ -68,7 +68,7 @@ routes:
 		t.Error("the entry of another key was purged")
 	}
 	purge("purged 1 entries from redis "+rd.Addr+"\n", "--route", "pkg.Svc.*")
-	purge("purged 1 entries from redis "+rd.Addr+"\n")
+	purge("purged 1 entries from redis " + rd.Addr + "\n")
 	if code, _, errs := runCLI("cache", "purge", "--config", file, "--route", "nope.*"); code != 2 || !strings.Contains(errs, `no route "nope.*"`) {
 		t.Errorf("unknown route: got %d %q", code, errs)
 	}

@@ -44,16 +44,16 @@ type Gateway struct {
 	ws     wsSockets  // websocket.go
 	// state is what requests read: the current generation's current
 	// descriptor snapshot. cur is the current generation.
-	state   atomic.Pointer[state]
-	cur     atomic.Pointer[generation]
-	reload  reloader // reload.go
+	state  atomic.Pointer[state]
+	cur    atomic.Pointer[generation]
+	reload reloader // reload.go
 	// servers are the listeners, in config order; listenAddrs their
 	// configured addresses. Reloads change them under serversMu.
 	serversMu   sync.Mutex
 	servers     []*transports.Server
 	listenAddrs []string
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 
 	shutdownOnce sync.Once
 	shutdownErr  error

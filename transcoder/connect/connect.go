@@ -19,7 +19,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 )
 
-// Connect serves the Connect protocol (connectrpc.com/docs/protocol):
+// Handler serves the Connect protocol (connectrpc.com/docs/protocol):
 // unary POST with application/proto or application/json bodies, unary GET
 // for side-effect-free methods, and the streaming protocol
 // (application/connect+proto and +json) for server, client and bidi
@@ -32,7 +32,7 @@ type Handler struct {
 	rpc.Base
 }
 
-// NewConnect builds the Connect adapter of one snapshot. It uses
+// New builds the Connect adapter of one snapshot. It uses
 // p.Snapshot, p.Table (for route timeouts), p.Backends, p.Transcoding.JSON
 // (discard_unknown) and p.Logger.
 func New(p transcoder.Params) *Handler {

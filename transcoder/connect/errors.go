@@ -35,7 +35,7 @@ var connectCodeNames = [...]string{
 	codes.Unauthenticated:    "unauthenticated",
 }
 
-// ConnectCode returns the Connect protocol's name of a gRPC code
+// Code returns the Connect protocol's name of a gRPC code
 // ("not_found"); unknown codes are "unknown".
 func Code(c codes.Code) string {
 	if int(c) > 0 && int(c) < len(connectCodeNames) {
@@ -44,7 +44,7 @@ func Code(c codes.Code) string {
 	return "unknown"
 }
 
-// ConnectHTTPStatus returns the HTTP status of a unary Connect error with
+// HTTPStatus returns the HTTP status of a unary Connect error with
 // code c, from the Connect protocol's table (it differs from the REST
 // table: Unimplemented → 501, ResourceExhausted → 429, ...).
 func HTTPStatus(c codes.Code) int {

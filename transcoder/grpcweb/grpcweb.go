@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-// GRPCWeb serves gRPC-Web (binary application/grpc-web[+proto|+json] and
+// Handler serves gRPC-Web (binary application/grpc-web[+proto|+json] and
 // base64 application/grpc-web-text[+proto|+json]) for every kind of
 // method. Protobuf messages go to the backend as raw bytes, without
 // decoding; JSON messages are converted with the snapshot's descriptors.
@@ -34,7 +34,7 @@ type Handler struct {
 	rpc.Base
 }
 
-// NewGRPCWeb builds the gRPC-Web adapter of one snapshot. It uses
+// New builds the gRPC-Web adapter of one snapshot. It uses
 // p.Snapshot, p.Table (for route timeouts), p.Backends and p.Logger.
 func New(p transcoder.Params) *Handler {
 	return &Handler{Base: rpc.NewBase(p)}

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
-// REST serves REST/JSON requests by google.api.http rules. A REST is built
+// Handler serves REST/JSON requests by google.api.http rules. A Handler is built
 // once per snapshot (all per-route work is precomputed then) and is
 // immutable and safe for concurrent use.
 type Handler struct {

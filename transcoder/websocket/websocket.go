@@ -37,10 +37,10 @@ type Params struct {
 	Context context.Context
 }
 
-// WebSocket bridges WebSocket connections to gRPC methods of every kind
+// Bridge bridges WebSocket connections to gRPC methods of every kind
 // (unary, server, client and bidi streaming): each frame is one message.
 // The wire protocol is described in README.md ("WebSocket bridge"). A
-// WebSocket is built once per snapshot, is immutable and is safe for
+// Bridge is built once per snapshot, is immutable and is safe for
 // concurrent use.
 type Bridge struct {
 	resolver *transcoder.TypeResolver
@@ -65,7 +65,7 @@ type wsMethod struct {
 	upstream string
 }
 
-// WebSocketTarget is what [WebSocket.Match] resolved a request to: a
+// Target is what [Bridge.Match] resolved a request to: a
 // method, its upstream and the path variable values.
 type Target struct {
 	plan     *binding.Plan
