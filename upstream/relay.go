@@ -47,11 +47,20 @@ const relayDialTimeout = 10 * time.Second
 // call another way. A connection is added when every one is at the
 // server's stream limit or going away. It is safe for concurrent use.
 func (u *Upstream) RelayConn(target string) *h2.ClientConn {
+	cc, _, _ := u.relayConn(target)
+	return cc
+}
+
+// relayConn is RelayConn that also returns, when it found no connection,
+// the channel closed when the target's dial in progress ends (nil when
+// none is in progress) and the last dial's error. It looks and starts
+// the dial under one lock, so a dial that ends meanwhile is not missed.
+func (u *Upstream) relayConn(target string) (*h2.ClientConn, chan struct{}, error) {
 	r := &u.relay
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil
+		return nil, nil, errors.New("upstream closed")
 	}
 	if r.targets == nil {
 		r.targets = map[string]*targetConns{}
@@ -77,7 +86,7 @@ func (u *Upstream) RelayConn(target string) *h2.ClientConn {
 	clear(t.conns[len(live):])
 	t.conns = live
 	if found != nil {
-		return found
+		return found, nil, nil
 	}
 	if !t.dialing && time.Since(t.failedAt) >= relayRedial {
 		t.dialing = true
@@ -85,7 +94,14 @@ func (u *Upstream) RelayConn(target string) *h2.ClientConn {
 		r.wg.Add(1)
 		go u.dialRelay(target, t)
 	}
-	return nil
+	if t.dialing {
+		return nil, t.dialDone, nil
+	}
+	err := t.lastErr
+	if err == nil {
+		err = errors.New("no connection takes new streams")
+	}
+	return nil, nil, err
 }
 
 // ConnFor returns a connection to target that can take a new stream,
@@ -93,30 +109,12 @@ func (u *Upstream) RelayConn(target string) *h2.ClientConn {
 // with the dial's error, within a second of a failed dial.
 func (u *Upstream) ConnFor(ctx context.Context, target string) (*h2.ClientConn, error) {
 	for range 3 {
-		if cc := u.RelayConn(target); cc != nil {
+		cc, wait, err := u.relayConn(target)
+		if cc != nil {
 			return cc, nil
 		}
-		r := &u.relay
-		r.mu.Lock()
-		if r.closed {
-			r.mu.Unlock()
-			return nil, errors.New("upstream closed")
-		}
-		t := r.targets[target]
-		var wait chan struct{}
-		var lastErr error
-		if t != nil {
-			wait, lastErr = t.dialDone, t.lastErr
-			if !t.dialing {
-				wait = nil
-			}
-		}
-		r.mu.Unlock()
 		if wait == nil {
-			if lastErr == nil {
-				lastErr = errors.New("no connection takes new streams")
-			}
-			return nil, fmt.Errorf("connect to %s: %w", target, lastErr)
+			return nil, fmt.Errorf("connect to %s: %w", target, err)
 		}
 		select {
 		case <-wait:
