@@ -148,6 +148,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	drain := fs.Duration("drain-timeout", 15*time.Second, "how long to wait for in-flight requests on shutdown")
+	watch := fs.Bool("watch", true, "reload the config when its file changes (SIGHUP and the admin API's POST /reload always do)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -176,9 +177,16 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		_ = g.Shutdown(context.Background())
 		return 1
 	}
+	if *watch && cfg.File != "" {
+		if err := g.Watch(); err != nil {
+			logger.Warn("config file not watched; SIGHUP still reloads it", "error", err)
+		}
+	}
 	purged := purgeOnSignal(ctx, g, logger)
+	reloaded := reloadOnSignal(ctx, g)
 	<-ctx.Done()
 	<-purged
+	<-reloaded
 	stop()
 	logger.Info("shutting down", "drain_timeout", drain.String())
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)

@@ -196,7 +196,8 @@ func TestServeZeroConfigAndDrain(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, logs <-chan string, substr string) {
+// waitFor returns the first log line that contains substr.
+func waitFor(t *testing.T, logs <-chan string, substr string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -206,8 +207,11 @@ func waitFor(t *testing.T, logs <-chan string, substr string) {
 			if !ok {
 				t.Fatalf("process exited before logging %q", substr)
 			}
+			if testing.Verbose() {
+				t.Log(l)
+			}
 			if strings.Contains(l, substr) {
-				return
+				return l
 			}
 		case <-ctx.Done():
 			t.Fatalf("no log line with %q", substr)
