@@ -96,7 +96,11 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*ClientConn, er
 		<-c.done
 		return nil, ctx.Err()
 	}
+	// The timer is set under c.mu, which keepalive and teardown take
+	// before they read it (the reading goroutine runs already).
+	c.mu.Lock()
 	cc.timer = time.AfterFunc(opts.PingInterval, cc.keepalive)
+	c.mu.Unlock()
 	return cc, nil
 }
 
@@ -106,6 +110,7 @@ func (cc *ClientConn) keepalive() {
 	c := cc.c
 	n := c.frames.Load()
 	c.mu.Lock()
+	timer := cc.timer
 	if c.closed {
 		c.mu.Unlock()
 		return
@@ -114,7 +119,7 @@ func (cc *ClientConn) keepalive() {
 		cc.seen = n
 		cc.pingSent = false
 		c.mu.Unlock()
-		cc.timer.Reset(cc.opts.PingInterval)
+		timer.Reset(cc.opts.PingInterval)
 		return
 	}
 	if cc.pingSent {
@@ -127,12 +132,15 @@ func (cc *ClientConn) keepalive() {
 	c.out = appendPing(c.out, false, [8]byte{'k', 'e', 'e', 'p', 'a', 'l', 'v', 'e'})
 	c.mu.Unlock()
 	c.wake()
-	cc.timer.Reset(cc.opts.PingTimeout)
+	timer.Reset(cc.opts.PingTimeout)
 }
 
 func (cc *ClientConn) teardown() {
-	if cc.timer != nil {
-		cc.timer.Stop()
+	cc.c.mu.Lock()
+	timer := cc.timer
+	cc.c.mu.Unlock()
+	if timer != nil {
+		timer.Stop()
 	}
 }
 

@@ -233,6 +233,7 @@ type serverConn struct {
 
 	// Guarded by c.mu.
 	maxStream uint32    // highest stream ID the client opened
+	okPath    string    // the last :path HeadLimits.Target passed
 	handlers  int       // handler goroutines running, reset streams included
 	queue     []queued  // handler streams waiting for a goroutine slot
 	idleSince time.Time // zero while streams are open
@@ -428,7 +429,14 @@ func (sc *serverConn) checkHead(h *RequestHead) *headlimit.Error {
 	if e := lim.Fields(count, size); e != nil {
 		return e
 	}
-	return lim.Target(h.Path)
+	if h.Path == sc.okPath {
+		return nil // the path of the previous request, which passed
+	}
+	if e := lim.Target(h.Path); e != nil {
+		return e
+	}
+	sc.okPath = h.Path
+	return nil
 }
 
 // truncated is the answer to a header block over MaxHeaderListSize: 414
