@@ -23,8 +23,8 @@ type Backend interface {
 	Config() ([]byte, error)
 	// ConfigStatus describes the last (re)load of the config file.
 	ConfigStatus() ConfigStatus
-	// Routes returns the route table.
-	Routes() []Route
+	// RouteTable returns the route table (REST bindings and uri routes).
+	RouteTable() []Route
 	// Upstreams returns the upstreams with their targets' state.
 	Upstreams() []Upstream
 	// Descriptors returns the services of the current snapshot.
@@ -135,7 +135,7 @@ func New(b Backend, o Options) http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /config", s.auth(s.config))
 	mux.Handle("GET /config/status", s.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, b.ConfigStatus()) }))
-	mux.Handle("GET /routes", s.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, b.Routes()) }))
+	mux.Handle("GET /routes", s.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, b.RouteTable()) }))
 	mux.Handle("GET /upstreams", s.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, b.Upstreams()) }))
 	mux.Handle("GET /descriptors", s.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, b.Descriptors()) }))
 	mux.Handle("POST /reload", s.auth(s.reload))

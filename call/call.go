@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -118,12 +119,73 @@ func ParsePeer(remoteAddr string) netip.AddrPort {
 var _ Header = HTTPHeader(nil)
 
 // Report collects what the handling of one call learns that the edge's
-// access log writes: the consumer the policy chain identified. The edge
-// puts one in the request context ([WithReport]); whoever learns a fact
-// sets it there.
+// access log, metrics and trace span write: where the call was routed,
+// the target that took it, the policy chain's consumer and refusal. The
+// edge puts one in the request context ([WithReport]); whoever learns a
+// fact sets it there. Only the call's own handler goroutines write it,
+// before the edge reads it when the handler returns.
 type Report struct {
 	// Consumer is the call's identity, as in [Call.Consumer].
 	Consumer string
+	// Protocol is how the dialect served the call when the edge's
+	// detection could not tell: [SSE] for a REST server stream with
+	// Accept: text/event-stream, [HTTP] for a plain HTTP (uri) route.
+	// ProtocolUnknown keeps the detected protocol.
+	Protocol Protocol
+	// Method is the RPC method the call was routed to; nil for uri
+	// routes and for calls that were not routed.
+	Method protoreflect.MethodDescriptor
+	// Route is the config route that covers the call when the dialect
+	// knows it (a uri route's uri); "" otherwise.
+	Route string
+	// Upstream is the name of the upstream the call was routed to.
+	Upstream string
+	// Target is the address of the upstream target that took the call
+	// (the last one, when it was retried); "" when none did.
+	Target string
+	// Code is the gRPC status of the answer, when HasCode: set by
+	// dialects whose answer carries it in the body (a REST error's
+	// google.rpc.Status, a gRPC-Web trailer frame, a Connect end of
+	// stream, a WebSocket status frame), not in a grpc-status field.
+	Code    codes.Code
+	HasCode bool
+	// Refusal is the policy chain's refusal of the call (nil when the
+	// chain allowed it or did not run).
+	Refusal *Error
+	// RequestID is the call's request ID (X-Request-Id).
+	RequestID string
+	// Observer, when set, is told when the call is routed ([Report.Routed]).
+	Observer ReportObserver
+}
+
+// ReportObserver is told when a call's [Report] learns where the call
+// goes. Routed runs on the call's handler goroutine and must not block.
+type ReportObserver interface {
+	Routed(r *Report)
+}
+
+// Routed records where a dialect routed the call: its protocol (as
+// [Report.Protocol]), method and upstream, and tells the Observer. It is
+// nil-safe.
+func (r *Report) Routed(p Protocol, md protoreflect.MethodDescriptor, route, upstream string) {
+	if r == nil {
+		return
+	}
+	r.Protocol, r.Method, r.Upstream = p, md, upstream
+	if route != "" {
+		r.Route = route
+	}
+	if r.Observer != nil {
+		r.Observer.Routed(r)
+	}
+}
+
+// SetCode records the gRPC status of the answer (see [Report.Code]). It
+// is nil-safe.
+func (r *Report) SetCode(c codes.Code) {
+	if r != nil {
+		r.Code, r.HasCode = c, true
+	}
 }
 
 type reportKey struct{}

@@ -25,6 +25,9 @@ type Error struct {
 	// credentials, over a limit, load shed), not a failure: it is not
 	// logged as an error and carries no error ID, whatever its code.
 	Refusal bool
+	// Plugin names the policy plugin that refused the call ("jwt-auth",
+	// "rate-limiting"), set by the policy chain; "" for other errors.
+	Plugin string
 }
 
 // Errorf returns an [Error] with the given code and a formatted client-facing

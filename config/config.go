@@ -26,6 +26,13 @@ type Config struct {
 	CORS *CORS `yaml:"cors"`
 	// Admin is the operator endpoint (optional).
 	Admin *Admin `yaml:"admin"`
+	// Tracing exports a span per call over OTLP (optional; off without
+	// it). See [Tracing].
+	Tracing *Tracing `yaml:"tracing"`
+	// OpenAPI also serves the generated OpenAPI document on the public
+	// listeners (optional; the admin listener always serves it). See
+	// [OpenAPI].
+	OpenAPI *OpenAPI `yaml:"openapi"`
 	// Plugins apply to every route, unless a route lists a plugin of the
 	// same name itself (the route's wins), and to calls no route covers.
 	// A top-level plugin applies to a route as if the route listed it (a
@@ -400,8 +407,33 @@ type Route struct {
 // Admin is the operator endpoint.
 type Admin struct {
 	// Address is host:port for the admin listener, e.g. "127.0.0.1:9901".
-	// It must differ from every listener address.
+	// It must differ from every listener address. Without a Token it must
+	// be a loopback address.
 	Address string `yaml:"address"`
+	// Token is the bearer token ("Authorization: Bearer <token>") every
+	// admin path but /healthz and /readyz requires, e.g. ${ADMIN_TOKEN}.
+	// Without one the admin listener binds only to loopback.
+	Token string `yaml:"token" redact:"true"`
+}
+
+// OpenAPI serves the OpenAPI 3.1 document of the REST bindings on every
+// listener, without a token, for clients and tools that read it from the
+// API itself. Example:
+//
+//	openapi: { path: /openapi.json, title: Library API }
+//
+// A request may ask for one upstream's document with ?upstream=NAME.
+type OpenAPI struct {
+	// Path is where the listeners serve the document. Default
+	// "/openapi.json". It takes precedence over a route with the same
+	// path.
+	Path string `yaml:"path"`
+	// Title is the document's info.title. Default "Rosetta".
+	Title string `yaml:"title"`
+	// Servers are the base URLs clients call
+	// ("https://api.example.com"). Default: none (clients resolve paths
+	// against the document's own URL).
+	Servers []string `yaml:"servers"`
 }
 
 // Duration is a time.Duration written as a string such as "5s" or "1m30s".

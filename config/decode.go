@@ -328,6 +328,8 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		d.boolean(n, v, path)
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		d.integer(n, v, path)
+	case reflect.Float64:
+		d.float(n, v, path) // observe.go
 	case reflect.Uint32:
 		// Listener.MaxConcurrentStreams: decode as an int64, then store.
 		var i int64

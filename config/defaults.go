@@ -87,6 +87,10 @@ func (c *Config) setDefaults() {
 		u.setResilienceDefaults()
 	}
 	c.pluginDefaults()
+	c.tracingDefaults()
+	if c.OpenAPI != nil && c.OpenAPI.Path == "" {
+		c.OpenAPI.Path = "/openapi.json"
+	}
 	t := &c.Transcoding
 	if t.DefaultBindings == nil {
 		t.DefaultBindings = ptr(true)

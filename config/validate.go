@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -121,6 +122,19 @@ func (v *validator) run() {
 		v.routeResilience(p, &c.Routes[i])
 	}
 	v.plugins()
+	v.tracing()
+	if o := c.OpenAPI; o != nil {
+		if !strings.HasPrefix(o.Path, "/") || strings.ContainsAny(o.Path, "?#{}* ") {
+			v.report("openapi.path", Pos{}, false, fmt.Sprintf("openapi path %q is not a plain absolute path", o.Path),
+				`use a path such as "/openapi.json"`)
+		}
+		for i, u := range o.Servers {
+			if pu, err := url.Parse(u); err != nil || pu.Scheme == "" || pu.Host == "" {
+				v.report(fmt.Sprintf("openapi.servers[%d]", i), Pos{}, false, fmt.Sprintf("server %q is not an absolute URL", u),
+					`use a base URL such as "https://api.example.com"`)
+			}
+		}
+	}
 	for i, s := range c.Transcoding.ForwardHeaders {
 		if !validHeaderPattern(s) {
 			v.report(fmt.Sprintf("transcoding.forward_headers[%d]", i), Pos{}, false,
@@ -129,13 +143,32 @@ func (v *validator) run() {
 	}
 	if c.Admin != nil {
 		v.address("admin.address", c.Admin.Address, listenAddr)
+		if c.Admin.Token == "" && c.Admin.Address != "" && !loopbackAddress(c.Admin.Address) {
+			v.report("admin.address", Pos{}, false,
+				fmt.Sprintf("admin address %q is not a loopback address, and admin has no token", c.Admin.Address),
+				`set admin.token (e.g. "${ADMIN_TOKEN}"), or bind the admin listener to 127.0.0.1 or [::1]`)
+		}
 		for i, l := range c.Listeners {
-			if l.Address != "" && l.Address == c.Admin.Address {
+			if l.Address != "" && l.Address == c.Admin.Address && !strings.HasSuffix(l.Address, ":0") {
 				v.report("admin.address", Pos{}, false,
 					fmt.Sprintf("address %q is also used by listeners[%d]", l.Address, i), "give the admin endpoint its own port")
 			}
 		}
 	}
+}
+
+// loopbackAddress reports whether host:port binds only to loopback (an
+// empty host binds every interface; "localhost" counts as loopback).
+func loopbackAddress(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (v *validator) websocket() {

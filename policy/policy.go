@@ -238,10 +238,22 @@ func (c *Chain) Check(ctx context.Context, cl *call.Call, st *State) *call.Error
 	}
 	for _, p := range c.rest {
 		if err := p.Check(ctx, cl, st); err != nil {
-			return err
+			return refusedBy(p, err)
 		}
 	}
 	return nil
+}
+
+// refusedBy returns a plugin's refusal marked with the plugin's name
+// (call.Error.Plugin) and as a refusal (call.Error.Refusal), for metrics
+// and logs. It copies err: plugins may return shared errors.
+func refusedBy(p Plugin, err *call.Error) *call.Error {
+	if err == nil || err.Plugin != "" {
+		return err
+	}
+	e := *err
+	e.Plugin, e.Refusal = p.Name(), true
+	return &e
 }
 
 // authenticate passes when any authentication plugin accepts the call.
@@ -249,6 +261,7 @@ func (c *Chain) Check(ctx context.Context, cl *call.Call, st *State) *call.Error
 // wins over "no credentials" refusals.
 func (c *Chain) authenticate(ctx context.Context, cl *call.Call, st *State) *call.Error {
 	var first *call.Error
+	var by Plugin
 	n0 := len(st.Response)
 	for _, p := range c.authn {
 		before := len(st.Response)
@@ -258,10 +271,10 @@ func (c *Chain) authenticate(ctx context.Context, cl *call.Call, st *State) *cal
 			return nil
 		}
 		if first == nil || IsMissingCredentials(first) && !IsMissingCredentials(err) {
-			first = err
+			first, by = err, p
 		}
 	}
-	return first
+	return refusedBy(by, first)
 }
 
 // accepted finishes an authentication that passed: it drops the
@@ -320,6 +333,7 @@ func (c *Chain) TryCheck(cl *call.Call, st *State) (err *call.Error, pending boo
 	}
 	saved := saveState(cl, st)
 	var first *call.Error
+	var by Plugin
 	authed := len(c.authn) == 0
 	for _, p := range c.authn {
 		before := len(st.Response)
@@ -334,11 +348,11 @@ func (c *Chain) TryCheck(cl *call.Call, st *State) (err *call.Error, pending boo
 			break
 		}
 		if first == nil || IsMissingCredentials(first) && !IsMissingCredentials(err) {
-			first = err
+			first, by = err, p
 		}
 	}
 	if !authed {
-		return first, false
+		return refusedBy(by, first), false
 	}
 	for _, p := range c.rest {
 		err, pending := p.(LocalChecker).TryCheck(cl, st)
@@ -350,7 +364,7 @@ func (c *Chain) TryCheck(cl *call.Call, st *State) (err *call.Error, pending boo
 			return nil, true
 		}
 		if err != nil {
-			return err, false
+			return refusedBy(p, err), false
 		}
 	}
 	return nil, false
@@ -384,6 +398,9 @@ func (c *Chain) CheckMessage(ctx context.Context, cl *call.Call, st *State) *cal
 	}
 	for _, m := range c.messages {
 		if err := m.CheckMessage(ctx, cl, st); err != nil {
+			if p, ok := m.(Plugin); ok {
+				return refusedBy(p, err)
+			}
 			return err
 		}
 	}

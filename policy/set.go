@@ -248,6 +248,15 @@ func (s *Set) Default() *Chain {
 	return s.def
 }
 
+// Plugins returns every plugin the set built, once each (nil-safe), for
+// the counters some keep (rate-limiting's FailOpens).
+func (s *Set) Plugins() []Plugin {
+	if s == nil {
+		return nil
+	}
+	return s.built
+}
+
 // ForMethod returns the chain of the RPC method named fullName
 // ("pkg.Service.Method") and the selector of the route it came from: the
 // first route, in config order, whose selector is fullName, "*", or a

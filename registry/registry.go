@@ -96,6 +96,9 @@ type Registry struct {
 
 	current  atomic.Pointer[Snapshot]
 	problems atomic.Pointer[[]Problem]
+	// loads and failed count loads and the upstream loads in them that
+	// did not complete (Stats).
+	loads, failed atomic.Uint64
 
 	loadMu sync.Mutex
 	closed atomic.Bool // set under missMu
@@ -223,6 +226,20 @@ func (r *Registry) Problems() []Problem {
 		return *p
 	}
 	return nil
+}
+
+// Stats are a registry's counters, for metrics.
+type Stats struct {
+	// Loads counts descriptor loads (the first, refreshes, on-demand
+	// refreshes); FailedUpstreamLoads counts the upstream loads within
+	// them that did not complete (the upstream kept its previous
+	// descriptors).
+	Loads, FailedUpstreamLoads uint64
+}
+
+// Stats returns the registry's counters.
+func (r *Registry) Stats() Stats {
+	return Stats{Loads: r.loads.Load(), FailedUpstreamLoads: r.failed.Load()}
 }
 
 // Subscribe registers fn to be called with each new snapshot after it is
@@ -425,7 +442,11 @@ func (r *Registry) reload(ctx context.Context, which []*upstream) (*Snapshot, er
 		return r.Current(), err
 	}
 
+	r.loads.Add(1)
 	for i, u := range which {
+		if !complete[i] {
+			r.failed.Add(1)
+		}
 		switch {
 		case complete[i]:
 			u.good, u.used = loads[i], loads[i]

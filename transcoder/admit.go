@@ -51,6 +51,9 @@ type Admission struct {
 // response fields; either way the caller renders [Admission.SetHeaders]
 // and calls [Admission.Done] (both nil-safe) when the call ends.
 func Admit(ctx context.Context, pol Policies, p call.Protocol, md protoreflect.MethodDescriptor, upstream string, r *http.Request, bearer string) (*Admission, *call.Error) {
+	// Every dialect passes here once it has routed the call: the edge's
+	// report learns the protocol, method and upstream (metrics, traces).
+	call.ReportFrom(ctx).Routed(p, md, "", upstream)
 	if pol == nil || md == nil {
 		return nil, nil
 	}
@@ -100,11 +103,16 @@ func (a *Admission) Check(ctx context.Context) *call.Error {
 	if a.chain.Empty() {
 		return nil
 	}
-	err := a.chain.Check(ctx, &a.Call, &a.State)
-	if rep := call.ReportFrom(ctx); rep != nil && a.Call.Consumer != "" {
-		rep.Consumer = a.Call.Consumer
+	err := Refusal(a.chain.Check(ctx, &a.Call, &a.State))
+	if rep := call.ReportFrom(ctx); rep != nil {
+		if a.Call.Consumer != "" {
+			rep.Consumer = a.Call.Consumer
+		}
+		if err != nil {
+			rep.Refusal = err
+		}
 	}
-	return Refusal(err)
+	return err
 }
 
 // Refusal returns ce marked as a deliberate refusal of the policy chain
@@ -125,7 +133,13 @@ func (a *Admission) CheckMessage(ctx context.Context) *call.Error {
 	if a == nil || !a.chain.HasMessageLimits() {
 		return nil
 	}
-	return Refusal(a.chain.CheckMessage(ctx, &a.Call, &a.State))
+	err := Refusal(a.chain.CheckMessage(ctx, &a.Call, &a.State))
+	if err != nil {
+		if rep := call.ReportFrom(ctx); rep != nil {
+			rep.Refusal = err
+		}
+	}
+	return err
 }
 
 // Done releases what the chain held for the call. It is idempotent and

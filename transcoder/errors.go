@@ -75,6 +75,7 @@ func WriteJSONError(w http.ResponseWriter, r *http.Request, err error, res *Type
 		// more precise challenge (error="invalid_token") when it refused.
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rosetta"`)
 	}
+	call.ReportFrom(r.Context()).SetCode(ce.Code)
 	body := StatusJSON(ce, res)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Del("Content-Length")

@@ -250,6 +250,9 @@ func (c *callConn) pick(ctx context.Context, method string) (h2call.Attempt, err
 		return h2call.Attempt{}, status.Errorf(codes.Unavailable, "upstream %s is unavailable: %v", u.Name, err)
 	}
 	a.picked, a.endpoint = true, e
+	if rep := call.ReportFrom(ctx); rep != nil {
+		rep.Target = addr // metrics and traces: the target that took the call
+	}
 	e.Start()
 	return h2call.Attempt{
 		Conn:      cc,

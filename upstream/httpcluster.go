@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/upstream/balance"
 	"github.com/rosetta-gateway/rosetta/upstream/breaker"
 	"github.com/rosetta-gateway/rosetta/upstream/retry"
@@ -70,6 +71,9 @@ func (t *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			}
 		}
 		out.URL.Host = addr
+		if rep := call.ReportFrom(ctx); rep != nil {
+			rep.Target = addr // metrics and traces: the target that took the call
+		}
 		e.Start()
 		resp, err := t.next.RoundTrip(out)
 		o, ro, sent := httpOutcome(resp, err)

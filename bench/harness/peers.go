@@ -43,6 +43,9 @@ const (
 	// variantCache: a response cache in front of GetItem (issue 11,
 	// cache.go).
 	variantCache = "cache"
+	// variantMetrics: the plain config plus an admin listener, which
+	// turns on Prometheus metrics (issue 12, report_issue12.go).
+	variantMetrics = "metrics"
 )
 
 // peer is one running server under test.
@@ -162,6 +165,12 @@ func (e *env) startRosettaVariant(ctx context.Context, v string) (*peer, error) 
 		targets, extra, backends = e.lbAddrs, rosettaLB3Upstream(), e.lb
 	case variantCache:
 		extra = rosettaCacheRoutes()
+	case variantMetrics:
+		adminAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		extra = fmt.Sprintf("admin:\n  address: %q\n", adminAddr)
 	default:
 		return nil, fmt.Errorf("unknown variant %q", v)
 	}

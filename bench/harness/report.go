@@ -197,6 +197,7 @@ func (r *results) markdown(o options, machine string, versions []string) string 
 	}
 
 	r.issue11(w)
+	r.issue12(w)
 	r.baselineSection(w)
 
 	w("\n## Details (median round)\n\n")

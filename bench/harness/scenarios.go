@@ -46,7 +46,8 @@ type scenario struct {
 	// variant: the scenario runs on each peer's instance of that
 	// variant (peer.variants; "" for the plain instance): variantPolicy
 	// (jwt-auth + rate-limiting; the load sends the bearer token),
-	// variantLB3 (three backends), variantCache (a response cache).
+	// variantLB3 (three backends), variantCache (a response cache),
+	// variantMetrics (metrics on).
 	variant string
 	// ghz: the method and its JSON request.
 	call, data string
@@ -99,6 +100,11 @@ func scenarios() []scenario {
 			load: "h2load", path: "/rosetta.bench.v1.BenchService/Echo", body: "order.grpc", echo: true, variant: variantPolicy,
 			headers: []string{"content-type: application/grpc", "te: trailers", policyHeader()},
 			smoke:   withPolicySmoke(grpcRefused, smokeGRPCUnaryToken)},
+		// grpc-unary-metrics: grpc-unary on an instance whose admin
+		// listener turns metrics on (issue 12).
+		{key: "grpc-unary-metrics", title: "gRPC unary ~1.4 KB, pass-through, metrics on (h2load)", unit: "call", peers: []string{peerRosetta},
+			load: "h2load", path: "/rosetta.bench.v1.BenchService/Echo", body: "order.grpc", variant: variantMetrics,
+			headers: []string{"content-type: application/grpc", "te: trailers"}, echo: true, smoke: smokeGRPCUnary},
 		// grpc-unary-lb3: grpc-unary's calls to three backends, balanced
 		// on calls in flight by each gateway (lb.go).
 		{key: "grpc-unary-lb3", title: "gRPC unary ~1.4 KB, pass-through, 3 backends, least request (h2load)", unit: "call",

@@ -5,12 +5,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/rosetta-gateway/rosetta/call"
-	"github.com/rosetta-gateway/rosetta/transcoder"
 )
 
 // accessRecorder wraps a ResponseWriter to see what the access log needs:
@@ -65,75 +65,62 @@ func (c *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// withAccessLog writes one Info line per call, at the edge, with stable
-// keys: inbound, http (the HTTP version), method, procedure, status, code
-// (the gRPC code when the answer carries one), duration, bytes_in,
-// bytes_out, error_id, consumer (when the policy chain identified one),
-// cache (HIT, MISS or STALE, when a response cache handled it). It costs
-// nothing when Info is disabled. Headers, tokens and bodies are never
-// logged.
-func withAccessLog(logger *slog.Logger, next func(http.ResponseWriter, *http.Request, call.Protocol)) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		proto := transcoder.Detect(r)
-		if !logger.Enabled(r.Context(), slog.LevelInfo) {
-			next(w, r, proto)
-			return
-		}
-		start := time.Now()
-		rec := &accessRecorder{ResponseWriter: w}
-		rep := &call.Report{}
-		r = r.WithContext(call.WithReport(r.Context(), rep))
-		var body *countingBody
-		if r.Body != nil && r.Body != http.NoBody {
-			body = &countingBody{ReadCloser: r.Body}
-			r.Body = body
-		}
-		defer func() {
-			status := rec.status
-			if status == 0 {
-				status = http.StatusOK
-				if r.Context().Err() != nil {
-					status = 499 // the client went away before an answer
-				}
-			}
-			var in int64
-			if body != nil {
-				in = body.n.Load()
-			}
-			attrs := []slog.Attr{
-				slog.String("inbound", proto.String()),
-				slog.String("http", httpVersion(r.ProtoMajor)),
-				slog.String("method", r.Method),
-				slog.String("procedure", r.URL.Path),
-				slog.Int("status", status),
-			}
-			h := rec.Header()
-			code := h.Get("Grpc-Status")
-			if code == "" {
-				code = h.Get(http.TrailerPrefix + "Grpc-Status")
-			}
-			if code != "" {
-				if n, err := strconv.Atoi(code); err == nil {
-					attrs = append(attrs, slog.Int("code", n))
-				}
-			}
-			attrs = append(attrs,
-				slog.Duration("duration", time.Since(start)),
-				slog.Int64("bytes_in", in),
-				slog.Int64("bytes_out", rec.bytes))
-			if id := h.Get(transcoder.ErrorIDHeader); id != "" {
-				attrs = append(attrs, slog.String("error_id", id))
-			}
-			if rep.Consumer != "" {
-				attrs = append(attrs, slog.String("consumer", rep.Consumer))
-			}
-			if c := h.Get("X-Cache"); c != "" {
-				attrs = append(attrs, slog.String("cache", c))
-			}
-			logger.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelInfo, "access", attrs...)
-		}()
-		next(rec, r, proto)
-	})
+// accessLine is one call's access line. The edge (observe.go) and the
+// relay (relay.go) write one per call, with the same keys.
+type accessLine struct {
+	inbound           call.Protocol
+	http              int // the HTTP major version
+	method, procedure string
+	status            int
+	code              codes.Code
+	hasCode           bool
+	duration          time.Duration
+	bytesIn, bytesOut int64
+	errorID, consumer string
+	cache, requestID  string
+	upstream          string
+}
+
+// logAccess writes one Info line per call, at the edge, with stable
+// keys: inbound (the protocol, as the metrics' protocol label: sse for a
+// REST server stream as Server-Sent Events, http for a uri route), http
+// (the HTTP version), method, procedure, status, code (the gRPC code when
+// the answer carries one: in a grpc-status field, a REST error's
+// google.rpc.Status, a gRPC-Web trailer frame, a Connect error or end of
+// stream, a WebSocket status frame), duration, bytes_in, bytes_out,
+// error_id, request_id, upstream (when the call was routed to one),
+// consumer (when the policy chain identified one), cache (HIT, MISS or
+// STALE, when a response cache handled it). Callers skip it when Info is
+// disabled. Headers, tokens and bodies are never logged.
+func (g *Gateway) logAccess(ctx context.Context, a *accessLine) {
+	attrs := make([]slog.Attr, 0, 15)
+	attrs = append(attrs,
+		slog.String("inbound", a.inbound.String()),
+		slog.String("http", httpVersion(a.http)),
+		slog.String("method", a.method),
+		slog.String("procedure", a.procedure),
+		slog.Int("status", a.status))
+	if a.hasCode {
+		attrs = append(attrs, slog.Int("code", int(a.code)))
+	}
+	attrs = append(attrs,
+		slog.Duration("duration", a.duration),
+		slog.Int64("bytes_in", a.bytesIn),
+		slog.Int64("bytes_out", a.bytesOut))
+	if a.errorID != "" {
+		attrs = append(attrs, slog.String("error_id", a.errorID))
+	}
+	attrs = append(attrs, slog.String("request_id", a.requestID))
+	if a.upstream != "" {
+		attrs = append(attrs, slog.String("upstream", a.upstream))
+	}
+	if a.consumer != "" {
+		attrs = append(attrs, slog.String("consumer", a.consumer))
+	}
+	if a.cache != "" {
+		attrs = append(attrs, slog.String("cache", a.cache))
+	}
+	g.access.LogAttrs(context.WithoutCancel(ctx), slog.LevelInfo, "access", attrs...)
 }
 
 // httpVersion names an HTTP major version as the access log shows it.

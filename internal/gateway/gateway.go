@@ -42,6 +42,10 @@ type Gateway struct {
 	shared *policy.Shared
 	local  *localGRPC // grpc_local.go
 	ws     wsSockets  // websocket.go
+	// obs are metrics and tracing (observe.go); metricsGen is the
+	// generation whose routes name the metrics' route labels.
+	obs        observability
+	metricsGen atomic.Pointer[generation]
 	// state is what requests read: the current generation's current
 	// descriptor snapshot. cur is the current generation.
 	state  atomic.Pointer[state]
@@ -52,8 +56,13 @@ type Gateway struct {
 	serversMu   sync.Mutex
 	servers     []*transports.Server
 	listenAddrs []string
-	cancel      context.CancelFunc
-	wg          sync.WaitGroup
+	// admin is the admin listener (admin.go); nil without one.
+	admin         *adminServer
+	adminHandlers AdminHandlers
+	started       atomic.Bool // listeners up (readiness)
+	stopping      atomic.Bool // shutting down (liveness, readiness)
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -99,6 +108,9 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{logger: logger, access: logger.With("component", "access"), shared: &policy.Shared{}}
+	if err := g.newObservability(cfg); err != nil { // observe.go
+		return nil, err
+	}
 	gen, err := g.newGeneration(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -374,7 +386,7 @@ func (g *Gateway) Snapshot() *registry.Snapshot {
 
 // Handler returns the one http.Handler behind every listener.
 func (g *Gateway) Handler() http.Handler {
-	return withAccessLog(g.access, g.serveHTTP)
+	return g.edge(g.serveHTTP) // observe.go
 }
 
 // serveHTTP is the one handler behind every listener (under the access
@@ -479,9 +491,14 @@ func (g *Gateway) Start(ctx context.Context) error {
 		s.Serve()
 		g.logger.Info("listening", "address", s.Addr().String(), "protocols", s.Protocols())
 	}
+	if err := g.startAdmin(); err != nil {
+		g.closeServers()
+		return err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	gen.run(runCtx)
+	g.started.Store(true)
 	g.reload.status = g.configStatus(gen, nil)
 	return nil
 }
@@ -526,6 +543,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 func (g *Gateway) shutdown(ctx context.Context) error {
 	var errs []error
+	g.stopping.Store(true)
+	defer g.stopAdmin(ctx)
 	g.local.draining()
 	// WebSockets are told to go away (1001) while the listeners drain:
 	// over HTTP/2 and HTTP/3 a socket is a stream that the servers'
@@ -552,6 +571,7 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	g.wg.Wait()
 	errs = append(errs, g.cur.Load().close()...)
 	errs = append(errs, g.reload.closeRetired()...)
+	g.shutdownTracing(ctx) // observe.go
 	if err := g.shared.Close(); err != nil {
 		errs = append(errs, err)
 	}

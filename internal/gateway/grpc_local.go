@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/rosetta-gateway/rosetta/call"
 	grpcdialect "github.com/rosetta-gateway/rosetta/transcoder/grpc"
 )
 
@@ -82,6 +83,7 @@ func (g *Gateway) serveGRPC(w http.ResponseWriter, r *http.Request, st *state) {
 		st.grpc.WriteError(w, r, err)
 		return
 	}
+	call.ReportFrom(r.Context()).Routed(call.GRPC, st.grpc.Method(r.URL.Path), "", rt.Upstream.Name)
 	st.grpc.Serve(w, r, rt)
 }
 

@@ -124,6 +124,9 @@ func (g *Gateway) ReloadConfig(cfg *config.Config) error {
 	// state is installed (requests meanwhile use the previous state,
 	// whole).
 	g.cur.Store(gen)
+	if cfg.Admin != nil {
+		g.adminToken(cfg.Admin.Token) // admin.go: a changed token applies at once
+	}
 	gen.install(gen.reg.Current())
 	gen.reg.Subscribe(gen.install)
 	if gen.reg != prev.reg {

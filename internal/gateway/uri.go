@@ -63,6 +63,11 @@ func (g *Gateway) serveURI(w http.ResponseWriter, r *http.Request, st *state) bo
 	rt, allow, ok := st.gen.uri.table.Match(r.Method, r.URL.Path)
 	switch {
 	case ok:
+		protocol := call.HTTP
+		if isUpgrade(r) {
+			protocol = call.WebSocket
+		}
+		call.ReportFrom(r.Context()).Routed(protocol, nil, rt.Config.URI, rt.Config.Service)
 		adm, ok := g.admitURI(w, r, st, rt)
 		if !ok {
 			return true

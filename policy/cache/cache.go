@@ -294,6 +294,10 @@ func (c *Cache) refresh(ctx context.Context, k *Key, fetch Fetcher) {
 	c.wg.Add(1)
 	c.refreshMu.Unlock()
 	kc, fetch := *k, detach(fetch)
+	// The refresh is no call's: the report of the call that started it
+	// (call.Report: its target, for metrics and traces) is not written
+	// by it, which would race with the call's end.
+	ctx = call.WithReport(ctx, nil)
 	go func() {
 		defer c.wg.Done()
 		defer func() {

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // RelayResult is what the access log needs of a relayed call.
@@ -34,6 +35,32 @@ type RelayResult struct {
 	// Consumer is the identity the policy chain established ("" when
 	// anonymous).
 	Consumer string
+	// Method is the call's method and Upstream its upstream's name;
+	// Target is the address of the target that took it ("" when none
+	// did: refused before a pick).
+	Method   protoreflect.MethodDescriptor
+	Upstream string
+	Target   string
+	// Refusal is the policy chain's refusal (nil when it allowed the
+	// call or did not run).
+	Refusal *call.Error
+}
+
+// RelayOptions are what the gateway's cross-cutting layers add to one
+// relayed call.
+type RelayOptions struct {
+	// Fields are sent to the upstream in place of the client's fields of
+	// the same names (lower case): x-request-id, traceparent,
+	// tracestate. The relay keeps the slice until the call ends.
+	Fields []hpack.HeaderField
+	// Response are added to the client's response head (the first
+	// header block, or a trailers-only answer) in place of the
+	// upstream's fields of the same names: x-request-id. The relay
+	// keeps the slice until the call ends.
+	Response []hpack.HeaderField
+	// Done, when not nil, runs once when the client's side of the call
+	// is over.
+	Done func(*RelayResult)
 }
 
 // Relay takes a gRPC call over HTTP/2 frame by frame, when it can: the
@@ -49,12 +76,29 @@ type RelayResult struct {
 // as its bytes reach the upstream connection, and the other way). done,
 // when not nil, runs once when the client's side of the call is over.
 func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResult)) h2.Events {
+	return p.RelayWith(in, head, RelayOptions{Done: done})
+}
+
+// Method returns the method of a gRPC path ("/pkg.Service/Method") that
+// the proxy routes, nil for others.
+func (p *Proxy) Method(path string) protoreflect.MethodDescriptor {
+	if rt, ok := p.routes[path]; ok {
+		return rt.md
+	}
+	return nil
+}
+
+// RelayWith is [Proxy.Relay] with the fields the gateway adds to the
+// call's upstream request and response head.
+func (p *Proxy) RelayWith(in *h2.Stream, head *h2.RequestHead, o RelayOptions) h2.Events {
 	rt, ok := p.routes[head.Path]
 	if !ok || head.Method != "POST" {
 		return nil
 	}
 	u := rt.Upstream
-	c := &relayCall{p: p, rt: rt, in: in, path: head.Path, done: done, inEnded: head.EndStream}
+	done := o.Done
+	c := &relayCall{p: p, rt: rt, in: in, path: head.Path, done: done, inEnded: head.EndStream, resp: o.Response}
+	c.res.Method, c.res.Upstream = rt.md, u.Name
 	var key uint64
 	if u.Balancer().Algorithm() == balance.RingHash {
 		// hash_on reads the call's headers, peer and (after the chain) its
@@ -69,6 +113,7 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 		return nil
 	}
 	target := ep.Addr()
+	c.res.Target = target
 	cc := u.RelayConn(target)
 	if cc == nil {
 		return nil
@@ -85,7 +130,7 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 			if wait {
 				return nil
 			}
-			return p.refuse(in, head, &c.adm, transcoder.Refusal(call.Errorf(codes.Unavailable, "%s", brk.OpenError().Error())), done)
+			return p.refuse(in, head, c, transcoder.Refusal(call.Errorf(codes.Unavailable, "%s", brk.OpenError().Error())), false)
 		}
 		c.brk = brk
 	}
@@ -96,7 +141,7 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 			if wait {
 				return nil
 			}
-			return p.refuse(in, head, &c.adm, transcoder.Refusal(call.Errorf(codes.Unavailable, "%s", tb.OpenError().Error())), done)
+			return p.refuse(in, head, c, transcoder.Refusal(call.Errorf(codes.Unavailable, "%s", tb.OpenError().Error())), false)
 		}
 		c.tbrk = tb
 	}
@@ -126,7 +171,7 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 		if cerr != nil {
 			c.adm.Done()
 			c.releaseBreakers()
-			return p.refuse(in, head, &c.adm, cerr, done)
+			return p.refuse(in, head, c, cerr, true)
 		}
 		if key == 0 && u.Balancer().Algorithm() == balance.RingHash {
 			// hash_on consumer or claim: the chain has decided; the pick
@@ -148,7 +193,7 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 	var prevFor, prevHost, prevProto string
 	for _, f := range head.Fields {
 		switch {
-		case dropped(f.Name) || (f.Name == "grpc-timeout" && timeoutField != "") || (strip && rt.chain.Strips(f.Name)):
+		case dropped(f.Name) || (f.Name == "grpc-timeout" && timeoutField != "") || (strip && rt.chain.Strips(f.Name)) || replaced(o.Fields, f.Name):
 			continue
 		case f.Name == "x-forwarded-for":
 			prevFor = joinField(prevFor, f.Value)
@@ -176,6 +221,7 @@ func (p *Proxy) Relay(in *h2.Stream, head *h2.RequestHead, done func(*RelayResul
 	for _, f := range c.adm.State.Upstream {
 		fields = append(fields, hpack.HeaderField{Name: f.Name, Value: f.Value})
 	}
+	fields = append(fields, o.Fields...)
 	maxReq, maxResp := messageLimits(u)
 	c.reqScan = frameScanner{max: maxReq, gzip: head.Get("grpc-encoding") == "gzip"}
 	c.respScan = frameScanner{max: maxResp}
@@ -210,6 +256,32 @@ func peerOf(head *h2.RequestHead) netip.AddrPort {
 		return head.Peer
 	}
 	return call.ParsePeer(head.RemoteAddr)
+}
+
+// replaced reports whether fields has a field named name.
+func replaced(fields []hpack.HeaderField, name string) bool {
+	for i := range fields {
+		if fields[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// responseHead returns the client's response head: fields (the
+// upstream's, filtered) with the gateway's response fields in place of
+// the upstream's of the same names, built in buf when it fits.
+func (c *relayCall) responseHead(buf *[24]hpack.HeaderField, fields []hpack.HeaderField) []hpack.HeaderField {
+	if len(c.resp) == 0 {
+		return fields
+	}
+	out := buf[:0]
+	for _, f := range fields {
+		if !replaced(c.resp, f.Name) {
+			out = append(out, f)
+		}
+	}
+	return append(out, c.resp...)
 }
 
 // joinField joins repeated values of a list-valued field, as
@@ -256,6 +328,7 @@ type relayCall struct {
 	up   *h2.Stream // the upstream's
 	path string
 	done func(*RelayResult)
+	resp []hpack.HeaderField // RelayOptions.Response
 
 	mu       sync.Mutex
 	reqScan  frameScanner
@@ -339,7 +412,8 @@ func (c *relayCall) Headers(s *h2.Stream, fields []hpack.HeaderField, end bool) 
 		}
 		if !end {
 			c.started = true
-			_ = c.in.WriteHeaders(filterFields(fields), false)
+			var buf [24]hpack.HeaderField
+			_ = c.in.WriteHeaders(c.responseHead(&buf, filterFields(fields)), false)
 			return
 		}
 		// Trailers-only.
@@ -364,6 +438,10 @@ func (c *relayCall) Headers(s *h2.Stream, fields []hpack.HeaderField, end bool) 
 // endLocked sends the upstream's final header block to the client.
 func (c *relayCall) endLocked(fields []hpack.HeaderField) {
 	out := filterFields(fields)
+	var buf [24]hpack.HeaderField
+	if !c.started {
+		out = c.responseHead(&buf, out) // trailers-only: the response head too
+	}
 	for _, f := range out {
 		if f.Name == "grpc-status" {
 			n, _ := strconv.Atoi(f.Value)
@@ -505,11 +583,12 @@ func (c *relayCall) onDeadline() {
 // ID, logged with the cause, as in writeGRPCStatus.
 func (c *relayCall) failLocked(err error) {
 	ce := call.FromError(err)
-	fields := make([]hpack.HeaderField, 0, 6)
+	fields := make([]hpack.HeaderField, 0, 6+len(c.resp))
 	if !c.started {
 		fields = append(fields,
 			hpack.HeaderField{Name: ":status", Value: "200"},
 			hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+		fields = append(fields, c.resp...)
 	}
 	switch ce.Code {
 	case codes.Internal, codes.Unavailable, codes.Unknown, codes.DataLoss:
@@ -617,6 +696,7 @@ func (c *relayCall) replayLocked(err error) bool {
 		}
 	}
 	c.ep, c.up, c.outcome = ep, up, balance.Success
+	c.res.Target = ep.Addr()
 	ep.Start()
 	if len(r.body) > 0 {
 		_ = up.WriteData(r.body, true)
@@ -624,26 +704,32 @@ func (c *relayCall) replayLocked(err error) bool {
 	return true
 }
 
-// refuse answers a call the policy chain refused, trailers-only, with the
-// chain's response fields, and takes the rest of the client's stream
-// (nothing is forwarded).
-func (p *Proxy) refuse(in *h2.Stream, head *h2.RequestHead, adm *transcoder.Admission, ce *call.Error, done func(*RelayResult)) h2.Events {
-	fields := make([]hpack.HeaderField, 0, 6+len(adm.State.Response))
+// refuse answers a call the policy chain (policy) or a circuit breaker
+// refused, trailers-only, with the chain's response fields, and takes the
+// rest of the client's stream (nothing is forwarded).
+func (p *Proxy) refuse(in *h2.Stream, head *h2.RequestHead, c *relayCall, ce *call.Error, policy bool) h2.Events {
+	adm := &c.adm
+	fields := make([]hpack.HeaderField, 0, 6+len(adm.State.Response)+len(c.resp))
 	fields = append(fields,
 		hpack.HeaderField{Name: ":status", Value: "200"},
 		hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
 	for _, f := range adm.State.Response {
 		fields = append(fields, hpack.HeaderField{Name: f.Name, Value: f.Value})
 	}
+	fields = append(fields, c.resp...)
 	// A refusal is an answer, not a failure: no error ID, nothing logged.
-	res := RelayResult{Code: ce.Code, HasCode: true, Consumer: adm.Call.Consumer}
+	res := RelayResult{Code: ce.Code, HasCode: true, Consumer: adm.Call.Consumer,
+		Method: c.res.Method, Upstream: c.res.Upstream} // no target took it
+	if policy {
+		res.Refusal = ce
+	}
 	fields = appendGRPCStatusFields(fields, ce)
 	_ = in.WriteHeaders(fields, true)
 	if !head.EndStream {
 		in.StopReceiving()
 	}
-	if done != nil {
-		done(&res)
+	if c.done != nil {
+		c.done(&res)
 	}
 	return refused{}
 }

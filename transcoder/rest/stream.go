@@ -142,7 +142,9 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		err = cs.RecvMsg(msg)
 	}
 	if !errors.Is(err, io.EOF) {
-		fr.fail(&buf, transcoder.StatusJSON(call.FromError(failure(err)), h.resolver))
+		ce := call.FromError(failure(err))
+		call.ReportFrom(r.Context()).SetCode(ce.Code)
+		fr.fail(&buf, transcoder.StatusJSON(ce, h.resolver))
 	}
 	fr.end(&buf)
 	_ = out.write(buf.Bytes())

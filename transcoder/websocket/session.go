@@ -389,6 +389,9 @@ func (s *wsSession) finish(cs grpc.ClientStream, err error) {
 		code = closeCode(ce)
 	}
 	s.h.logFinish(s.r.Context(), s.p.FullMethod, ce)
+	if ce != nil {
+		call.ReportFrom(s.r.Context()).SetCode(ce.Code)
+	}
 	if quiet {
 		_ = s.conn.CloseNow()
 	} else {

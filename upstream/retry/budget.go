@@ -53,6 +53,7 @@ type Budget struct {
 	calls   [numBuckets]atomic.Uint64
 	retries [numBuckets]atomic.Uint64
 	denied  atomic.Uint64
+	allowed atomic.Uint64
 }
 
 // Each bucket word holds, above countBits bits of count, the low bits of
@@ -150,6 +151,7 @@ func (b *Budget) Allow() bool {
 		return false
 	}
 	add(&b.retries[slot%numBuckets], slot)
+	b.allowed.Add(1)
 	return true
 }
 
@@ -157,12 +159,13 @@ func (b *Budget) Allow() bool {
 type BudgetStats struct {
 	// Calls and Retries are the counts in the current window.
 	Calls, Retries uint64
-	// Denied counts the retries refused since NewBudget.
-	Denied uint64
+	// Denied counts the retries refused since NewBudget; Allowed, those
+	// allowed.
+	Denied, Allowed uint64
 }
 
 // Stats returns the budget's counts.
 func (b *Budget) Stats() BudgetStats {
 	slot := b.slot()
-	return BudgetStats{Calls: sum(&b.calls, slot), Retries: sum(&b.retries, slot), Denied: b.denied.Load()}
+	return BudgetStats{Calls: sum(&b.calls, slot), Retries: sum(&b.retries, slot), Denied: b.denied.Load(), Allowed: b.allowed.Load()}
 }

@@ -214,6 +214,7 @@ func RequestMetadata(r *http.Request) (metadata.MD, *call.Error) {
 // LogFailure logs an error answered with a 5xx-class code and returns the
 // error ID to send with it; it returns "" for client errors.
 func (b *Base) LogFailure(r *http.Request, protocol string, ce *call.Error) string {
+	call.ReportFrom(r.Context()).SetCode(ce.Code) // the code travels in the body
 	if transcoder.HTTPStatus(ce.Code) < 500 || ce.Refusal {
 		return ""
 	}
