@@ -229,6 +229,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // "<admin.token>" as written, not \u003c...\u003e
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }

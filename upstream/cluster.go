@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -296,6 +297,14 @@ func (c *Cluster) UpdateTargets(cfg *config.Upstream) {
 	defer cancel()
 	specs, names := c.resolve(ctx, 2*time.Second)
 	c.update(context.Background(), specs, names)
+}
+
+// targetsChanged reports whether cfg's targets or DNS refresh differ
+// from those the cluster runs with.
+func (c *Cluster) targetsChanged(cfg *config.Upstream) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !reflect.DeepEqual(c.cfg.Targets, cfg.Targets) || c.cfg.DNSRefresh != cfg.DNSRefresh
 }
 
 // waitIdle returns once no call is in flight on any target (polled every

@@ -17,7 +17,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path"
-	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -398,6 +397,20 @@ func (bufferPool) Put(b []byte) {
 // HTTPSet is every upstream of kind http of one config, by name.
 type HTTPSet struct {
 	byName map[string]*HTTPUpstream
+	// pending are the target updates of carried-over upstreams (Commit).
+	pending []func()
+}
+
+// Commit applies the target changes of the upstreams s carried over from
+// the previous set, as [Set.Commit] does. It is nil-safe.
+func (s *HTTPSet) Commit() {
+	if s == nil {
+		return
+	}
+	for _, f := range s.pending {
+		f()
+	}
+	s.pending = nil
 }
 
 // NewHTTPSet creates an [HTTPUpstream] for every upstream of kind http in
@@ -423,10 +436,11 @@ func NewHTTPSetFrom(ups map[string]*config.Upstream, logger *slog.Logger, prev *
 		}
 		if prev != nil {
 			if old, ok := prev.byName[name]; ok && sameButTargets(old.Config, cfg) {
-				if !reflect.DeepEqual(old.Config.Targets, cfg.Targets) || old.Config.DNSRefresh != cfg.DNSRefresh {
-					old.Cluster.UpdateTargets(cfg)
+				// The upstream keeps its Config (calls in flight read it);
+				// its cluster follows the targets once s serves.
+				if old.Cluster.targetsChanged(cfg) {
+					s.pending = append(s.pending, func() { old.Cluster.UpdateTargets(cfg) })
 				}
-				old.Config = cfg
 				s.byName[name] = old
 				continue
 			}

@@ -19,6 +19,9 @@ type relayConns struct {
 	targets map[string]*targetConns
 	closed  bool
 	wg      sync.WaitGroup // dials in flight
+	// draining are the connections of targets that left the upstream,
+	// closing once their streams end (dropRelay).
+	draining map[*h2.ClientConn]struct{}
 }
 
 type targetConns struct {
@@ -226,23 +229,52 @@ func (u *Upstream) watchRelay(target string, t *targetConns, cc *h2.ClientConn) 
 	}
 }
 
-// dropRelay closes the relay connections of a target that left the
-// upstream.
+// dropRelay retires the relay connections of a target that left the
+// upstream: they take no new call, and each closes once the calls and
+// streams in flight on it have ended (or the upstream closes).
 func (u *Upstream) dropRelay(target string) {
 	r := &u.relay
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	t := r.targets[target]
-	var conns []*h2.ClientConn
-	if t != nil {
-		t.dropped = true
-		conns = t.conns
-		t.conns = nil
-		delete(r.targets, target)
+	if t == nil {
+		return
 	}
+	t.dropped = true
+	delete(r.targets, target)
+	if r.draining == nil {
+		r.draining = map[*h2.ClientConn]struct{}{}
+	}
+	for _, cc := range t.conns {
+		r.draining[cc] = struct{}{}
+		r.wg.Add(1)
+		go u.drainRelay(cc)
+	}
+	t.conns = nil
+}
+
+// drainRelayPoll is how often a draining connection is checked for
+// streams.
+const drainRelayPoll = 100 * time.Millisecond
+
+// drainRelay closes cc once no stream is open on it.
+func (u *Upstream) drainRelay(cc *h2.ClientConn) {
+	r := &u.relay
+	defer r.wg.Done()
+	tick := time.NewTicker(drainRelayPoll)
+	defer tick.Stop()
+	for cc.Streams() > 0 {
+		select {
+		case <-cc.Done():
+		case <-tick.C:
+			continue
+		}
+		break
+	}
+	r.mu.Lock()
+	delete(r.draining, cc)
 	r.mu.Unlock()
-	for _, cc := range conns {
-		_ = cc.Close()
-	}
+	_ = cc.Close()
 }
 
 // closeRelay closes the relay connections; streams on them end.
@@ -253,6 +285,9 @@ func (u *Upstream) closeRelay() {
 	var all []*h2.ClientConn
 	for _, t := range r.targets {
 		all = append(all, t.conns...)
+	}
+	for cc := range r.draining {
+		all = append(all, cc)
 	}
 	r.mu.Unlock()
 	for _, cc := range all {

@@ -122,6 +122,23 @@ func (u *Upstream) Close() error {
 // Set is every gRPC upstream of one config, by name.
 type Set struct {
 	byName map[string]*Upstream
+	// pending are the target updates of carried-over upstreams, applied
+	// by Commit once the set serves.
+	pending []func()
+}
+
+// Commit applies the target changes of the upstreams s carried over from
+// the previous set (SetOptions.Previous): call it once s serves, so that
+// a reload refused after NewSetOptions leaves the running upstreams as
+// they were. It is nil-safe.
+func (s *Set) Commit() {
+	if s == nil {
+		return
+	}
+	for _, f := range s.pending {
+		f()
+	}
+	s.pending = nil
 }
 
 // NewSet creates a connection for every gRPC upstream in ups. On error the
@@ -161,6 +178,9 @@ func NewSetOptions(ups map[string]*config.Upstream, o SetOptions) (*Set, error) 
 		}
 		if old, ok := o.Previous.take(cfg); ok {
 			s.byName[name] = old
+			if old.targetsChanged(cfg) {
+				s.pending = append(s.pending, func() { old.UpdateTargets(cfg) })
+			}
 			continue
 		}
 		u, err := newUpstream(cfg, o.Logger, extra)
@@ -174,8 +194,9 @@ func NewSetOptions(ups map[string]*config.Upstream, o SetOptions) (*Set, error) 
 }
 
 // take returns the upstream of s that cfg can carry over: the same
-// config, or the same but for its targets (which are then updated in
-// place).
+// config, or the same but for its targets (updated in place by
+// [Set.Commit]). The upstream keeps its Config, which calls in flight
+// read; its cluster follows the targets.
 func (s *Set) take(cfg *config.Upstream) (*Upstream, bool) {
 	if s == nil {
 		return nil, false
@@ -184,10 +205,6 @@ func (s *Set) take(cfg *config.Upstream) (*Upstream, bool) {
 	if !ok || !sameButTargets(old.Config, cfg) {
 		return nil, false
 	}
-	if !reflect.DeepEqual(old.Config.Targets, cfg.Targets) || old.Config.DNSRefresh != cfg.DNSRefresh {
-		old.UpdateTargets(cfg)
-	}
-	old.Config = cfg
 	return old, true
 }
 

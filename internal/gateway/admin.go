@@ -48,6 +48,12 @@ func (g *Gateway) startAdmin() error {
 	if err != nil {
 		return fmt.Errorf("admin listener %s: %w", a.Address, err)
 	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); a.Token == "" && (!ok || !tcp.IP.IsLoopback()) {
+		// Validation accepts only loopback addresses without a token; a
+		// name such as localhost must resolve to one too.
+		_ = ln.Close()
+		return fmt.Errorf("admin listener %s: bound %s, not a loopback address, and admin has no token", a.Address, ln.Addr())
+	}
 	s := &adminServer{ln: ln}
 	g.admin = s
 	g.adminToken(a.Token)
@@ -90,8 +96,8 @@ func (g *Gateway) AdminAddr() net.Addr {
 // stopAdmin closes the admin listener (last, so probes answer while the
 // gateway drains).
 func (g *Gateway) stopAdmin(ctx context.Context) {
-	if g.admin != nil {
-		_ = g.admin.srv.Shutdown(ctx)
+	if g.admin != nil && g.admin.srv.Shutdown(ctx) != nil {
+		_ = g.admin.srv.Close() // the drain ran out of time: end what is left
 	}
 }
 

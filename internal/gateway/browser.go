@@ -128,7 +128,7 @@ func (g *Gateway) refreshRPC(r *http.Request, st *state) *state {
 		return st
 	}
 	if _, found := st.gen.reg.RefreshMissing(r.Context(), r.URL.Path); found {
-		return g.state.Load()
+		return g.refreshed(st)
 	}
 	return st
 }

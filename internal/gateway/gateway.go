@@ -85,6 +85,42 @@ type generation struct {
 	cors   *corsPolicies // browser.go; nil without any cors config
 	// runCancel stops the registry's refresh loop.
 	runCancel context.CancelFunc
+	// active counts the calls that hold the generation (acquire); once
+	// retired is set (a reload replaced it), what it alone owns closes
+	// when active is back to zero (reload.go).
+	active  atomic.Int64
+	retired atomic.Bool
+}
+
+// acquire returns the current state with its generation held for one
+// call: the call serves on it to its end, whatever reloads happen
+// meanwhile, and must call release. A generation retired between the
+// load and the hold is let go, and the newer one taken.
+func (g *Gateway) acquire() *state {
+	for {
+		st := g.state.Load()
+		if st == nil {
+			return nil // not started
+		}
+		st.gen.active.Add(1)
+		if !st.gen.retired.Load() {
+			return st
+		}
+		st.gen.active.Add(-1)
+	}
+}
+
+// release ends a call's hold on its generation (acquire).
+func (gen *generation) release() { gen.active.Add(-1) }
+
+// refreshed returns the state to continue a call on after a descriptor
+// refresh: the newest state of st's generation (the call holds that
+// generation), or st when a reload has replaced it meanwhile.
+func (g *Gateway) refreshed(st *state) *state {
+	if n := g.state.Load(); n.gen == st.gen {
+		return n
+	}
+	return st
 }
 
 // state is everything built from one descriptor snapshot of one
@@ -394,7 +430,8 @@ func (g *Gateway) Handler() http.Handler {
 // preflights and hands the request to proto's adapter of the current
 // state.
 func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, proto call.Protocol) {
-	st := g.state.Load()
+	st := g.acquire()
+	defer st.gen.release()
 	defer g.recoverPanic(w, r, st, proto)
 	if st.gen.cors != nil && g.applyCORS(w, r, st) {
 		return // a preflight, answered
@@ -447,7 +484,7 @@ func (g *Gateway) serveREST(w http.ResponseWriter, r *http.Request, st *state) {
 		// The path names a method the snapshot may not know yet: refresh
 		// descriptors (rate-limited inside the registry) and try again.
 		if _, found := st.gen.reg.RefreshMissing(r.Context(), r.URL.Path); found {
-			st = g.state.Load()
+			st = g.refreshed(st)
 			m, err = st.rest.Match(r)
 		}
 	}

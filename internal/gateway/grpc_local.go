@@ -75,7 +75,7 @@ func (g *Gateway) serveGRPC(w http.ResponseWriter, r *http.Request, st *state) {
 	rt, err := st.grpc.Match(r)
 	if err != nil && errors.Is(err, grpcdialect.ErrUnknownMethod) && looksLikeMethodPath(r.URL.Path) {
 		if _, found := st.gen.reg.RefreshMissing(r.Context(), r.URL.Path); found {
-			st = g.state.Load()
+			st = g.refreshed(st)
 			rt, err = st.grpc.Match(r)
 		}
 	}

@@ -296,6 +296,7 @@ func grpcStatus(h http.Header) string {
 // start, and the fields the relay adds to it, in one allocation.
 type relayObs struct {
 	g     *Gateway
+	gen   *generation // held until done
 	head  *h2.RequestHead
 	start time.Time
 	span  trace.Span // nil: tracing off
@@ -312,7 +313,7 @@ type relayObs struct {
 // trace context and metrics of the handler path's edge; nil when the
 // relay leaves the call to the handler.
 func (g *Gateway) relay(st *state, s *h2.Stream, head *h2.RequestHead) h2.Events {
-	o := &relayObs{g: g, head: head, start: time.Now()}
+	o := &relayObs{g: g, gen: st.gen, head: head, start: time.Now()}
 	n := 0
 	// The client's x-request-id is kept when it sent exactly one, valid
 	// (as the edge keeps X-Request-Id); any others are replaced.
@@ -355,6 +356,9 @@ func (g *Gateway) relay(st *state, s *h2.Stream, head *h2.RequestHead) h2.Events
 		}
 	}
 	ev := st.grpc.RelayWith(s, head, grpcdialect.RelayOptions{Fields: o.fields[:n], Response: o.resp[:], Done: o.done})
+	if ev == nil {
+		st.gen.release() // the handler path holds its own
+	}
 	if ev == nil && m != nil {
 		// The handler path takes the call, and counts it (a span started
 		// here is dropped unended: the handler path starts its own).
@@ -370,6 +374,7 @@ func (g *Gateway) relay(st *state, s *h2.Stream, head *h2.RequestHead) h2.Events
 // as edgeCall.finish does for the handler path.
 func (o *relayObs) done(res *grpcdialect.RelayResult) {
 	g, head := o.g, o.head
+	defer o.gen.release()
 	status := http.StatusOK
 	if !res.HasCode {
 		status = 499 // the client went away before an answer

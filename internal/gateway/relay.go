@@ -14,12 +14,18 @@ func (g *Gateway) interceptGRPC(s *h2.Stream, head *h2.RequestHead) h2.Events {
 	if g.noRelay || !transcoder.IsGRPC(head.Get("content-type")) || g.local.owns(head.Path) {
 		return nil
 	}
-	st := g.state.Load()
-	if st == nil || st.grpc.Caches(head.Path) {
-		return nil // the relay cannot answer from a response cache
+	st := g.acquire()
+	if st == nil {
+		return nil
 	}
-	if st.gen.cors != nil && head.Get("origin") != "" {
-		return nil // CORS headers are added by the handler
+	if st.grpc.Caches(head.Path) || st.gen.cors != nil && head.Get("origin") != "" {
+		// The relay cannot answer from a response cache; CORS headers
+		// are added by the handler.
+		st.gen.release()
+		return nil
 	}
-	return g.relay(st, s, head) // observe.go: request ID, metrics, span, access log
+	// observe.go: request ID, metrics, span, access log; the generation
+	// is released when the call ends (or at once when the handler path
+	// takes it).
+	return g.relay(st, s, head)
 }

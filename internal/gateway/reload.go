@@ -17,14 +17,34 @@ import (
 	"github.com/rosetta-gateway/rosetta/transports"
 )
 
+var errShuttingDown = errors.New("the gateway is shutting down")
+
 // reloader serializes config reloads and remembers how the last one went.
 type reloader struct {
+	// loadMu makes each Reload read and apply the file whole before the
+	// next reads it, so that reloads racing (a file change, SIGHUP and
+	// POST /reload together) cannot apply an older read last.
+	loadMu  sync.Mutex
 	mu      sync.Mutex // one reload at a time; guards the fields below
 	status  admin.ConfigStatus
 	retired sync.WaitGroup // generations waiting for their calls to end
 	stopCh  chan struct{}
 	stopped bool
 	watchWG sync.WaitGroup
+	// runCtx is the parent of the background work (descriptor refresh)
+	// of the generations reloads start; stop cancels it, before Shutdown
+	// waits for that work.
+	runCtx    context.Context
+	runCancel context.CancelFunc
+}
+
+// runContext returns the context reloaded generations run under. Call it
+// with mu held.
+func (r *reloader) runContext() context.Context {
+	if r.runCtx == nil {
+		r.runCtx, r.runCancel = context.WithCancel(context.Background())
+	}
+	return r.runCtx
 }
 
 // configStatus describes gen after a (re)load that ended with err.
@@ -48,6 +68,8 @@ func (g *Gateway) ConfigStatus() admin.ConfigStatus {
 // the status holds the diagnostics. SIGHUP, the admin API's POST /reload
 // and a change of the file call it.
 func (g *Gateway) Reload() admin.ConfigStatus {
+	g.reload.loadMu.Lock()
+	defer g.reload.loadMu.Unlock()
 	file := g.cur.Load().cfg.File
 	if file == "" {
 		return g.failReload(errors.New("the gateway was started without a config file: nothing to reload"), nil)
@@ -97,12 +119,20 @@ func (g *Gateway) failReload(err error, diags []string) admin.ConfigStatus {
 func (g *Gateway) ReloadConfig(cfg *config.Config) error {
 	g.reload.mu.Lock()
 	defer g.reload.mu.Unlock()
-	if g.reload.stopped {
-		return errors.New("the gateway is shutting down")
+	if g.reload.stopped || g.stopping.Load() {
+		return errShuttingDown
 	}
 	prev := g.cur.Load()
+	// Listeners are bound first: a config whose new address is taken is
+	// refused before anything of the running one is touched (building a
+	// generation updates carried-over upstreams).
+	added, err := g.bindListeners(prev.cfg, cfg)
+	if err != nil {
+		return err
+	}
 	gen, err := g.newGeneration(cfg, prev)
 	if err != nil {
+		closeUnserved(added)
 		return err
 	}
 	gen.version = prev.version + 1
@@ -111,26 +141,32 @@ func (g *Gateway) ReloadConfig(cfg *config.Config) error {
 		_, err := gen.reg.Load(ctx)
 		cancel()
 		if err != nil {
+			closeUnserved(added)
 			g.discard(gen, prev)
 			return fmt.Errorf("load descriptors of the new config: %w", err)
 		}
 	}
-	added, removed, err := g.diffListeners(prev.cfg, cfg)
-	if err != nil {
+	removed, ok := g.swapListeners(cfg, added)
+	if !ok {
+		closeUnserved(added)
 		g.discard(gen, prev)
-		return err
+		return errShuttingDown
 	}
 	// The swap: the new generation becomes current, then its first
 	// state is installed (requests meanwhile use the previous state,
 	// whole).
 	g.cur.Store(gen)
+	// Carried-over upstreams take their new targets only now: a reload
+	// refused before this point left them as they were.
+	gen.ups.Commit()
+	gen.uri.ups.Commit()
 	if cfg.Admin != nil {
 		g.adminToken(cfg.Admin.Token) // admin.go: a changed token applies at once
 	}
 	gen.install(gen.reg.Current())
 	gen.reg.Subscribe(gen.install)
 	if gen.reg != prev.reg {
-		gen.run(context.Background())
+		gen.run(g.reload.runContext())
 	}
 	for _, s := range added {
 		s.Serve()
@@ -170,12 +206,25 @@ func (g *Gateway) retire(prev, gen *generation, removed []*transports.Server) {
 		_ = prev.reg.Close()
 	}
 	g.reload.retired.Add(1)
-	var pending sync.WaitGroup
-	pending.Add(2)
-	prev.ups.Retire(gen.ups, pending.Done)
-	prev.uri.ups.Retire(gen.uri.ups, pending.Done)
+	stop := g.reload.runContext()
 	go func() {
 		defer g.reload.retired.Done()
+		// Every call that acquired prev (gateway.go) serves on it to its
+		// end: prev's dropped upstreams, policies and caches close once
+		// the last one has ended (Shutdown cuts the wait short).
+		prev.retired.Store(true)
+		for prev.active.Load() > 0 {
+			select {
+			case <-time.After(50 * time.Millisecond):
+				continue
+			case <-stop.Done():
+			}
+			break
+		}
+		var pending sync.WaitGroup
+		pending.Add(2)
+		prev.ups.Retire(gen.ups, pending.Done)
+		prev.uri.ups.Retire(gen.uri.ups, pending.Done)
 		pending.Wait()
 		// The old policies and caches served calls that have ended.
 		_ = prev.pols.Close()
@@ -184,7 +233,9 @@ func (g *Gateway) retire(prev, gen *generation, removed []*transports.Server) {
 		}
 	}()
 	for _, s := range removed {
+		g.reload.retired.Add(1) // Shutdown waits for the drain
 		go func() {
+			defer g.reload.retired.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			_ = s.Shutdown(ctx)
@@ -193,19 +244,16 @@ func (g *Gateway) retire(prev, gen *generation, removed []*transports.Server) {
 	}
 }
 
-// diffListeners binds the listeners cfg adds (not serving yet) and
-// returns them with the servers of the listeners it removes, updating
-// g.servers. A listener whose settings changed at the same address keeps
-// its old settings until a restart (it cannot be rebound while it
-// serves); that is logged.
-func (g *Gateway) diffListeners(old, cfg *config.Config) (added, removed []*transports.Server, err error) {
+// bindListeners binds the listeners cfg adds to old (not serving yet).
+// A listener whose settings changed at the same address keeps its old
+// settings until a restart (it cannot be rebound while it serves); that
+// is logged.
+func (g *Gateway) bindListeners(old, cfg *config.Config) (added []*transports.Server, err error) {
 	oldBy := map[string]config.Listener{}
 	for _, l := range old.Listeners {
 		oldBy[l.Address] = l
 	}
-	newBy := map[string]bool{}
 	for _, l := range cfg.Listeners {
-		newBy[l.Address] = true
 		if o, ok := oldBy[l.Address]; ok {
 			if !reflect.DeepEqual(o, l) {
 				g.logger.Warn("listener settings changed; they apply after a restart", "address", l.Address)
@@ -217,34 +265,58 @@ func (g *Gateway) diffListeners(old, cfg *config.Config) (added, removed []*tran
 			err = s.Listen()
 		}
 		if err != nil {
-			for _, a := range added {
-				_ = a.Shutdown(context.Background())
-			}
-			return nil, nil, fmt.Errorf("listener %s: %w", l.Address, err)
+			closeUnserved(added)
+			return nil, fmt.Errorf("listener %s: %w", l.Address, err)
 		}
 		s.InterceptHTTP2(g.interceptGRPC)
 		added = append(added, s)
 	}
+	return added, nil
+}
+
+// closeUnserved closes listeners that never served.
+func closeUnserved(servers []*transports.Server) {
+	for _, s := range servers {
+		_ = s.Shutdown(context.Background())
+	}
+}
+
+// swapListeners makes g.servers those of cfg: the kept ones, in place,
+// then added (bound by bindListeners, in cfg's order). It returns the
+// servers of the listeners cfg removes; ok is false, and nothing changed,
+// once shutdown has begun (Shutdown takes the servers it drains under
+// serversMu after it sets stopping, so none added here escapes it).
+func (g *Gateway) swapListeners(cfg *config.Config, added []*transports.Server) (removed []*transports.Server, ok bool) {
+	newBy := map[string]bool{}
+	for _, l := range cfg.Listeners {
+		newBy[l.Address] = true
+	}
 	g.serversMu.Lock()
 	defer g.serversMu.Unlock()
+	if g.stopping.Load() {
+		return nil, false
+	}
+	oldBy := map[string]bool{}
 	var kept []*transports.Server
 	var keptAddrs []string
 	for i, s := range g.servers {
-		if addr := g.listenAddrs[i]; !newBy[addr] {
+		addr := g.listenAddrs[i]
+		oldBy[addr] = true
+		if !newBy[addr] {
 			removed = append(removed, s)
 			continue
 		}
 		kept = append(kept, s)
-		keptAddrs = append(keptAddrs, g.listenAddrs[i])
+		keptAddrs = append(keptAddrs, addr)
 	}
 	kept = append(kept, added...)
 	for _, l := range cfg.Listeners {
-		if _, ok := oldBy[l.Address]; !ok {
+		if !oldBy[l.Address] {
 			keptAddrs = append(keptAddrs, l.Address)
 		}
 	}
 	g.servers, g.listenAddrs = kept, keptAddrs
-	return added, removed, nil
+	return removed, true
 }
 
 // sameDescriptorSources reports whether two configs load descriptors
@@ -278,6 +350,7 @@ func (g *Gateway) Watch() error {
 	if file == "" {
 		return errors.New("no config file to watch")
 	}
+	last := fileStamp(file)
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch config: %w", err)
@@ -287,18 +360,26 @@ func (g *Gateway) Watch() error {
 		return fmt.Errorf("watch config directory %s: %w", filepath.Dir(file), err)
 	}
 	g.reload.mu.Lock()
+	if g.reload.stopped {
+		g.reload.mu.Unlock()
+		_ = w.Close()
+		return errShuttingDown
+	}
 	if g.reload.stopCh == nil {
 		g.reload.stopCh = make(chan struct{})
 	}
 	stop := g.reload.stopCh
-	g.reload.mu.Unlock()
 	g.reload.watchWG.Add(1)
+	g.reload.mu.Unlock()
+	// The file as it was before the watch was added (last) is taken as
+	// the running one; a change made meanwhile raised no event, so the
+	// file is checked once at the start too.
+	fire := make(chan struct{}, 1)
+	fire <- struct{}{}
 	go func() {
 		defer g.reload.watchWG.Done()
 		defer w.Close()
-		last := fileStamp(file)
 		var timer *time.Timer
-		fire := make(chan struct{}, 1)
 		for {
 			select {
 			case <-stop:
@@ -361,6 +442,9 @@ func (r *reloader) stop() {
 	if r.stopCh != nil {
 		close(r.stopCh)
 		r.stopCh = nil
+	}
+	if r.runCancel != nil {
+		r.runCancel()
 	}
 	r.mu.Unlock()
 	r.watchWG.Wait()

@@ -65,7 +65,7 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *sta
 	t, err := st.websocket.Match(r)
 	if err != nil && transcoder.IsNotFound(err) && looksLikeMethodPath(r.URL.Path) {
 		if _, found := st.gen.reg.RefreshMissing(r.Context(), r.URL.Path); found {
-			st = g.state.Load()
+			st = g.refreshed(st)
 			t, err = st.websocket.Match(r)
 		}
 	}
