@@ -324,12 +324,23 @@ func (r *Registry) Run(ctx context.Context) {
 	type schedule struct {
 		u    *upstream
 		next time.Time
+		// retry is the wait before the next try while the upstream has
+		// never loaded (doubling from a second up to its refresh
+		// interval); 0 once it has.
+		retry time.Duration
 	}
 	var scheds []*schedule
 	now := time.Now()
 	for _, u := range r.upstreams {
 		if u.spec.Reflection && u.spec.RefreshInterval > 0 {
-			scheds = append(scheds, &schedule{u: u, next: now.Add(u.spec.RefreshInterval)})
+			s := &schedule{u: u, next: now.Add(u.spec.RefreshInterval)}
+			if !r.hasLoaded(u) {
+				// Not loaded yet (its backend was down at start): try
+				// again soon, so that readiness follows the backend.
+				s.retry = time.Second
+				s.next = now.Add(min(s.retry, u.spec.RefreshInterval))
+			}
+			scheds = append(scheds, s)
 		}
 	}
 	if len(scheds) == 0 {
@@ -373,10 +384,26 @@ func (r *Registry) Run(ctx context.Context) {
 			}
 		}
 		for _, s := range due {
-			s.next = time.Now().Add(s.u.spec.RefreshInterval)
+			wait := s.u.spec.RefreshInterval
+			if s.retry > 0 {
+				if r.hasLoaded(s.u) {
+					s.retry = 0
+				} else {
+					s.retry = min(2*s.retry, s.u.spec.RefreshInterval)
+					wait = s.retry
+				}
+			}
+			s.next = time.Now().Add(wait)
 		}
 		timer.Reset(earliest())
 	}
+}
+
+// hasLoaded reports whether u's descriptors have loaded once.
+func (r *Registry) hasLoaded(u *upstream) bool {
+	r.loadMu.Lock()
+	defer r.loadMu.Unlock()
+	return u.good != nil
 }
 
 // Close cancels any load in progress, waits for it, and closes the

@@ -304,9 +304,9 @@ admin:
 upstreams:
   late:
     targets: ["$LATE"]
-    descriptors:
-      refresh_interval: 100ms
 `)
+	// The default refresh_interval (60s): an upstream that has never
+	// loaded is retried after 1s, 2s, 4s, ... meanwhile.
 	r.g = r.newGateway(t)
 	if ok, why := r.g.Ready(); ok || why != "starting: listeners not up yet" {
 		t.Errorf("Ready before Start: %v %q; want false, starting", ok, why)
