@@ -174,8 +174,8 @@ type Upstream struct {
 	Targets []Target `yaml:"targets"`
 	// Balance is how each call (not each connection) picks a target:
 	// round_robin (default: in turn, by weight), least_request (of two
-	// targets drawn at random by weight, the one with fewer calls in
-	// flight per unit of weight), ring_hash (consistent hashing on
+	// targets drawn at random by weight, the one with the higher weight /
+	// (calls in flight + 1), as Envoy), ring_hash (consistent hashing on
 	// HashOn, so that calls with the same key keep reaching the same
 	// target while the target set is stable) or random (by weight).
 	// Every algorithm honours Target.Weight.
@@ -183,9 +183,10 @@ type Upstream struct {
 	// HashOn is the key ring_hash hashes (other balances ignore it, with
 	// a warning): header:<name> (a request header, e.g. header:x-user-id),
 	// claim:<name> (a claim of the caller's JWT, e.g. claim:sub),
-	// consumer (the authenticated consumer) or ip (the client's address,
-	// after trusted_proxies). Default ip with ring_hash. A call that lacks
-	// the value (no such header, an anonymous caller) hashes on its ip.
+	// consumer (the authenticated consumer) or ip (the address of the
+	// client's connection; X-Forwarded-For is not read). Default ip with
+	// ring_hash. A call that lacks the value (no such header or claim, an
+	// anonymous caller) hashes on its ip.
 	HashOn string `yaml:"hash_on"`
 	// DNSRefresh is how often targets given as DNS names are resolved
 	// again; every address a name resolves to becomes a target of the

@@ -134,3 +134,108 @@ func TestChainTryCheckPendingRestores(t *testing.T) {
 		t.Errorf("Consumer after pending: got %q; want it unchanged", c.Consumer)
 	}
 }
+
+// countingLimit is a local limit plugin that counts the calls it allows,
+// refuses past max (0: never), or is pending.
+type countingLimit struct {
+	max     int
+	pending bool
+	counted int
+}
+
+func (f *countingLimit) Name() string { return "counting-limit" }
+func (f *countingLimit) Phase() Phase { return Limit }
+
+func (f *countingLimit) Check(context.Context, *call.Call, *State) *call.Error {
+	if f.max > 0 && f.counted >= f.max {
+		return call.Errorf(codes.ResourceExhausted, "over")
+	}
+	f.counted++
+	return nil
+}
+
+func (f *countingLimit) TryCheck(c *call.Call, st *State) (*call.Error, bool) {
+	if f.pending {
+		return nil, true
+	}
+	return f.Check(context.Background(), c, st), false
+}
+
+// TestChainTryAuthenticate: TryAuthenticate runs only the authentication
+// phase (the caller's identity is known, nothing is counted), and
+// TryCheckRest then runs the limits once; together they answer as
+// TryCheck. A refusal or a pending plugin in either phase is TryCheck's.
+func TestChainTryAuthenticate(t *testing.T) {
+	t.Parallel()
+	t.Run("allowed", func(t *testing.T) {
+		lim := &countingLimit{max: 1}
+		chain := NewChain([]Plugin{lim, &fakeAuth{name: "key", consumer: "alice"}}, []string{ConsumerHeader})
+		c, st := &call.Call{}, &State{}
+		if err, pending := chain.TryAuthenticate(c, st); err != nil || pending {
+			t.Fatalf("TryAuthenticate: %v, pending %v; want allowed", err, pending)
+		}
+		if c.Consumer != "alice" || lim.counted != 0 {
+			t.Fatalf("after TryAuthenticate: consumer %q, counted %d; want alice, 0", c.Consumer, lim.counted)
+		}
+		if err, pending := chain.TryCheckRest(c, st); err != nil || pending {
+			t.Fatalf("TryCheckRest: %v, pending %v; want allowed", err, pending)
+		}
+		if lim.counted != 1 {
+			t.Errorf("counted %d; want 1", lim.counted)
+		}
+		if diff := cmp.Diff([]Field{{"x-key", "1"}, {"x-consumer", "alice"}}, st.Upstream); diff != "" {
+			t.Errorf("Upstream (-want +got):\n%s", diff)
+		}
+		c2, st2 := &call.Call{}, &State{}
+		if err, _ := chain.TryAuthenticate(c2, st2); err != nil {
+			t.Fatalf("second TryAuthenticate: %v", err)
+		}
+		if err, _ := chain.TryCheckRest(c2, st2); err == nil || err.Code != codes.ResourceExhausted || err.Plugin != "counting-limit" {
+			t.Errorf("second TryCheckRest: %v; want the limit's refusal", err)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		lim := &countingLimit{}
+		chain := NewChain([]Plugin{&fakeAuth{name: "key"}, lim}, nil)
+		err, pending := chain.TryAuthenticate(&call.Call{}, &State{})
+		if pending || err == nil || err.Code != codes.Unauthenticated || err.Plugin != "key" || !err.Refusal {
+			t.Errorf("got %v, pending %v; want key's refusal", err, pending)
+		}
+		if lim.counted != 0 {
+			t.Errorf("counted %d; want 0", lim.counted)
+		}
+	})
+	t.Run("pending authentication", func(t *testing.T) {
+		chain := NewChain([]Plugin{&fakeAuth{name: "remote", pending: true}}, nil)
+		c, st := &call.Call{Consumer: "before"}, &State{}
+		if err, pending := chain.TryAuthenticate(c, st); !pending || err != nil {
+			t.Errorf("got %v, pending %v; want pending", err, pending)
+		}
+		if c.Consumer != "before" || len(st.Upstream) != 0 {
+			t.Errorf("after pending: consumer %q, upstream %v; want them unchanged", c.Consumer, st.Upstream)
+		}
+	})
+	t.Run("pending limit", func(t *testing.T) {
+		chain := NewChain([]Plugin{&fakeAuth{name: "key", consumer: "alice"}, &countingLimit{pending: true}}, nil)
+		c, st := &call.Call{}, &State{}
+		if err, pending := chain.TryAuthenticate(c, st); err != nil || pending {
+			t.Fatalf("TryAuthenticate: %v, pending %v; want allowed", err, pending)
+		}
+		n := len(st.Upstream)
+		if err, pending := chain.TryCheckRest(c, st); !pending || err != nil {
+			t.Errorf("TryCheckRest: %v, pending %v; want pending", err, pending)
+		}
+		if c.Consumer != "alice" || len(st.Upstream) != n {
+			t.Errorf("after pending: consumer %q, upstream %v; want them as TryAuthenticate left them", c.Consumer, st.Upstream)
+		}
+	})
+	t.Run("nil chain", func(t *testing.T) {
+		var chain *Chain
+		if err, pending := chain.TryAuthenticate(&call.Call{}, &State{}); err != nil || pending {
+			t.Errorf("TryAuthenticate: %v, pending %v", err, pending)
+		}
+		if err, pending := chain.TryCheckRest(&call.Call{}, &State{}); err != nil || pending {
+			t.Errorf("TryCheckRest: %v, pending %v", err, pending)
+		}
+	})
+}

@@ -332,9 +332,51 @@ func (c *Chain) TryCheck(cl *call.Call, st *State) (err *call.Error, pending boo
 		return nil, true
 	}
 	saved := saveState(cl, st)
+	if err, pending := c.tryAuthenticate(cl, st, saved); err != nil || pending {
+		return err, pending
+	}
+	return c.tryRest(cl, st, saved)
+}
+
+// TryAuthenticate runs the authentication phase of [Chain.TryCheck]
+// alone, for a caller that needs the caller's identity (Consumer,
+// Claims) before it commits to a path: authentication counts nothing and
+// holds nothing, so a caller that then gives the call to the handler
+// path (which runs [Chain.Check] again) has taken nothing twice. It
+// answers pending, with st and cl as they were, when the chain cannot
+// decide without I/O (as TryCheck would); a refusal is TryCheck's. Once
+// it allowed the call, the caller finishes with [Chain.TryCheckRest].
+func (c *Chain) TryAuthenticate(cl *call.Call, st *State) (err *call.Error, pending bool) {
+	if c == nil {
+		return nil, false
+	}
+	if !c.local {
+		return nil, true
+	}
+	return c.tryAuthenticate(cl, st, saveState(cl, st))
+}
+
+// TryCheckRest runs the phases after authentication (authorization,
+// limits) of [Chain.TryCheck], on a call that [Chain.TryAuthenticate]
+// allowed. pending restores st and cl to how TryAuthenticate left them.
+func (c *Chain) TryCheckRest(cl *call.Call, st *State) (err *call.Error, pending bool) {
+	if c == nil {
+		return nil, false
+	}
+	if !c.local {
+		return nil, true
+	}
+	return c.tryRest(cl, st, saveState(cl, st))
+}
+
+// tryAuthenticate is the authentication phase of TryCheck; saved is the
+// state before it, which a pending plugin restores.
+func (c *Chain) tryAuthenticate(cl *call.Call, st *State, saved savedState) (err *call.Error, pending bool) {
+	if len(c.authn) == 0 {
+		return nil, false
+	}
 	var first *call.Error
 	var by Plugin
-	authed := len(c.authn) == 0
 	for _, p := range c.authn {
 		before := len(st.Response)
 		err, pending := p.(LocalChecker).TryCheck(cl, st)
@@ -344,16 +386,18 @@ func (c *Chain) TryCheck(cl *call.Call, st *State) (err *call.Error, pending boo
 		}
 		if err == nil {
 			accepted(cl, st, saved.response, before)
-			authed = true
-			break
+			return nil, false
 		}
 		if first == nil || IsMissingCredentials(first) && !IsMissingCredentials(err) {
 			first, by = err, p
 		}
 	}
-	if !authed {
-		return refusedBy(by, first), false
-	}
+	return refusedBy(by, first), false
+}
+
+// tryRest is the authorization and limit phases of TryCheck; saved is
+// the state it restores when a plugin is pending.
+func (c *Chain) tryRest(cl *call.Call, st *State, saved savedState) (err *call.Error, pending bool) {
 	for _, p := range c.rest {
 		err, pending := p.(LocalChecker).TryCheck(cl, st)
 		if pending {

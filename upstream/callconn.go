@@ -31,8 +31,8 @@ type CallInfo struct {
 	// Route is the config route that covers the call (nil: none); its
 	// retry block overrides the upstream's.
 	Route *config.Route
-	// Call and Claims feed hash_on for ring_hash (nil: hash the empty
-	// key).
+	// Call and Claims feed hash_on for ring_hash (Call nil: key 0, the
+	// same target for every such call; see [Cluster.HashKey]).
 	Call   *call.Call
 	Claims map[string]any
 	// Cache and CacheAge are set by the response cache in front of the
@@ -64,10 +64,16 @@ func (u *Upstream) CallConn() grpc.ClientConnInterface { return u.calls }
 
 // RoundTripper returns the upstream's HTTP/2 round tripper for the gRPC
 // handler path: requests forwarded whole, on the same connections and
-// picked by the same balancer and breakers as every other call (not
-// retried: the request body streams through). The request's URL host is
-// not used; the target is the balancer's.
-func (u *Upstream) RoundTripper() http.RoundTripper { return u.calls.h }
+// picked by the same balancer and breakers as every other call. The
+// request's URL host is not used; the target is the balancer's.
+//
+// A request whose body streams through is not retried once sent. One
+// whose body can be sent again (GetBody set: the handler path reads an
+// idempotent unary call's small request whole) is sent again to another
+// target when its attempt fails before any response head arrives, as the
+// retry policy, the call's idempotency ([CallInfo]) and the retry budget
+// allow: what the frame relay does for such calls.
+func (u *Upstream) RoundTripper() http.RoundTripper { return u.calls }
 
 // callConn is [Upstream.CallConn].
 type callConn struct {
@@ -126,7 +132,8 @@ func (c *callConn) policy(ci *CallInfo) retry.Policy {
 
 // Invoke runs a unary call, retrying it as the retry policy, the call's
 // idempotency and the retry budget allow, each retry on another target
-// when one exists. The call's deadline covers every attempt.
+// when one exists (a circuit breaker's refusal is answered at once). The
+// call's deadline covers every attempt.
 func (c *callConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
 	ci := callInfoFrom(ctx)
 	p := c.policy(ci)
@@ -147,7 +154,7 @@ func (c *callConn) Invoke(ctx context.Context, method string, args, reply any, o
 		if cancel != nil {
 			cancel()
 		}
-		if err == nil || p.Attempts <= 1 || budget == nil {
+		if err == nil || p.Attempts <= 1 || budget == nil || refused(err) {
 			return err
 		}
 		o := retryOutcome(a, err, perTry)
@@ -179,6 +186,86 @@ func (c *callConn) Invoke(ctx context.Context, method string, args, reply any, o
 			}
 		}
 	}
+}
+
+// RoundTrip is the round trip of [Upstream.RoundTripper]: a request
+// without GetBody goes straight to h2call.
+func (c *callConn) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.GetBody == nil {
+		return c.h.RoundTrip(req)
+	}
+	return c.roundTripRetry(req)
+}
+
+// roundTripRetry sends a request whose body GetBody gives again, retrying
+// it as Invoke retries a call while no response head arrived: each retry
+// on another target when one exists, with a fresh body, within the
+// request context's deadline; a circuit breaker's refusal is not retried.
+// (There is no per-try timeout: the attempt's context must outlive the
+// round trip, for its response body.)
+func (c *callConn) roundTripRetry(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	ci := callInfoFrom(ctx)
+	p := c.policy(ci)
+	_, budget := c.u.Retry()
+	if p.Attempts <= 1 || budget == nil {
+		return c.h.RoundTrip(req)
+	}
+	budget.Call()
+	var avoid *balance.Endpoint
+	body := req.Body
+	for n := 1; ; n++ {
+		a := &attempt{avoid: avoid}
+		areq := req.WithContext(context.WithValue(ctx, attemptKey{}, a))
+		areq.Body = body
+		resp, err := c.h.RoundTrip(areq)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil || refused(err) {
+			return nil, err
+		}
+		var remaining time.Duration
+		if dl, ok := ctx.Deadline(); ok {
+			remaining = time.Until(dl)
+			if remaining == 0 {
+				remaining = -1
+			}
+		}
+		d := p.Decide(retry.Attempt{
+			Number:     n,
+			Outcome:    retryOutcome(a, err, false),
+			Sent:       a.outcome.Sent || (a.finished && a.outcome.Kind != h2call.NotStarted && a.outcome.Kind != h2call.Refused),
+			Idempotent: ci != nil && ci.Idempotent,
+			Remaining:  remaining,
+		}, budget)
+		if !d.Retry {
+			return nil, err
+		}
+		var berr error
+		if body, berr = req.GetBody(); berr != nil {
+			return nil, err
+		}
+		avoid = a.endpoint
+		if d.Backoff > 0 {
+			t := time.NewTimer(d.Backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				_ = body.Close()
+				return nil, err
+			}
+		}
+	}
+}
+
+// refused reports whether err is a circuit breaker's refusal
+// ([breaker.OpenError.CallError]): load shed at once, not retried (as
+// Envoy does not retry an overflow).
+func refused(err error) bool {
+	var ce *call.Error
+	return errors.As(err, &ce) && ce.Refusal
 }
 
 // NewStream opens a stream on a target chosen per stream. Streams are not
@@ -288,7 +375,9 @@ func balanceOutcome(o h2call.Outcome) balance.Outcome {
 }
 
 // acquire takes a slot of b (nil: no breaker), waiting while a pending
-// slot is free; a full breaker is UNAVAILABLE naming it.
+// slot is free; a full breaker is its refusal ([breaker.OpenError.CallError]:
+// UNAVAILABLE naming it, a refusal rather than a failure), which every
+// dialect and the gRPC handler path answer as the frame relay does.
 func acquire(ctx context.Context, b *breaker.Breaker) error {
 	if b == nil {
 		return nil
@@ -296,7 +385,7 @@ func acquire(ctx context.Context, b *breaker.Breaker) error {
 	if err := b.Acquire(ctx); err != nil {
 		var oe *breaker.OpenError
 		if errors.As(err, &oe) {
-			return status.Error(codes.Unavailable, oe.Error())
+			return oe.CallError()
 		}
 		return status.FromContextError(err).Err()
 	}

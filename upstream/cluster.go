@@ -369,7 +369,11 @@ func parseHashOn(s string) (hashKey, error) {
 
 // HashKey returns the ring_hash key of a call (0 for other algorithms):
 // FNV-1a of the hash_on value, so every gateway instance maps a key to
-// the same target. claims are the verified JWT's (nil without one).
+// the same target. claims are the verified JWT's (nil without one). A
+// call that lacks the value (no such header or an empty one, no such
+// claim, no consumer) hashes on its client's address, as config.Upstream
+// HashOn documents. A string claim hashes as it is, another (a number)
+// as fmt.Sprint writes it.
 func (c *Cluster) HashKey(cl *call.Call, claims map[string]any) uint64 {
 	if c.bal.Algorithm() != balance.RingHash || cl == nil {
 		return 0
@@ -377,18 +381,35 @@ func (c *Cluster) HashKey(cl *call.Call, claims map[string]any) uint64 {
 	switch c.hashOn.kind {
 	case hashHeader:
 		if cl.Header != nil {
-			return fnv(cl.Header.Get(c.hashOn.name))
+			if v := cl.Header.Get(c.hashOn.name); v != "" {
+				return fnv(v)
+			}
 		}
 	case hashClaim:
-		if v, ok := claims[c.hashOn.name].(string); ok {
-			return fnv(v)
+		switch v := claims[c.hashOn.name].(type) {
+		case nil:
+		case string:
+			if v != "" {
+				return fnv(v)
+			}
+		default:
+			return fnv(fmt.Sprint(v))
 		}
-		return fnv(fmt.Sprint(claims[c.hashOn.name]))
 	case hashConsumer:
-		return fnv(cl.Consumer)
+		if cl.Consumer != "" {
+			return fnv(cl.Consumer)
+		}
 	}
 	a := cl.Peer.Addr().As16()
 	return fnvBytes(a[:])
+}
+
+// HashOnCaller reports whether the upstream's ring_hash keys depend on
+// the policy chain's decision (hash_on consumer or claim:<name>): a path
+// that picks a target before the chain runs must run the chain's
+// authentication first. It is false for other algorithms.
+func (c *Cluster) HashOnCaller() bool {
+	return c.bal.Algorithm() == balance.RingHash && (c.hashOn.kind == hashConsumer || c.hashOn.kind == hashClaim)
 }
 
 func fnv(s string) uint64 {

@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rosetta-gateway/rosetta/config"
@@ -22,11 +21,9 @@ import (
 const purgeTimeout = time.Minute
 
 // purgeOnSignal purges every response cache of g (its memory stores and
-// the Redis store) on each SIGUSR1, until ctx ends; the returned channel
-// is closed once it has stopped listening.
-func purgeOnSignal(ctx context.Context, g *gateway.Gateway, logger *slog.Logger) <-chan struct{} {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGUSR1)
+// the Redis store) on each signal from sig (SIGUSR1, see notify), until
+// ctx ends; the returned channel is closed once it has stopped listening.
+func purgeOnSignal(ctx context.Context, g *gateway.Gateway, logger *slog.Logger, sig chan os.Signal) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -103,7 +103,7 @@ routes:
 	if err := g.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	done := purgeOnSignal(ctx, g, slog.New(slog.DiscardHandler))
+	done := purgeOnSignal(ctx, g, slog.New(slog.DiscardHandler), notify(syscall.SIGUSR1))
 	tr := &http.Transport{}
 	t.Cleanup(func() {
 		cancel()

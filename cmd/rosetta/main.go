@@ -167,6 +167,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	hup, usr1 := notify(syscall.SIGHUP), notify(syscall.SIGUSR1)
 	g, err := gateway.New(cfg, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "rosetta serve:", err)
@@ -182,8 +183,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			logger.Warn("config file not watched; SIGHUP still reloads it", "error", err)
 		}
 	}
-	purged := purgeOnSignal(ctx, g, logger)
-	reloaded := reloadOnSignal(ctx, g)
+	purged := purgeOnSignal(ctx, g, logger, usr1)
+	reloaded := reloadOnSignal(ctx, g, hup)
 	<-ctx.Done()
 	<-purged
 	<-reloaded

@@ -19,8 +19,15 @@ import (
 // backendAddr for a benchmark and returns its base URL.
 func startBenchGateway(b *testing.B, backendAddr string) string {
 	b.Helper()
+	return startBenchGatewayOn(b, backendAddr, basicConfig, false)
+}
+
+// startBenchGatewayOn is startBenchGateway with the config and, with
+// handler, the frame relay off (every gRPC call takes the handler path).
+func startBenchGatewayOn(b *testing.B, backendAddr, yamlText string, handler bool) string {
+	b.Helper()
 	file := filepath.Join(b.TempDir(), "rosetta.yaml")
-	if err := os.WriteFile(file, []byte(strings.ReplaceAll(basicConfig, "$BACKEND", backendAddr)), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(strings.ReplaceAll(yamlText, "$BACKEND", backendAddr)), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	cfg, err := config.Load(file)
@@ -31,6 +38,7 @@ func startBenchGateway(b *testing.B, backendAddr string) string {
 	if err != nil {
 		b.Fatal(err)
 	}
+	g.noRelay = handler
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := g.Start(ctx); err != nil {
@@ -63,6 +71,33 @@ func BenchmarkGRPCUnary(b *testing.B) {
 	for _, name := range []string{"direct", "gateway"} {
 		client := clients[name]
 		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := client.Echo(context.Background(), req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkGRPCUnaryHandler measures the unary call of BenchmarkGRPCUnary
+// on the gRPC handler path (the frame relay off): "plain" on an upstream
+// without retries, "retry" on one with a retry block, where Echo (route
+// idempotent: true) is read whole so that it can be sent again.
+func BenchmarkGRPCUnaryHandler(b *testing.B) {
+	be := testkit.StartBackend(b)
+	req := &testingv1.Everything{StringValue: strings.Repeat("x", 100), Int64Value: 42}
+	for _, mode := range []string{"plain", "retry"} {
+		yaml := basicConfig
+		if mode == "retry" {
+			yaml += "    retry: {attempts: 2}\nroutes:\n  - selector: rosetta.testing.v1.EchoService.Echo\n    idempotent: true\n"
+		}
+		client := testingv1.NewEchoServiceClient(dialGateway(b, startBenchGatewayOn(b, be.Addr, yaml, true)))
+		b.Run(mode, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {

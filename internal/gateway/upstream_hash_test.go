@@ -38,17 +38,14 @@ func TestUpstreamRingHashOn(t *testing.T) {
 		// field is the header field of key i; nil: key i is the
 		// client address 127.0.0.(10+i).
 		field func(t *testing.T, i int) (string, string)
-		// bug skips the case, cellBugs the cells of some protocols.
-		bug      string
-		cellBugs map[string]string
 	}{
 		{name: "ip", hashOn: "ip"},
-		{name: "header-missing", hashOn: "header:x-user-id", bug: bugHashMissingValue},
-		{name: "header-with-plugin", hashOn: "header:x-user-id", rest: route("concurrency-limit: { max: 1000 }"), cellBugs: map[string]string{"grpc-relay": bugRelayChainKey},
+		{name: "header-missing", hashOn: "header:x-user-id"},
+		{name: "header-with-plugin", hashOn: "header:x-user-id", rest: route("concurrency-limit: { max: 1000 }"),
 			field: func(_ *testing.T, i int) (string, string) { return "x-user-id", fmt.Sprintf("user-%d", i) }},
-		{name: "consumer", hashOn: "consumer", rest: consumers.String() + route("key-auth: { header: apikey }"), cellBugs: map[string]string{"grpc-relay": bugRelayChainKey, "websocket": bugWebSocketIdentityKey},
+		{name: "consumer", hashOn: "consumer", rest: consumers.String() + route("key-auth: { header: apikey }"),
 			field: func(_ *testing.T, i int) (string, string) { return "apikey", hashConsumerKey(fmt.Sprintf("c%d", i)) }},
-		{name: "claim", hashOn: "claim:tenant", rest: route("jwt-auth: { secret: " + matrixSecret + " }"), cellBugs: map[string]string{"grpc-relay": bugRelayChainKey, "websocket": bugWebSocketIdentityKey},
+		{name: "claim", hashOn: "claim:tenant", rest: route("jwt-auth: { secret: " + matrixSecret + " }"),
 			field: func(t *testing.T, i int) (string, string) {
 				c := userClaims(fmt.Sprintf("user-%d", i))
 				c["tenant"] = fmt.Sprintf("tenant-%d", i)
@@ -57,16 +54,10 @@ func TestUpstreamRingHashOn(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.bug != "" {
-				skipUpstreamBug(t, tc.bug)
-			}
 			gws := startUpGateways(t, gatewayConfig(targets, "balance: ring_hash\nhash_on: "+tc.hashOn, tc.rest))
 			var first map[string]string
 			for _, c := range upCells {
 				t.Run(c.proto, func(t *testing.T) {
-					if bug := tc.cellBugs[c.proto]; bug != "" {
-						skipUpstreamBug(t, bug)
-					}
 					m := map[string]string{}
 					for i := range n {
 						key, gw, sent := fmt.Sprint(i), gws[c.path], ""
@@ -109,9 +100,3 @@ func TestUpstreamRingHashOn(t *testing.T) {
 		})
 	}
 }
-
-const bugRelayChainKey = "with ring_hash and a policy plugin on the method's route, the gRPC frame relay picks the target with key 0 before the chain runs (transcoder/grpc/relay.go Proxy.Relay: HashKey only when rt.chain == nil, then PickEndpoint(key, nil)); the key it computes after TryCheck is never used (\"the pick stands\"), so every relayed call goes to one target whatever hash_on says (header, ip, consumer or claim)"
-
-const bugWebSocketIdentityKey = "ring_hash with hash_on consumer or claim:<name> sends every WebSocket call to one target: transcoder/websocket/session.go newWSSession calls transcoder.WithUpstreamInfo with adm nil, so the upstream.CallInfo has no consumer and no claims and Cluster.HashKey hashes a constant"
-
-const bugHashMissingValue = "ring_hash with hash_on header:<name> (or claim:, consumer) hashes a call that lacks the value on the empty string, not on the client's ip as config.Upstream.HashOn documents: upstream/cluster.go Cluster.HashKey returns fnv(\"\") for a missing header (fnv(\"<nil>\") for a missing claim, fnv(\"\") for no consumer), so every such call goes to one target"

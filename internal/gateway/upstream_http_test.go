@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -141,9 +142,6 @@ func TestUpstreamHTTPBalance(t *testing.T) {
 	}
 	for _, alg := range []string{"round_robin", "random", "least_request"} {
 		t.Run(alg, func(t *testing.T) {
-			if alg == "least_request" {
-				skipUpstreamBug(t, bugLeastRequestWeights)
-			}
 			w := startWebGateway(t, targets, "balance: "+alg)
 			got := spread(t, w.protocol(), n, upstreamWorkers, nil)
 			t.Logf("%s", got)
@@ -151,7 +149,6 @@ func TestUpstreamHTTPBalance(t *testing.T) {
 		})
 	}
 	t.Run("ring_hash", func(t *testing.T) {
-		skipUpstreamBug(t, bugHTTPHashKey)
 		w := startWebGateway(t, targets, "balance: ring_hash\nhash_on: header:x-user-id")
 		const keys = 120
 		m := keyMap(t, w.protocol(), keys)
@@ -171,7 +168,112 @@ func TestUpstreamHTTPBalance(t *testing.T) {
 	})
 }
 
-const bugHTTPHashKey = "ring_hash on an upstream of kind http sends every request to one target: no uri route puts an upstream.CallInfo in the request context (internal/gateway/uri.go serveURI, upstream/httpproxy.go routeProxy), so upstream/httpcluster.go clusterTransport.RoundTrip keeps key 0 whatever hash_on says (header, ip, consumer or claim)"
+// TestUpstreamHTTPRingHashOn: ring_hash on an upstream of kind http over
+// three equal targets, behind a uri route, with each hash_on source: ip
+// (12 client addresses, 127.0.0.10 to .21), header:x-user-id on requests
+// without the header (which hash on the client's ip) and with it (the
+// route has a plugin), consumer (12 key-auth consumers) and claim:tenant
+// (12 tenants in HS256 tokens). Each key reaches one backend, and the
+// keys spread over more than one.
+func TestUpstreamHTTPRingHashOn(t *testing.T) {
+	t.Parallel()
+	ws := []*webTarget{startWebTarget(t, "a"), startWebTarget(t, "b"), startWebTarget(t, "c")}
+	targets := fmt.Sprintf(`["%s", "%s", "%s"]`, ws[0].addr, ws[1].addr, ws[2].addr)
+	const n = 12
+	var consumers strings.Builder
+	consumers.WriteString("consumers:\n")
+	for i := range n {
+		name := fmt.Sprintf("c%d", i)
+		fmt.Fprintf(&consumers, "  - name: %s\n    keys: [%q]\n", name, hashConsumerKey(name))
+	}
+	cases := []struct {
+		name, hashOn, rest, plugin string
+		// field is the header field of key i; nil: key i is the client
+		// address 127.0.0.(10+i).
+		field func(t *testing.T, i int) (string, string)
+	}{
+		{name: "ip", hashOn: "ip"},
+		{name: "header-missing", hashOn: "header:x-user-id"},
+		{name: "header-with-plugin", hashOn: "header:x-user-id", plugin: "concurrency-limit: { max: 1000 }",
+			field: func(_ *testing.T, i int) (string, string) { return "X-User-Id", fmt.Sprintf("user-%d", i) }},
+		{name: "consumer", hashOn: "consumer", rest: consumers.String(), plugin: "key-auth: { header: apikey }",
+			field: func(_ *testing.T, i int) (string, string) { return "Apikey", hashConsumerKey(fmt.Sprintf("c%d", i)) }},
+		{name: "claim", hashOn: "claim:tenant", plugin: "jwt-auth: { secret: " + matrixSecret + " }",
+			field: func(t *testing.T, i int) (string, string) {
+				c := userClaims(fmt.Sprintf("user-%d", i))
+				c["tenant"] = fmt.Sprintf("tenant-%d", i)
+				return "Authorization", "Bearer " + hsSign(t, matrixSecret, c)
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := "listeners:\n  - address: \"127.0.0.1:0\"\nupstreams:\n  web:\n    kind: http\n    targets: " + targets +
+				"\n    balance: ring_hash\n    hash_on: " + tc.hashOn + "\n" + tc.rest +
+				"routes:\n  - uri: /svc/*\n    service: web\n    strip_prefix: true\n"
+			if tc.plugin != "" {
+				cfg += "    plugins:\n      - " + tc.plugin + "\n"
+			}
+			url, _ := startGatewayOn(t, "", "", cfg)
+			tr := &http.Transport{}
+			t.Cleanup(tr.CloseIdleConnections)
+			hc := &http.Client{Transport: tr}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			m := map[string]string{}
+			for i := range n {
+				key, c, name, value := fmt.Sprint(i), hc, "", ""
+				if tc.field == nil {
+					c = webClientFrom(t, fmt.Sprintf("127.0.0.%d", 10+i))
+				} else {
+					name, value = tc.field(t, i)
+				}
+				get := func() string {
+					t.Helper()
+					req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/svc/x", nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if name != "" {
+						req.Header.Set(name, value)
+					}
+					resp, err := c.Do(req)
+					if err != nil {
+						t.Fatalf("key %s: %v", key, err)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						t.Fatalf("key %s: HTTP %d", key, resp.StatusCode)
+					}
+					return resp.Header.Get("X-Backend")
+				}
+				b1, b2 := get(), get()
+				if b1 != b2 {
+					t.Errorf("key %s reached %s, then %s", key, b1, b2)
+				}
+				m[key] = b1
+			}
+			spreadOver := map[string]bool{}
+			for _, b := range m {
+				spreadOver[b] = true
+			}
+			t.Logf("key → backend: %v", m)
+			if len(spreadOver) < 2 {
+				t.Errorf("all %d keys reached %v; want them spread over the targets", n, spreadOver)
+			}
+		})
+	}
+}
+
+// webClientFrom returns an HTTP/1.1 client whose connections come from
+// the local address ip (any of 127.0.0.0/8), for hash_on: ip.
+func webClientFrom(t *testing.T, ip string) *http.Client {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	tr := &http.Transport{DialContext: d.DialContext}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
 
 // TestUpstreamHTTPHealthCheck: the health check GETs its path and
 // accepts only expected_statuses ([200, 204]): a backend answering 503

@@ -170,9 +170,9 @@ func TestUpstreamKillUnderLoad(t *testing.T) {
 	streams := []*loadStream{
 		{name: "rest", idempotent: true, gw: "relay", call: echo("relay", "rest")},
 		{name: "connect", idempotent: true, gw: "relay", call: echo("relay", "connect")},
-		{name: "grpc-web", idempotent: true, gw: "relay", call: echo("relay", "grpc-web"), bug: bugGRPCWebReplay},
+		{name: "grpc-web", idempotent: true, gw: "relay", call: echo("relay", "grpc-web")},
 		{name: "grpc-relay", idempotent: true, gw: "relay", call: echo("relay", "grpc-relay")},
-		{name: "grpc-handler", idempotent: true, gw: "handler", call: echo("handler", "grpc-handler"), bug: bugHandlerReplay},
+		{name: "grpc-handler", idempotent: true, gw: "handler", call: echo("handler", "grpc-handler")},
 		{name: "rest-post", gw: "relay", call: unannotatedREST(gws["relay"])},
 		{name: "connect-unannotated", gw: "relay", call: unannotatedConnect(gws["relay"])},
 		{name: "grpc-relay-unannotated", gw: "relay", call: unannotatedGRPC(gws["relay"])},
@@ -251,24 +251,12 @@ func TestUpstreamKillInFlight(t *testing.T) {
 					t.Logf("call failed: %v", err)
 				}
 			}
-			if failed == 0 {
-				return
+			if failed > 0 {
+				t.Errorf("%d of 2 idempotent calls failed when b died; want 0 (the one on b sent again to a)", failed)
 			}
-			switch c.proto {
-			case "grpc-web":
-				skipUpstreamBug(t, bugGRPCWebReplay)
-			case "grpc-handler":
-				skipUpstreamBug(t, bugHandlerReplay)
-			}
-			t.Errorf("%d of 2 idempotent calls failed when b died; want 0 (the one on b sent again to a)", failed)
 		})
 	}
 }
-
-const (
-	bugGRPCWebReplay = "gRPC-Web unary calls are not retried: transcoder/grpcweb/grpcweb.go serves them with Backend.Conn.NewStream (ServerStreams: true), and upstream/callconn.go retries only Invoke, so an idempotent gRPC-Web call in flight on a killed backend fails UNAVAILABLE \"http2 connection closed\" where the same call over Connect or REST is sent again"
-	bugHandlerReplay = "the gRPC handler path (transcoder/grpc/proxy.go Proxy.Serve over upstream.Upstream.RoundTripper) never retries once the request was sent, even for idempotent calls, so calls in flight on a killed backend fail UNAVAILABLE"
-)
 
 // unannotatedREST posts to the default binding of EchoService.Unannotated,
 // which no route declares idempotent.

@@ -25,12 +25,8 @@ import (
 // what health checks decide are not parallel: on a busy machine (-race,
 // two cores) a parallel test's load delays checks past their timeout.
 
-// The bugs these tests show (see skipUpstreamBug).
-const (
-	bugLeastRequestWeights   = "least_request under-weights heavy targets at low concurrency: upstream/balance/picker.go pickLeastRequest compares in-flight/weight, so an idle target of weight 1 always beats a target of weight 9 with one call in flight (Envoy compares weight/(active+1)); with targets [a, {c, weight: 9}] and 2 concurrent calls, c gets about half the calls instead of 90 %"
-	bugHandlerBreakerMessage = "on the gRPC handler path a full circuit breaker is answered UNAVAILABLE \"upstream test is unavailable\" (logged as a failure with an error ID) instead of \"circuit breaker of upstream test is open\": upstream/callconn.go acquire turns the *breaker.OpenError into a plain status error and transcoder/grpc/proxy.go Proxy.fail (default case) replaces every RoundTrip error's message"
-	upstreamWorkers          = 4
-)
+// upstreamWorkers is how many clients call at once in the spread tests.
+const upstreamWorkers = 4
 
 // TestUpstreamBalance: round_robin and random spread the calls of every
 // protocol over targets ["a", "b", {address: "c", weight: 3}] by weight.
@@ -75,11 +71,9 @@ func TestUpstreamBalance(t *testing.T) {
 // TestUpstreamLeastRequestWeights: least_request over two backends of
 // equal speed (5 ms a call), a and c of weight 9, called by 2 clients at
 // a time, sends c about 90 % of the calls (at least 75 % of 160): an idle
-// a must not beat c with one call in flight. (Measured today: 80 of 160
-// on every protocol. Over ["a", "b", {address: "c", weight: 3}] with 4
-// clients, c gets 7 to 55 % of the calls instead of 60 %.)
+// a must not beat c with one call in flight (the pair is weighed on
+// weight / (in flight + 1), as Envoy weighs it).
 func TestUpstreamLeastRequestWeights(t *testing.T) {
-	skipUpstreamBug(t, bugLeastRequestWeights)
 	t.Parallel()
 	a, c := startSlowBackend(t, "a", 5*time.Millisecond), startSlowBackend(t, "c", 5*time.Millisecond)
 	targets := fmt.Sprintf(`["%s", {address: "%s", weight: 9}]`, a.Addr, c.Addr)
@@ -489,9 +483,6 @@ func TestUpstreamCircuitBreaker(t *testing.T) {
 			_, err := p.echo(ctx, "")
 			wantUnavailable(t, p.name, err)
 			t.Run("message", func(t *testing.T) {
-				if p.name == "grpc-handler" {
-					skipUpstreamBug(t, bugHandlerBreakerMessage)
-				}
 				if err == nil || !strings.Contains(err.Error(), "circuit breaker of upstream test is open") {
 					t.Errorf("over the limit: got %v; want \"circuit breaker of upstream test is open\"", err)
 				}

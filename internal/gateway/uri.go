@@ -13,6 +13,7 @@ import (
 	"github.com/rosetta-gateway/rosetta/router"
 	"github.com/rosetta-gateway/rosetta/transcoder"
 	"github.com/rosetta-gateway/rosetta/upstream"
+	"github.com/rosetta-gateway/rosetta/upstream/balance"
 )
 
 // uriRoutes is the plain HTTP routing of one config: the URI table, one
@@ -21,7 +22,11 @@ import (
 type uriRoutes struct {
 	table   *router.URITable
 	proxies []http.Handler // by router.URIRoute.Index
-	ups     *upstream.HTTPSet
+	// hashed is true, by router.URIRoute.Index, for a route whose
+	// upstream balances by ring_hash: its requests carry the call that
+	// hash_on reads.
+	hashed []bool
+	ups    *upstream.HTTPSet
 }
 
 // newURIRoutes builds the URI table and proxies of cfg.
@@ -30,7 +35,7 @@ func newURIRoutes(cfg *config.Config, logger *slog.Logger, prev *upstream.HTTPSe
 	if err != nil {
 		return nil, err
 	}
-	u := &uriRoutes{table: router.BuildURI(cfg.Routes), proxies: make([]http.Handler, len(cfg.Routes)), ups: ups}
+	u := &uriRoutes{table: router.BuildURI(cfg.Routes), proxies: make([]http.Handler, len(cfg.Routes)), hashed: make([]bool, len(cfg.Routes)), ups: ups}
 	for _, rt := range u.table.Routes() {
 		hu, ok := ups.Get(rt.Config.Service)
 		if !ok {
@@ -39,6 +44,7 @@ func newURIRoutes(cfg *config.Config, logger *slog.Logger, prev *upstream.HTTPSe
 				uriRoutePos(rt.Config.Pos), rt.Index, rt.Config.URI, rt.Config.Service)
 		}
 		u.proxies[rt.Index] = hu.Proxy(rt.Config)
+		u.hashed[rt.Index] = hu.Balancer().Algorithm() == balance.RingHash
 	}
 	return u, nil
 }
@@ -73,6 +79,9 @@ func (g *Gateway) serveURI(w http.ResponseWriter, r *http.Request, st *state) bo
 			return true
 		}
 		defer adm.Done()
+		if st.gen.uri.hashed[rt.Index] {
+			r = withURICallInfo(r, adm)
+		}
 		g.proxyURI(w, r, st, rt, adm)
 	case len(allow) > 0:
 		w.Header().Set("Allow", strings.Join(allow, ", "))
@@ -82,4 +91,26 @@ func (g *Gateway) serveURI(w http.ResponseWriter, r *http.Request, st *state) bo
 		return false
 	}
 	return true
+}
+
+// uriCallInfo is an upstream.CallInfo with room for a call description
+// of its own, so that it costs one allocation.
+type uriCallInfo struct {
+	upstream.CallInfo
+	own call.Call
+}
+
+// withURICallInfo returns r carrying the call that ring_hash's hash_on
+// reads (upstream.CallInfo): the admission's, with its consumer and
+// claims, when the route has plugins (adm not nil), else one described
+// from r (its headers and the client's address).
+func withURICallInfo(r *http.Request, adm *transcoder.Admission) *http.Request {
+	ci := &uriCallInfo{}
+	if adm != nil {
+		ci.Call, ci.Claims = &adm.Call, adm.State.Claims
+	} else {
+		ci.own = call.Call{HTTPMethod: r.Method, Header: call.HTTPHeader(r.Header), Peer: call.ParsePeer(r.RemoteAddr)}
+		ci.Call = &ci.own
+	}
+	return r.WithContext(upstream.WithCallInfo(r.Context(), &ci.CallInfo))
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -270,6 +271,76 @@ func (c *grpcCall) Close() error { return c.body.Close() }
 
 var errRequestTooBig = errors.New("request message over the size limit")
 
+// maxReplay bounds the request the handler path reads whole to be able to
+// send it again (one unary request message with its 5-byte prefix).
+const maxReplay = 64 << 10
+
+// readReplayable reads the request of a call that may be sent again
+// through c (which checks its message size), up to maxReplay bytes: whole
+// reports whether it ended within them; otherwise buf is its start and
+// the rest is still to be read from c. size is the request's
+// Content-Length (-1: unknown). When ctx ends first (the call's deadline)
+// the client's body is closed, so that a client that stops sending does
+// not hold the call past it.
+func readReplayable(ctx context.Context, c *grpcCall, size int64) (buf []byte, whole bool, err error) {
+	stop := context.AfterFunc(ctx, func() { _ = c.body.Close() })
+	defer stop()
+	n := 512
+	if size >= 0 && size < maxReplay {
+		n = int(size) + 1 // room for the read that reports the end
+	}
+	buf = make([]byte, 0, n)
+	for len(buf) <= maxReplay {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(len(buf), maxReplay+1-len(buf)))
+		}
+		k, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		switch {
+		case err == io.EOF:
+			return buf, len(buf) <= maxReplay, nil
+		case err != nil:
+			return nil, false, err
+		}
+	}
+	return buf, false, nil
+}
+
+// replayBody is a request read whole, read from its start by each attempt.
+type replayBody struct {
+	b   []byte
+	off int
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	if b.off >= len(b.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.b[b.off:])
+	b.off += n
+	return n, nil
+}
+
+func (b *replayBody) Close() error { return nil }
+
+// prefixBody is a request too large to keep: the bytes readReplayable
+// read, then the rest of the client's stream.
+type prefixBody struct {
+	head []byte
+	rest io.ReadCloser
+}
+
+func (b *prefixBody) Read(p []byte) (int, error) {
+	if len(b.head) > 0 {
+		n := copy(p, b.head)
+		b.head = b.head[n:]
+		return n, nil
+	}
+	return b.rest.Read(p)
+}
+
+func (b *prefixBody) Close() error { return b.rest.Close() }
+
 // teTrailers is the TE value of every upstream request; never modified.
 var teTrailers = []string{"trailers"}
 
@@ -340,14 +411,39 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route) {
 	}
 
 	c := &grpcCall{body: r.Body, scan: frameScanner{max: maxReq, gzip: r.Header.Get("Grpc-Encoding") == "gzip"}}
+	var body io.ReadCloser = c
+	length := r.ContentLength
+	var getBody func() (io.ReadCloser, error)
+	if rt.replayable && u.CanRetry() {
+		// An idempotent unary call with a small request is read whole, so
+		// that the upstream can send it again to another target when its
+		// target breaks or refuses it before answering, as the frame relay
+		// does (upstream.Upstream.RoundTripper). A larger one streams
+		// through, not retried.
+		buf, whole, err := readReplayable(ctx, c, r.ContentLength)
+		if err != nil {
+			p.fail(ctx, deadline, w, r, c, rt, false, err)
+			return
+		}
+		if whole {
+			if ci := upstream.CallInfoFrom(ctx); ci != nil {
+				ci.Idempotent = true // the method's idempotency_level, or its route's idempotent: true
+			}
+			body, length = &replayBody{b: buf}, int64(len(buf))
+			getBody = func() (io.ReadCloser, error) { return &replayBody{b: buf}, nil }
+		} else {
+			body = &prefixBody{head: buf, rest: c}
+		}
+	}
 	out := (&http.Request{
 		Method:        http.MethodPost,
 		URL:           &url.URL{Scheme: u.Scheme(), Host: u.Name, Path: r.URL.Path, RawPath: r.URL.RawPath},
 		Proto:         "HTTP/2.0",
 		ProtoMajor:    2,
 		Header:        header,
-		Body:          c,
-		ContentLength: r.ContentLength,
+		Body:          body,
+		GetBody:       getBody,
+		ContentLength: length,
 	}).WithContext(ctx)
 	out.Host = out.URL.Host
 
@@ -472,15 +568,22 @@ func messageLimits(u *upstream.Upstream) (req, resp uint32) {
 
 // fail answers a call whose upstream request failed, before or after the
 // response started: a request message over the limit, the client gone
-// (nothing to answer), the deadline, or an unreachable or broken upstream.
+// (nothing to answer), a circuit breaker's refusal, the deadline, or an
+// unreachable or broken upstream.
 func (p *Proxy) fail(ctx context.Context, deadline time.Time, w http.ResponseWriter, r *http.Request, c *grpcCall, rt *Route, started bool, err error) {
 	u := rt.Upstream
+	var ce *call.Error
 	switch {
 	case c.tooBig.Load() > 0:
 		p.writeStatus(w, r, started, tooBigError(c.tooBig.Load(), c.scan.max, u.Name))
 	case r.Context().Err() != nil:
 		// The client canceled (RST_STREAM) or went away: the upstream
 		// request was canceled with it and there is no one to answer.
+	case errors.As(err, &ce) && ce.Refusal:
+		// A full circuit breaker (breaker.OpenError.CallError): answered
+		// as it is, a refusal not logged as a failure, as the relay
+		// answers it.
+		p.writeStatus(w, r, started, ce)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || (!deadline.IsZero() && !time.Now().Before(deadline)):
 		// Past the deadline, a reset upstream stream is the backend
 		// giving up on the deadline too.

@@ -2,8 +2,10 @@ package grpc
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -218,5 +220,36 @@ func TestGRPCProxyTrailersOnlyErrors(t *testing.T) {
 	p.ServeHTTP(w, r)
 	if w.Header().Get("Grpc-Status") != "13" {
 		t.Errorf("bad grpc-timeout: got %v", w.Header())
+	}
+}
+
+// TestReadReplayable: a request within maxReplay is read whole (with or
+// without its Content-Length); a larger one is not, and its start and the
+// rest still make the whole stream; a message over the limit fails the
+// read.
+func TestReadReplayable(t *testing.T) {
+	body := func(b []byte) *grpcCall {
+		return &grpcCall{body: io.NopCloser(bytes.NewReader(b)), scan: frameScanner{max: 1 << 20}}
+	}
+	small := frames(100)
+	for _, size := range []int64{-1, int64(len(small))} {
+		buf, whole, err := readReplayable(context.Background(), body(small), size)
+		if err != nil || !whole || !bytes.Equal(buf, small) {
+			t.Errorf("size %d: got %d bytes, whole %v, %v; want the %d bytes whole", size, len(buf), whole, err, len(small))
+		}
+	}
+	large := frames(maxReplay)
+	c := body(large)
+	buf, whole, err := readReplayable(context.Background(), c, -1)
+	if err != nil || whole {
+		t.Fatalf("a request of %d bytes: whole %v, %v; want not whole", len(large), whole, err)
+	}
+	rest, err := io.ReadAll(&prefixBody{head: buf, rest: c})
+	if err != nil || !bytes.Equal(rest, large) {
+		t.Errorf("start and rest: %d bytes, %v; want the %d bytes of the request", len(rest), err, len(large))
+	}
+	c = &grpcCall{body: io.NopCloser(bytes.NewReader(frames(101))), scan: frameScanner{max: 100}}
+	if _, _, err := readReplayable(context.Background(), c, -1); !errors.Is(err, errRequestTooBig) || c.tooBig.Load() != 101 {
+		t.Errorf("a message over the limit: %v (size %d); want errRequestTooBig (101)", err, c.tooBig.Load())
 	}
 }

@@ -100,13 +100,29 @@ func (p *Proxy) RelayWith(in *h2.Stream, head *h2.RequestHead, o RelayOptions) h
 	c := &relayCall{p: p, rt: rt, in: in, path: head.Path, done: done, inEnded: head.EndStream, resp: o.Response}
 	c.res.Method, c.res.Upstream = rt.md, u.Name
 	var key uint64
+	authed := false // the chain's authentication ran (TryAuthenticate)
 	if u.Balancer().Algorithm() == balance.RingHash {
-		// hash_on reads the call's headers, peer and (after the chain) its
-		// consumer and claims.
-		c.adm.Call = call.Call{Header: head, Peer: peerOf(head)}
-		if rt.chain == nil {
-			key = u.HashKey(&c.adm.Call, nil)
+		// hash_on reads the call's headers and peer, or its consumer or
+		// claims, which only the chain's authentication knows: it runs
+		// first then, before the pick. It counts and holds nothing, so a
+		// call that goes to the handler path below (which runs the whole
+		// chain) has taken nothing twice; the limits run after the
+		// breakers, as for other calls.
+		if rt.chain != nil && u.HashOnCaller() {
+			c.describe(head)
+			cerr, pending := rt.chain.TryAuthenticate(&c.adm.Call, &c.adm.State)
+			if pending {
+				return nil
+			}
+			if cerr != nil {
+				c.adm.Done()
+				return p.refuse(in, head, c, cerr, true)
+			}
+			authed = true
+		} else {
+			c.adm.Call = call.Call{Header: head, Peer: peerOf(head)}
 		}
+		key = u.HashKey(&c.adm.Call, c.adm.State.Claims)
 	}
 	ep, err := u.PickEndpoint(key, nil)
 	if err != nil {
@@ -152,18 +168,14 @@ func (p *Proxy) RelayWith(in *h2.Stream, head *h2.RequestHead, o RelayOptions) h
 		// connection's reading goroutine, without a goroutine per call;
 		// one that needs I/O (a Redis limit, a JWKS fetch) sends the call
 		// to the handler path, which may block.
-		c.adm.SetChain(rt.chain)
-		c.adm.Call = call.Call{
-			Protocol:   call.GRPC,
-			Procedure:  head.Path,
-			Method:     rt.md,
-			Route:      rt.route,
-			Upstream:   u.Name,
-			HTTPMethod: head.Method,
-			Header:     head,
-			Peer:       peerOf(head),
+		var cerr *call.Error
+		var pending bool
+		if authed {
+			cerr, pending = rt.chain.TryCheckRest(&c.adm.Call, &c.adm.State)
+		} else {
+			c.describe(head)
+			cerr, pending = rt.chain.TryCheck(&c.adm.Call, &c.adm.State)
 		}
-		cerr, pending := rt.chain.TryCheck(&c.adm.Call, &c.adm.State)
 		if pending {
 			c.releaseBreakers()
 			return nil
@@ -172,12 +184,6 @@ func (p *Proxy) RelayWith(in *h2.Stream, head *h2.RequestHead, o RelayOptions) h
 			c.adm.Done()
 			c.releaseBreakers()
 			return p.refuse(in, head, c, cerr, true)
-		}
-		if key == 0 && u.Balancer().Algorithm() == balance.RingHash {
-			// hash_on consumer or claim: the chain has decided; the pick
-			// stands (it used the headers and peer), as the handler path's
-			// would not differ for header or ip keys.
-			key = u.HashKey(&c.adm.Call, c.adm.State.Claims)
 		}
 	}
 	strip := rt.chain != nil && len(rt.chain.Strip()) > 0
@@ -247,6 +253,22 @@ func (p *Proxy) RelayWith(in *h2.Stream, head *h2.RequestHead, o RelayOptions) h
 		c.timer = time.AfterFunc(gatewayBound(timeout, announced), c.onDeadline)
 	}
 	return c
+}
+
+// describe sets the call's policy chain and its description, for the
+// chain of its route.
+func (c *relayCall) describe(head *h2.RequestHead) {
+	c.adm.SetChain(c.rt.chain)
+	c.adm.Call = call.Call{
+		Protocol:   call.GRPC,
+		Procedure:  head.Path,
+		Method:     c.rt.md,
+		Route:      c.rt.route,
+		Upstream:   c.rt.Upstream.Name,
+		HTTPMethod: head.Method,
+		Header:     head,
+		Peer:       peerOf(head),
+	}
 }
 
 // peerOf returns the client's address, parsed once per connection by

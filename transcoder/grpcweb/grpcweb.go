@@ -114,8 +114,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	base, cancel := t.CallContext(r, timeout, md)
 	defer cancel()
-	if !clientStreams && !t.Method.IsStreamingServer() && transcoder.Cacheable(base, t.Backend.Conn, t.Path) {
-		h.serveCached(base, out, r, t, req)
+	if !clientStreams && !t.Method.IsStreamingServer() {
+		h.serveUnary(base, out, r, t, req)
 		return
 	}
 	ctx, abort := context.WithCancelCause(base)
@@ -160,6 +160,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.fail(out, r, h.CallError(ctx, err), cs.Trailer())
+}
+
+// serveUnary serves a unary call with one Invoke, as Connect and REST
+// serve theirs: the upstream sends it again as its retry policy allows
+// (an idempotent call whose target broke goes to another), and a response
+// cache in front of the upstream (transcoder.Cacheable) may answer it,
+// with X-Cache and Age headers. Errors are trailers-only unless the
+// backend sent header metadata first, as on the streaming path.
+func (h *Handler) serveUnary(ctx context.Context, out *webWriter, r *http.Request, t *rpc.Target, req []byte) {
+	var resp []byte
+	var hdr, trl metadata.MD
+	err := t.Backend.Conn.Invoke(ctx, t.Path, &req, &resp, transcoder.RawCall, grpc.Header(&hdr), grpc.Trailer(&trl))
+	if err == nil && out.codec == "json" {
+		resp, err = h.ProtoToJSON(t.Method.Output(), resp)
+	}
+	if err != nil {
+		if len(hdr) > 0 {
+			transcoder.SetCacheHeaders(out.w.Header(), ctx)
+			out.start(hdr)
+		}
+		h.fail(out, r, h.CallError(ctx, err), trl)
+		return
+	}
+	transcoder.SetCacheHeaders(out.w.Header(), ctx)
+	out.start(hdr)
+	if err := out.frame(0, resp); err != nil {
+		return // the client went away
+	}
+	out.finish(nil, trl, "")
 }
 
 // fail logs 5xx-class errors and writes ce as the call's final status.

@@ -288,13 +288,17 @@ type wsSession struct {
 	idleTimer *time.Timer
 }
 
-func newWSSession(h *Bridge, conn *websocket.Conn, r *http.Request, p *binding.Plan, be transcoder.Backend, req *wsRequest, md metadata.MD) *wsSession {
-	s := &wsSession{h: h, conn: conn, r: r, p: p, be: be, req: req, first: make(chan any, 1)}
+// newWSSession starts the session of one accepted socket. adm is the
+// socket's policy decision (nil without plugins): its call (consumer,
+// claims) feeds ring_hash's hash_on, and its per-message limits count
+// each client message.
+func newWSSession(h *Bridge, conn *websocket.Conn, r *http.Request, p *binding.Plan, be transcoder.Backend, req *wsRequest, md metadata.MD, adm *transcoder.Admission) *wsSession {
+	s := &wsSession{h: h, conn: conn, r: r, p: p, be: be, req: req, adm: adm, first: make(chan any, 1)}
 	s.int64Numbers = p.Int64Numbers || binding.WantsInt64Numbers(r)
 	// The request's context ends when the handler returns; the socket
 	// lives inside the handler, so it is the right parent.
 	s.connCtx, s.cancelConn = context.WithCancel(r.Context())
-	ctx := transcoder.WithUpstreamInfo(metadata.NewOutgoingContext(s.connCtx, md), r, p.Route.Method, p.Route.Config, nil, false)
+	ctx := transcoder.WithUpstreamInfo(metadata.NewOutgoingContext(s.connCtx, md), r, p.Route.Method, p.Route.Config, adm, false)
 	s.callCtx, s.cancelCall = context.WithCancel(ctx)
 	s.touch()
 	return s

@@ -239,8 +239,7 @@ func (h *Bridge) Serve(w http.ResponseWriter, r *http.Request, t Target) {
 	if err != nil {
 		return // Accept answered the client
 	}
-	s := newWSSession(h, conn, r, t.plan, be, req, md)
-	s.adm = adm
+	s := newWSSession(h, conn, r, t.plan, be, req, md, adm)
 	s.run()
 }
 

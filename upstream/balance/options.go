@@ -18,8 +18,11 @@ const (
 	// spread out rather than bunched.
 	RoundRobin Algorithm = iota
 	// LeastRequest (config "least_request") draws two distinct endpoints
-	// at random by weight and takes the one with fewer calls in flight per
-	// unit of weight (power of two choices).
+	// at random by weight and takes the one with the higher effective
+	// weight, weight / (calls in flight + 1), as Envoy does (power of two
+	// choices; with equal weights, the one with fewer calls in flight). An
+	// idle first draw is kept, so that with little load picks follow the
+	// weights.
 	LeastRequest
 	// RingHash (config "ring_hash") places each endpoint on a consistent
 	// hash ring with virtual nodes in proportion to its weight, and maps

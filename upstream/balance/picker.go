@@ -182,9 +182,14 @@ func (p *picker) pickRoundRobin(av int) int {
 }
 
 // pickLeastRequest is the power of two choices: two distinct candidates
-// drawn by weight, the one with fewer calls in flight per unit of weight
-// wins, and a tie goes to the first drawn (so, with no load, picks follow
-// the weights).
+// drawn by weight, and the one with the higher effective weight wins:
+// weight / (calls in flight + 1), as Envoy weighs load with
+// active_request_bias 1 (with equal weights, the one with fewer calls in
+// flight). So a heavy target with a call or two in flight still beats an
+// idle light one, which in-flight / weight would not let it (an idle
+// weight-1 target would beat a weight-9 one with one call). An idle first
+// draw is kept (taking it queues nothing) and a tie goes to the first
+// drawn: with little or no load, picks follow the weights.
 func (p *picker) pickLeastRequest(av int, rnd func() uint64) int {
 	cands := len(p.eps)
 	if av >= 0 {
@@ -197,7 +202,9 @@ func (p *picker) pickLeastRequest(av int, rnd func() uint64) int {
 	}
 	c := p.drawWeighted(&rb, av, a)
 	la, lc := p.eps[a].inflight.Load(), p.eps[c].inflight.Load()
-	if lc*int64(p.weights[a]) < la*int64(p.weights[c]) {
+	// c wins when w_c/(lc+1) > w_a/(la+1), compared without dividing
+	// (with equal weights: when lc < la).
+	if la > 0 && int64(p.weights[c])*(la+1) > int64(p.weights[a])*(lc+1) {
 		return c
 	}
 	return a

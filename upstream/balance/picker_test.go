@@ -148,7 +148,7 @@ func TestWeightedDistribution(t *testing.T) {
 }
 
 // TestLeastRequestPrefersLessLoaded: with two distinct candidates, the
-// endpoint with the most calls in flight per weight is never picked, and
+// endpoint with the lowest weight / (calls in flight + 1) is never picked, and
 // the least loaded one is picked most.
 func TestLeastRequestPrefersLessLoaded(t *testing.T) {
 	t.Parallel()
@@ -168,8 +168,8 @@ func TestLeastRequestPrefersLessLoaded(t *testing.T) {
 		t.Errorf("idle endpoint picked %d of 30000; want about 20000", n)
 	}
 
-	// Load is compared per unit of weight: 4 in flight on weight 4 is
-	// lighter than 2 on weight 1.
+	// Load is weighed against weight: 4 in flight on weight 4 (4/5) is
+	// lighter than 2 on weight 1 (1/3).
 	s = specs(4, 1)
 	b, _ = newBalancer(t, s, Options{Algorithm: LeastRequest})
 	heavy, light := endpoint(t, b, s[0].Addr), endpoint(t, b, s[1].Addr)
@@ -181,6 +181,36 @@ func TestLeastRequestPrefersLessLoaded(t *testing.T) {
 	got = countPicks(t, b, 10_000, nil)
 	if got[light.Addr()] != 0 {
 		t.Errorf("weight-1 endpoint with 2 in flight picked %d times over weight-4 with 4; want 0", got[light.Addr()])
+	}
+}
+
+// TestLeastRequestEffectiveWeight: with unequal weights the pair is
+// compared on weight / (in flight + 1), as Envoy compares it: a weight-9
+// endpoint with one call in flight beats an idle weight-1 one whenever it
+// is drawn first (so it keeps its 90 %), and loses to it once it has 9.
+func TestLeastRequestEffectiveWeight(t *testing.T) {
+	t.Parallel()
+	s := specs(1, 9)
+	b, _ := newBalancer(t, s, Options{Algorithm: LeastRequest})
+	light, heavy := endpoint(t, b, s[0].Addr), endpoint(t, b, s[1].Addr)
+	heavy.Start()
+	const n = 20_000
+	got := countPicks(t, b, n, nil)
+	if h := got[heavy.Addr()]; h < n*88/100 || h > n*92/100 {
+		t.Errorf("weight 9 with 1 in flight against an idle weight 1: picked %d of %d; want about 90 %%", h, n)
+	}
+	for range 8 {
+		heavy.Start()
+	}
+	got = countPicks(t, b, n, nil)
+	if h := got[heavy.Addr()]; h != 0 {
+		t.Errorf("weight 9 with 9 in flight (1/10 of its weight) against an idle weight 1: picked %d of %d; want 0", h, n)
+	}
+	light.Start()
+	got = countPicks(t, b, n, nil)
+	// 9/10 against 1/2: the heavy one wins every pair.
+	if h := got[heavy.Addr()]; h != n {
+		t.Errorf("weight 9 with 9 in flight against weight 1 with 1: picked %d of %d; want all", h, n)
 	}
 }
 

@@ -52,9 +52,10 @@ func (e *OpenError) Is(target error) bool { return target == ErrOpen }
 // CallError returns the error to answer the refused call with:
 // UNAVAILABLE (HTTP 503) with e's message, which is safe to show clients
 // (it names the upstream, not its targets' addresses, when the breaker's
-// name does not).
+// name does not). It is a refusal (call.Error.Refusal): load shed on
+// purpose is an answer, not a failure, and is not logged as one.
 func (e *OpenError) CallError() *call.Error {
-	return &call.Error{Code: codes.Unavailable, Msg: e.Error(), Cause: e}
+	return &call.Error{Code: codes.Unavailable, Msg: e.Error(), Cause: e, Refusal: true}
 }
 
 // Breaker limits the calls in flight to one upstream or target. Create it
