@@ -429,7 +429,7 @@ type OpenAPI struct {
 	// "/openapi.json". It takes precedence over a route with the same
 	// path.
 	Path string `yaml:"path"`
-	// Title is the document's info.title. Default "Rosetta".
+	// Title is the document's info.title. Default "Rosetta gateway".
 	Title string `yaml:"title"`
 	// Servers are the base URLs clients call
 	// ("https://api.example.com"). Default: none (clients resolve paths

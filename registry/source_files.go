@@ -129,7 +129,7 @@ func compileProtos(ctx context.Context, importPaths, files []string) (*descripto
 			}),
 		}),
 		Reporter:       rep,
-		SourceInfoMode: protocompile.SourceInfoNone,
+		SourceInfoMode: protocompile.SourceInfoStandard, // comments, for the OpenAPI document
 		// The gateway shares two cores with everything else it runs.
 		MaxParallelism: 1,
 	}

@@ -7,6 +7,7 @@
 //	rosetta serve --listen 127.0.0.1:8080 --upstream 127.0.0.1:9000
 //	rosetta validate --config rosetta.yaml
 //	rosetta routes --config rosetta.yaml
+//	rosetta openapi --config rosetta.yaml [--upstream-name NAME]
 //	rosetta cache purge --config rosetta.yaml [--route R] [--key K]
 //	rosetta version
 package main
@@ -40,6 +41,7 @@ Usage:
   rosetta serve    [--config FILE | --listen ADDR --upstream [NAME=]ADDR ...]
   rosetta validate --config FILE
   rosetta routes   [--config FILE | --upstream [NAME=]ADDR ...]
+  rosetta openapi  [--config FILE | --upstream [NAME=]ADDR ...] [--upstream-name NAME]
   rosetta cache purge --config FILE [--route ROUTE] [--key KEY]
   rosetta version
 
@@ -64,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(args[1:], stdout, stderr)
 	case "routes":
 		return routes(args[1:], stdout, stderr)
+	case "openapi":
+		return openapiCommand(args[1:], stdout, stderr)
 	case "cache":
 		return cacheCommand(args[1:], stdout, stderr)
 	case "version", "--version", "-v":

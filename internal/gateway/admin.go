@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -79,7 +80,7 @@ func (g *Gateway) adminToken(token string) {
 	h := admin.New(g, admin.Options{
 		Token:   token,
 		Metrics: g.adminHandlers.Metrics,
-		OpenAPI: g.adminHandlers.OpenAPI,
+		OpenAPI: cmp.Or(g.adminHandlers.OpenAPI, g.OpenAPIHandler()),
 		Logger:  g.logger.With("component", "admin"),
 	})
 	s.handler.Store(&h)

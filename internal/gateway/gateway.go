@@ -83,6 +83,8 @@ type generation struct {
 	pols   *policy.Set
 	caches *caches       // cache.go; nil without proxy-cache
 	cors   *corsPolicies // browser.go; nil without any cors config
+	// openapi serves the generated OpenAPI documents (openapi.go).
+	openapi *openAPIHandlers
 	// runCancel stops the registry's refresh loop.
 	runCancel context.CancelFunc
 	// active counts the calls that hold the generation (acquire); once
@@ -168,6 +170,7 @@ func (g *Gateway) newGeneration(cfg *config.Config, prev *generation) (gen *gene
 		prevUps, prevHTTP = prev.ups, prev.uri.ups
 	}
 	gen = &generation{g: g, cfg: cfg}
+	gen.openapi = g.newOpenAPI(cfg) // openapi.go
 	// On failure, close what this generation made and nothing it took
 	// over from prev.
 	defer func() {
@@ -435,6 +438,10 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, proto call.P
 	defer g.recoverPanic(w, r, st, proto)
 	if st.gen.cors != nil && g.applyCORS(w, r, st) {
 		return // a preflight, answered
+	}
+	if o := st.gen.cfg.OpenAPI; o != nil && r.URL.Path == o.Path && proto == call.REST {
+		st.gen.openapi.public.ServeHTTP(w, r) // the public document (openapi.go)
+		return
 	}
 	switch proto {
 	case call.GRPC:
