@@ -2,11 +2,9 @@ package upstream
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -51,32 +49,9 @@ func DialOptions(cfg *config.Upstream) ([]grpc.DialOption, error) {
 }
 
 // ClientTLSConfig builds a crypto/tls client config from the upstream TLS
-// settings: TLS 1.2 minimum, custom roots, optional client certificate.
+// settings (see [config.ClientTLS.TLSConfig]).
 func ClientTLSConfig(c *config.ClientTLS) (*tls.Config, error) {
-	tc := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         c.ServerName,
-		InsecureSkipVerify: c.InsecureSkipVerify, //nolint:gosec // an explicit, documented testing option
-	}
-	if c.CA != "" {
-		pem, err := os.ReadFile(c.CA)
-		if err != nil {
-			return nil, fmt.Errorf("read upstream CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("upstream CA %s: no PEM certificates found", c.CA)
-		}
-		tc.RootCAs = pool
-	}
-	if c.Cert != "" || c.Key != "" {
-		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("load upstream client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
+	return c.TLSConfig("upstream")
 }
 
 // New creates one gRPC upstream: its cluster (balancer, health checks,

@@ -3,21 +3,18 @@ package cache
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/redisclient"
 )
 
 // KeyPrefix starts every Redis key of the cache:
@@ -42,53 +39,7 @@ type Redis struct {
 // NewRedisClient returns a client for the top-level redis block (the one
 // rate-limiting's policy: redis uses). It connects lazily.
 func NewRedisClient(cfg *config.Redis) (*redis.Client, error) {
-	opts := &redis.Options{
-		Addr:     cfg.Address,
-		Username: cfg.Username,
-		Password: cfg.Password,
-		DB:       cfg.DB,
-		// RESP2 and no CLIENT SETINFO: any Redis understands the
-		// handshake.
-		Protocol:        2,
-		DisableIdentity: true,
-		// The call's context bounds each command; these cap a context
-		// without a deadline. A cache must never make a call wait long.
-		ContextTimeoutEnabled:    true,
-		DialTimeout:              time.Second,
-		ReadTimeout:              time.Second,
-		WriteTimeout:             time.Second,
-		PoolTimeout:              time.Second,
-		DialerRetries:            1,
-		MaxRetries:               1,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	}
-	if c := cfg.TLS; c != nil {
-		tc := &tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			ServerName:         c.ServerName,
-			InsecureSkipVerify: c.InsecureSkipVerify, //nolint:gosec // an explicit, documented testing option
-		}
-		if c.CA != "" {
-			pem, err := os.ReadFile(c.CA)
-			if err != nil {
-				return nil, fmt.Errorf("read redis CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("redis CA %s: no PEM certificates found", c.CA)
-			}
-			tc.RootCAs = pool
-		}
-		if c.Cert != "" || c.Key != "" {
-			cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-			if err != nil {
-				return nil, fmt.Errorf("load redis client certificate: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		opts.TLSConfig = tc
-	}
-	return redis.NewClient(opts), nil
+	return redisclient.New(cfg)
 }
 
 // NewRedis returns a store on client. When own is set, Close closes the

@@ -3,23 +3,20 @@ package ratelimit
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 	"google.golang.org/grpc/codes"
 
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/redisclient"
 	"github.com/rosetta-gateway/rosetta/policy"
 )
 
@@ -99,72 +96,17 @@ func sharedRedis(shared *policy.Shared, cfg *config.Redis, now func() time.Time,
 		key = fmt.Sprintf("%s|%+v", key, *cfg.TLS)
 	}
 	v, err := shared.Get(key, func() (any, error) {
-		opts := &redis.Options{
-			Addr:     cfg.Address,
-			Username: cfg.Username,
-			Password: cfg.Password,
-			DB:       cfg.DB,
-			// RESP2 and no CLIENT SETINFO: every Redis since 2.6 (scripts)
-			// understands the connection handshake.
-			Protocol:        2,
-			DisableIdentity: true,
-			// Each decision's context bounds it (the limiter's timeout);
-			// these only cap what a context without deadline would wait.
-			ContextTimeoutEnabled: true,
-			DialTimeout:           time.Second,
-			ReadTimeout:           time.Second,
-			WriteTimeout:          time.Second,
-			PoolTimeout:           time.Second,
-			// One dial attempt and one retry (for a pooled connection the
-			// server closed): a dead server must fail fast, the circuit in
-			// redisStore does the waiting.
-			DialerRetries:            1,
-			MaxRetries:               1,
-			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-		}
-		if cfg.TLS != nil {
-			tc, err := redisTLS(cfg.TLS)
-			if err != nil {
-				return nil, err
-			}
-			opts.TLSConfig = tc
+		client, err := redisclient.New(cfg)
+		if err != nil {
+			return nil, err
 		}
 		redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{log}) })
-		return &redisStore{client: redis.NewClient(opts), log: log, now: now}, nil
+		return &redisStore{client: client, log: log, now: now}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return v.(*redisStore), nil
-}
-
-// redisTLS builds the client TLS config of the redis block: TLS 1.2 at
-// least, custom roots, an optional client certificate.
-func redisTLS(c *config.ClientTLS) (*tls.Config, error) {
-	tc := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         c.ServerName,
-		InsecureSkipVerify: c.InsecureSkipVerify, //nolint:gosec // an explicit, documented testing option
-	}
-	if c.CA != "" {
-		pem, err := os.ReadFile(c.CA)
-		if err != nil {
-			return nil, fmt.Errorf("read redis CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("redis CA %s: no PEM certificates found", c.CA)
-		}
-		tc.RootCAs = pool
-	}
-	if c.Cert != "" || c.Key != "" {
-		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("load redis client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // admit reports whether a decision may try Redis: always while it is up;
