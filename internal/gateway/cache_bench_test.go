@@ -132,6 +132,13 @@ routes:
 // benchmark and returns it and its base URL.
 func newBenchGateway(b *testing.B, backendAddr, yaml string) (*Gateway, string) {
 	b.Helper()
+	return newBenchGatewayWith(b, backendAddr, yaml, nil)
+}
+
+// newBenchGatewayWith is newBenchGateway with setup, when not nil, run on
+// the gateway before it starts.
+func newBenchGatewayWith(b *testing.B, backendAddr, yaml string, setup func(*Gateway)) (*Gateway, string) {
+	b.Helper()
 	file := filepath.Join(b.TempDir(), "rosetta.yaml")
 	if err := os.WriteFile(file, []byte(strings.ReplaceAll(yaml, "$BACKEND", backendAddr)), 0o600); err != nil {
 		b.Fatal(err)
@@ -143,6 +150,9 @@ func newBenchGateway(b *testing.B, backendAddr, yaml string) (*Gateway, string) 
 	g, err := New(cfg, nil)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if setup != nil {
+		setup(g)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

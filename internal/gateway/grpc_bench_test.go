@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
 )
@@ -26,30 +22,8 @@ func startBenchGateway(b *testing.B, backendAddr string) string {
 // handler, the frame relay off (every gRPC call takes the handler path).
 func startBenchGatewayOn(b *testing.B, backendAddr, yamlText string, handler bool) string {
 	b.Helper()
-	file := filepath.Join(b.TempDir(), "rosetta.yaml")
-	if err := os.WriteFile(file, []byte(strings.ReplaceAll(yamlText, "$BACKEND", backendAddr)), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := config.Load(file)
-	if err != nil {
-		b.Fatalf("config: %v", err)
-	}
-	g, err := New(cfg, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	g.noRelay = handler
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = g.Shutdown(ctx)
-	})
-	return "http://" + g.Addrs()[0].String()
+	_, url := newBenchGatewayWith(b, backendAddr, yamlText, func(g *Gateway) { g.noRelay = handler })
+	return url
 }
 
 // benchClients returns EchoService clients straight to a backend and

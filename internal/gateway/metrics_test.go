@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -24,7 +23,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
 )
@@ -528,28 +526,9 @@ upstreams:
 // returns its base URL.
 func startRelayBenchGateway(b *testing.B, backendAddr, yaml string) (string, *Gateway) {
 	b.Helper()
-	file := filepath.Join(b.TempDir(), "rosetta.yaml")
-	if err := os.WriteFile(file, []byte(strings.ReplaceAll(yaml, "$BACKEND", backendAddr)), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := config.Load(file)
-	if err != nil {
-		b.Fatalf("config: %v", err)
-	}
-	g, err := New(cfg, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	g, url := newBenchGateway(b, backendAddr, yaml)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = g.Shutdown(ctx)
-	})
 	up, _ := g.gen().ups.Get("test")
 	for up.RelayConn(backendAddr) == nil {
 		if ctx.Err() != nil {
@@ -557,7 +536,7 @@ func startRelayBenchGateway(b *testing.B, backendAddr, yaml string) (string, *Ga
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return "http://" + g.Addrs()[0].String(), g
+	return url, g
 }
 
 // relayMetricsRuns counts the runs of BenchmarkRelayMetrics.
