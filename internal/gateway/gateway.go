@@ -42,10 +42,8 @@ type Gateway struct {
 	shared *policy.Shared
 	local  *localGRPC // grpc_local.go
 	ws     wsSockets  // websocket.go
-	// obs are metrics and tracing (observe.go); metricsGen is the
-	// generation whose routes name the metrics' route labels.
-	obs        observability
-	metricsGen atomic.Pointer[generation]
+	// obs are metrics and tracing (observe.go).
+	obs observability
 	// state is what requests read: the current generation's current
 	// descriptor snapshot. cur is the current generation.
 	state  atomic.Pointer[state]
@@ -155,6 +153,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	}
 	gen.version = 1
 	g.cur.Store(gen)
+	g.setRouteOf(gen) // observe.go
 	g.local = newLocalGRPC(g)
 	return g, nil
 }

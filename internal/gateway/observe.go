@@ -35,7 +35,7 @@ func (g *Gateway) newObservability(cfg *config.Config) error {
 	if cfg.Admin != nil {
 		m := observe.NewMetrics(observe.Options{})
 		m.SetState(g.metricsState)
-		g.obs.metrics = m // route labels: observeCall sets them from the first generation
+		g.obs.metrics = m // route labels: setRouteOf, as each generation becomes current
 		// The admin listener serves them at /metrics (admin.go), unless
 		// SetAdminHandlers gives another handler.
 		g.adminHandlers.Metrics = m.Handler()
@@ -75,10 +75,13 @@ func (g *Gateway) MetricsHandler() http.Handler {
 	return g.obs.metrics.Handler()
 }
 
-// refreshRouteOf gives the metrics the config routes of gen, which name
-// the route label of RPC calls.
-func (g *Gateway) refreshRouteOf(gen *generation) {
-	g.metricsGen.Store(gen)
+// setRouteOf gives the metrics the config routes of gen, which name the
+// route label of RPC calls: called when gen becomes current (New,
+// ReloadConfig), not per call.
+func (g *Gateway) setRouteOf(gen *generation) {
+	if g.obs.metrics == nil {
+		return
+	}
 	g.obs.metrics.SetRouteOf(func(md protoreflect.MethodDescriptor) string {
 		if r := gen.selectorRoute(md); r != nil {
 			return r.Selector
@@ -87,15 +90,8 @@ func (g *Gateway) refreshRouteOf(gen *generation) {
 	})
 }
 
-// observeCall counts one finished call, after making sure the metrics
-// name routes by the current generation.
-func (g *Gateway) observeCall(c *observe.Call) {
-	m := g.obs.metrics
-	if gen := g.cur.Load(); gen != g.metricsGen.Load() {
-		g.refreshRouteOf(gen)
-	}
-	m.Observe(c)
-}
+// observeCall counts one finished call.
+func (g *Gateway) observeCall(c *observe.Call) { g.obs.metrics.Observe(c) }
 
 // streaming reports whether a routed call is a stream (an open-streams
 // gauge counts it while it lasts).

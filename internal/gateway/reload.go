@@ -156,6 +156,7 @@ func (g *Gateway) ReloadConfig(cfg *config.Config) error {
 	// state is installed (requests meanwhile use the previous state,
 	// whole).
 	g.cur.Store(gen)
+	g.setRouteOf(gen) // observe.go
 	// Carried-over upstreams take their new targets only now: a reload
 	// refused before this point left them as they were.
 	gen.ups.Commit()
