@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,16 +26,6 @@ type adminServer struct {
 	handler atomic.Pointer[http.Handler]
 	token   string
 }
-
-// AdminHandlers are the handlers other packages give the admin API.
-type AdminHandlers struct {
-	// Metrics serves /metrics; OpenAPI serves /openapi.json.
-	Metrics, OpenAPI http.Handler
-}
-
-// SetAdminHandlers mounts metrics and OpenAPI on the admin API. Call it
-// before Start.
-func (g *Gateway) SetAdminHandlers(h AdminHandlers) { g.adminHandlers = h }
 
 // startAdmin binds and serves the admin listener of the config, if it has
 // one.
@@ -79,8 +68,8 @@ func (g *Gateway) adminToken(token string) {
 	s.token = token
 	h := admin.New(g, admin.Options{
 		Token:   token,
-		Metrics: g.adminHandlers.Metrics,
-		OpenAPI: cmp.Or(g.adminHandlers.OpenAPI, g.OpenAPIHandler()),
+		Metrics: g.MetricsHandler(),
+		OpenAPI: g.OpenAPIHandler(),
 		Logger:  g.logger.With("component", "admin"),
 	})
 	s.handler.Store(&h)

@@ -55,12 +55,11 @@ type Gateway struct {
 	servers     []*transports.Server
 	listenAddrs []string
 	// admin is the admin listener (admin.go); nil without one.
-	admin         *adminServer
-	adminHandlers AdminHandlers
-	started       atomic.Bool // listeners up (readiness)
-	stopping      atomic.Bool // shutting down (liveness, readiness)
-	cancel        context.CancelFunc
-	wg            sync.WaitGroup
+	admin    *adminServer
+	started  atomic.Bool // listeners up (readiness)
+	stopping atomic.Bool // shutting down (liveness, readiness)
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	shutdownOnce sync.Once
 	shutdownErr  error

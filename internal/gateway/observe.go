@@ -36,9 +36,6 @@ func (g *Gateway) newObservability(cfg *config.Config) error {
 		m := observe.NewMetrics(observe.Options{})
 		m.SetState(g.metricsState)
 		g.obs.metrics = m // route labels: setRouteOf, as each generation becomes current
-		// The admin listener serves them at /metrics (admin.go), unless
-		// SetAdminHandlers gives another handler.
-		g.adminHandlers.Metrics = m.Handler()
 	}
 	t, err := observe.NewTracing(context.Background(), cfg.Tracing)
 	if err != nil {
