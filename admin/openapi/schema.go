@@ -339,24 +339,13 @@ func (s *schemas) wellKnown(md protoreflect.MessageDescriptor, st style) *Schema
 			Properties:           map[string]*Schema{"@type": {Type: "string"}},
 			AdditionalProperties: &Schema{},
 		}
-	case "google.protobuf.DoubleValue":
-		return scalar(protoreflect.DoubleKind, st)
-	case "google.protobuf.FloatValue":
-		return scalar(protoreflect.FloatKind, st)
-	case "google.protobuf.Int64Value":
-		return scalar(protoreflect.Int64Kind, st)
-	case "google.protobuf.UInt64Value":
-		return scalar(protoreflect.Uint64Kind, st)
-	case "google.protobuf.Int32Value":
-		return scalar(protoreflect.Int32Kind, st)
-	case "google.protobuf.UInt32Value":
-		return scalar(protoreflect.Uint32Kind, st)
-	case "google.protobuf.BoolValue":
-		return scalar(protoreflect.BoolKind, st)
-	case "google.protobuf.StringValue":
-		return scalar(protoreflect.StringKind, st)
-	case "google.protobuf.BytesValue":
-		return scalar(protoreflect.BytesKind, st)
+	case "google.protobuf.DoubleValue", "google.protobuf.FloatValue",
+		"google.protobuf.Int64Value", "google.protobuf.UInt64Value",
+		"google.protobuf.Int32Value", "google.protobuf.UInt32Value",
+		"google.protobuf.BoolValue", "google.protobuf.StringValue",
+		"google.protobuf.BytesValue":
+		// A wrapper is its value field's JSON (nullable, as every message).
+		return scalar(md.Fields().ByNumber(1).Kind(), st)
 	}
 	return nil
 }
