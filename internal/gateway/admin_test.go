@@ -600,3 +600,23 @@ func TestAdminAddressValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminAddressTaken: an admin address another process holds fails
+// Start with the address and the system's reason, and the listeners it
+// had bound are closed again (none is left).
+func TestAdminAddressTaken(t *testing.T) {
+	be := testkit.StartBackend(t)
+	taken := testkit.ListenLocal(t).Addr().String()
+	g := newTestGateway(t, be.Addr, "listeners: [{address: \"127.0.0.1:0\"}]\n"+
+		"upstreams:\n  test: {targets: [\"$BACKEND\"]}\n"+
+		"admin: {address: \""+taken+"\"}\n", nil)
+	err := g.Start(testContext(t))
+	want := "admin listener " + taken + ": listen tcp " + taken + ": bind: address already in use"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Start: %v; want %s", err, want)
+	}
+	if addrs := g.Addrs(); len(addrs) != 0 {
+		t.Errorf("listeners %v still bound after the failed Start", addrs)
+	}
+	_ = g.Shutdown(testContext(t))
+}
