@@ -47,6 +47,15 @@ type Config struct {
 	// X-Forwarded-For is believed when a policy needs the client's IP.
 	// Default: none (the connection's address is the client's).
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Plans are the consumers' plans: quotas and rates (see [Plan]).
+	Plans map[string]*Plan `yaml:"plans"`
+	// Portal serves the developer portal (optional; see [Portal]).
+	Portal *Portal `yaml:"portal"`
+	// Analytics tunes call analytics (optional; see [Analytics]).
+	Analytics *Analytics `yaml:"analytics"`
+	// RequireAuth makes `rosetta lint` report every route that no
+	// authentication plugin covers. Default false.
+	RequireAuth bool `yaml:"require_auth"`
 
 	// File is the path the config was read from ("" for flags-only
 	// configs). Relative paths in the config are resolved against its
@@ -400,6 +409,11 @@ type Route struct {
 	// (authentication, authorization, limits, cache) on every protocol that
 	// reaches it.
 	Plugins []Plugin `yaml:"plugins"`
+	// Deprecated marks the route deprecated (see [Deprecation]).
+	Deprecated *Deprecation `yaml:"deprecated"`
+	// Retired marks the route retired: every call is refused (see
+	// [Retirement]).
+	Retired *Retirement `yaml:"retired"`
 
 	// Pos is where this route is in the config file.
 	Pos Pos `yaml:"-"`

@@ -209,6 +209,8 @@ type Consumer struct {
 	Keys StringList `yaml:"keys" redact:"true"`
 	// JWTSubject makes a JWT whose "sub" is this value this consumer.
 	JWTSubject string `yaml:"jwt_subject"`
+	// Plan names the consumer's plan in plans (quota and rate).
+	Plan string `yaml:"plan"`
 
 	// Pos is where this consumer is in the config file.
 	Pos Pos `yaml:"-"`
