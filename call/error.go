@@ -28,6 +28,12 @@ type Error struct {
 	// Plugin names the policy plugin that refused the call ("jwt-auth",
 	// "rate-limiting"), set by the policy chain; "" for other errors.
 	Plugin string
+	// HTTPStatus, when non-zero, is the status that dialects whose HTTP
+	// status follows the code (REST, SSE, plain HTTP routes, WebSocket
+	// upgrades) answer instead of the code's usual mapping: 410 Gone for
+	// a retired route's UNIMPLEMENTED. gRPC, gRPC-Web and Connect keep
+	// their own mapping.
+	HTTPStatus int
 }
 
 // Errorf returns an [Error] with the given code and a formatted client-facing

@@ -284,6 +284,11 @@ type Transcoding struct {
 	// DefaultBindings serves every method without an HTTP rule as
 	// POST /package.Service/Method with body "*". Default true.
 	DefaultBindings *bool `yaml:"default_bindings"`
+	// DefaultBound are selectors (as a route's: "pkg.Service.Method",
+	// "pkg.Service.*", "*") of methods served by their default binding
+	// on purpose: `rosetta lint` does not report them for having no HTTP
+	// rule.
+	DefaultBound []string `yaml:"default_bound"`
 	// JSON controls JSON marshalling.
 	JSON JSONOptions `yaml:"json"`
 	// StrictQuery rejects unknown query parameters with 400. Default false

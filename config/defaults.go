@@ -88,6 +88,7 @@ func (c *Config) setDefaults() {
 	}
 	c.pluginDefaults()
 	c.tracingDefaults()
+	c.manageDefaults()
 	if c.OpenAPI != nil && c.OpenAPI.Path == "" {
 		c.OpenAPI.Path = "/openapi.json"
 	}

@@ -2,7 +2,13 @@ package config
 
 // This file holds the API-management settings: plans and quotas, the
 // developer portal, analytics and API lifecycle (deprecation,
-// retirement).
+// retirement). Their defaults are in manage_defaults.go, their checks in
+// manage_validate.go.
+
+import (
+	"sync"
+	"time"
+)
 
 // Plan is what a consumer's subscription allows: a long-period quota and
 // a short-period rate, both counted per consumer on every route and
@@ -116,4 +122,67 @@ type Retirement struct {
 	// Message replaces the default message ("<route> is retired; use
 	// <link>").
 	Message string `yaml:"message"`
+}
+
+// Location returns the time zone whose calendar resets q: TimeZone
+// loaded with [time.LoadLocation] ("" is UTC). A zone that does not load
+// (which a config from [Parse] never has) gives UTC. Locations are
+// loaded once per name and cached, so calling it per call is cheap. It
+// is safe for concurrent use.
+func (q *Quota) Location() *time.Location {
+	if q == nil || q.TimeZone == "" || q.TimeZone == "UTC" {
+		return time.UTC
+	}
+	if loc, ok := zones.Load(q.TimeZone); ok {
+		return loc.(*time.Location)
+	}
+	loc, err := time.LoadLocation(q.TimeZone)
+	if err != nil {
+		return time.UTC
+	}
+	zones.Store(q.TimeZone, loc)
+	return loc
+}
+
+// zones caches the locations [Quota.Location] loaded, by name.
+var zones sync.Map
+
+// SinceTime returns when the route was deprecated: Since parsed as a
+// date (the start of that day in UTC) or an RFC 3339 time. ok is false
+// when Since is unset (or, in a config that did not come from [Parse],
+// unparsable); the gateway then uses the moment it loaded the config.
+func (d *Deprecation) SinceTime() (t time.Time, ok bool) {
+	if d == nil {
+		return time.Time{}, false
+	}
+	return parseWhen(d.Since)
+}
+
+// SunsetTime returns when the route stops answering: Sunset parsed as a
+// date (the start of that day in UTC) or an RFC 3339 time. ok is false
+// when Sunset is unset (or, in a config that did not come from [Parse],
+// unparsable).
+func (d *Deprecation) SunsetTime() (t time.Time, ok bool) {
+	if d == nil {
+		return time.Time{}, false
+	}
+	return parseWhen(d.Sunset)
+}
+
+// dateLayout is the date form of Deprecation.Since and Sunset.
+const dateLayout = "2006-01-02"
+
+// parseWhen parses a date (YYYY-MM-DD, the start of that day in UTC) or
+// an RFC 3339 time. ok is false for "" and for anything else.
+func parseWhen(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	if t, err := time.Parse(dateLayout, s); err == nil {
+		return t, true
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, true
+	}
+	return time.Time{}, false
 }

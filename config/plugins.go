@@ -106,6 +106,10 @@ type KeyAuth struct {
 	Header string `yaml:"header"`
 	// Query, when set, is a query parameter also read for the key.
 	Query string `yaml:"query"`
+	// Optional lets calls without any credential pass anonymously (no
+	// consumer), while a wrong key is still refused: a call that sends
+	// a key is counted as its consumer's (plans, usage). Default false.
+	Optional bool `yaml:"optional"`
 }
 
 // RateLimiting allows at most Limit calls per Period for each key,

@@ -288,7 +288,7 @@ func TestValidatePluginsInCode(t *testing.T) {
 		`plugins[0]: empty plugins entry (hint: name one plugin, e.g. "- key-auth: {}")`,
 		`plugins[1].jwt-auth.public_key: secret and public_key are exclusive (hint: set exactly one of secret, public_key or jwks_uri)`,
 		`routes[0].plugins[1].rate-limiting.policy: policy redis needs the top-level redis block (hint: add redis: {address: "127.0.0.1:6379"})`,
-		`routes[0].plugins[0].key-auth: key-auth needs at least one consumer with keys (hint: add consumers: [{name: alice, keys: ["${ALICE_KEY}"]}])`,
+		`routes[0].plugins[0].key-auth: key-auth needs at least one consumer with keys (hint: add consumers: [{name: alice, keys: ["${ALICE_KEY}"]}], or let consumers create keys: portal: {self_service: true})`,
 	}, "\n")
 	err := c.Validate()
 	if err == nil {

@@ -183,9 +183,10 @@ func (v *validator) plugins() {
 			"keep one: the top-level cors plugin, or the cors block")
 	}
 	withKeys := v.consumers()
-	if keyAuthAt != "" && !withKeys && !v.isBad("consumers") {
+	selfService := c.Portal != nil && c.Portal.SelfService
+	if keyAuthAt != "" && !withKeys && !selfService && !v.isBad("consumers") {
 		v.report(keyAuthAt, keyAuthPos, true, "key-auth needs at least one consumer with keys",
-			`add consumers: [{name: alice, keys: ["${ALICE_KEY}"]}]`)
+			`add consumers: [{name: alice, keys: ["${ALICE_KEY}"]}], or let consumers create keys: portal: {self_service: true}`)
 	}
 	v.redis()
 	for i, s := range c.TrustedProxies {

@@ -122,6 +122,7 @@ func (v *validator) run() {
 		v.routeResilience(p, &c.Routes[i])
 	}
 	v.plugins()
+	v.manage()
 	v.tracing()
 	if o := c.OpenAPI; o != nil {
 		if !strings.HasPrefix(o.Path, "/") || strings.ContainsAny(o.Path, "?#{}* ") {

@@ -132,8 +132,21 @@ type Chain struct {
 	rest     []Plugin // Authorize and Limit, in phase order
 	messages []MessageChecker
 	local    bool
+	optional bool // an authentication plugin lets calls without credentials pass
 	strip    []string
 	query    []string // query parameters that carry credentials
+	// life is the route's deprecation or retirement (nil: neither),
+	// applied before any plugin.
+	life *lifecycle
+}
+
+// OptionalAuthenticator is implemented by authentication plugins that
+// may let calls without credentials pass (key-auth with optional: true).
+// When one of a chain's says Optional, a call that every authentication
+// plugin refused for want of credentials ([MissingCredentials]) passes
+// anonymously; a wrong credential is still refused.
+type OptionalAuthenticator interface {
+	Optional() bool
 }
 
 // CredentialQuerier is implemented by plugins that read a credential from
@@ -154,6 +167,9 @@ func NewChain(plugins []Plugin, strip []string) *Chain {
 	for _, p := range sorted {
 		if p.Phase() == Authenticate {
 			c.authn = append(c.authn, p)
+			if o, ok := p.(OptionalAuthenticator); ok && o.Optional() {
+				c.optional = true
+			}
 		} else {
 			c.rest = append(c.rest, p)
 		}
@@ -211,8 +227,30 @@ func (c *Chain) CredentialQuery() []string {
 	return c.query
 }
 
+// Authenticates reports whether the chain has an authentication plugin
+// (jwt-auth, key-auth): whether a call it allows has a known caller.
+func (c *Chain) Authenticates() bool { return c != nil && len(c.authn) > 0 }
+
+// RequiresAuth reports whether every call the chain allows has a known
+// caller: it authenticates, and no authentication plugin lets anonymous
+// calls pass (key-auth with optional: true).
+func (c *Chain) RequiresAuth() bool { return c.Authenticates() && !c.optional }
+
+// AuthPlugins returns the names of the chain's authentication plugins,
+// in phase order.
+func (c *Chain) AuthPlugins() []string {
+	if c == nil {
+		return nil
+	}
+	names := make([]string, len(c.authn))
+	for i, p := range c.authn {
+		names[i] = p.Name()
+	}
+	return names
+}
+
 // Empty reports whether the chain has no plugin.
-func (c *Chain) Empty() bool { return c == nil || len(c.authn)+len(c.rest) == 0 }
+func (c *Chain) Empty() bool { return c == nil || len(c.authn)+len(c.rest) == 0 && c.life == nil }
 
 // Strip returns the header names to remove from what the client sent
 // before the backend sees it.
@@ -232,6 +270,9 @@ func (c *Chain) HasMessageLimits() bool { return c != nil && len(c.messages) > 0
 func (c *Chain) Check(ctx context.Context, cl *call.Call, st *State) *call.Error {
 	if c == nil {
 		return nil
+	}
+	if err := c.life.apply(cl, st); err != nil {
+		return err
 	}
 	if err := c.authenticate(ctx, cl, st); err != nil {
 		return err
@@ -273,6 +314,10 @@ func (c *Chain) authenticate(ctx context.Context, cl *call.Call, st *State) *cal
 		if first == nil || IsMissingCredentials(first) && !IsMissingCredentials(err) {
 			first, by = err, p
 		}
+	}
+	if c.optional && IsMissingCredentials(first) {
+		st.Response = st.Response[:n0] // no challenge on an anonymous call
+		return nil
 	}
 	return refusedBy(by, first)
 }
@@ -332,6 +377,9 @@ func (c *Chain) TryCheck(cl *call.Call, st *State) (err *call.Error, pending boo
 		return nil, true
 	}
 	saved := saveState(cl, st)
+	if err := c.life.apply(cl, st); err != nil {
+		return err, false
+	}
 	if err, pending := c.tryAuthenticate(cl, st, saved); err != nil || pending {
 		return err, pending
 	}
@@ -353,7 +401,11 @@ func (c *Chain) TryAuthenticate(cl *call.Call, st *State) (err *call.Error, pend
 	if !c.local {
 		return nil, true
 	}
-	return c.tryAuthenticate(cl, st, saveState(cl, st))
+	saved := saveState(cl, st)
+	if err := c.life.apply(cl, st); err != nil {
+		return err, false
+	}
+	return c.tryAuthenticate(cl, st, saved)
 }
 
 // TryCheckRest runs the phases after authentication (authorization,
@@ -375,6 +427,7 @@ func (c *Chain) tryAuthenticate(cl *call.Call, st *State, saved savedState) (err
 	if len(c.authn) == 0 {
 		return nil, false
 	}
+	n0 := len(st.Response) // after the lifecycle's fields
 	var first *call.Error
 	var by Plugin
 	for _, p := range c.authn {
@@ -385,12 +438,16 @@ func (c *Chain) tryAuthenticate(cl *call.Call, st *State, saved savedState) (err
 			return nil, true
 		}
 		if err == nil {
-			accepted(cl, st, saved.response, before)
+			accepted(cl, st, n0, before)
 			return nil, false
 		}
 		if first == nil || IsMissingCredentials(first) && !IsMissingCredentials(err) {
 			first, by = err, p
 		}
+	}
+	if c.optional && IsMissingCredentials(first) {
+		st.Response = st.Response[:n0] // no challenge on an anonymous call
+		return nil, false
 	}
 	return refusedBy(by, first), false
 }

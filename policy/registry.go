@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/rosetta-gateway/rosetta/config"
 )
@@ -22,6 +23,18 @@ type Env struct {
 	Shared *Shared
 	// Logger is the plugin's logger.
 	Logger *slog.Logger
+	// Now is the clock of plugins that read calendar time (the plan
+	// plugin's quota periods); nil means [time.Now]. [Build] sets it
+	// from [WithClock], for tests.
+	Now func() time.Time
+}
+
+// Clock returns e.Now, or [time.Now] when it is nil.
+func (e Env) Clock() func() time.Time {
+	if e.Now != nil {
+		return e.Now
+	}
+	return time.Now
 }
 
 // Constructor builds a plugin from one plugins-list entry (whose field
@@ -51,6 +64,33 @@ func Lookup(name string) (Constructor, bool) {
 	defer registryMu.RUnlock()
 	c, ok := registry[name]
 	return c, ok
+}
+
+// PlanPlugin is the name of the implicit plan plugin, which enforces
+// the config's plans (quotas and rates) on every authenticated chain. It
+// is not a plugins-list name: [Build] adds it by itself when the config
+// has plans, with the constructor given to [RegisterPlan].
+const PlanPlugin = "plan"
+
+var planConstructor func(env Env) (Plugin, error)
+
+// RegisterPlan makes c the constructor of the implicit plan plugin
+// ([PlanPlugin]). Package policy/quota calls it from init. It panics
+// when called twice.
+func RegisterPlan(c func(env Env) (Plugin, error)) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if planConstructor != nil {
+		panic("policy: plan plugin registered twice")
+	}
+	planConstructor = c
+}
+
+// lookupPlan returns the constructor given to RegisterPlan, or nil.
+func lookupPlan() func(env Env) (Plugin, error) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	return planConstructor
 }
 
 // Registered returns the registered plugin names, sorted.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rosetta-gateway/rosetta/config"
 )
@@ -75,13 +76,25 @@ var pluginPackages = map[string]string{
 // keeps state across snapshots (pass the previous snapshot's; nil makes
 // one that [Set.Close] closes). logger may be nil.
 //
+// When cfg has plans, Build also builds the implicit plan plugin
+// ([PlanPlugin], registered by policy/quota with [RegisterPlan]) once,
+// and adds it to every chain that has an authentication plugin (the
+// default chain included), as the first plugin of the Limit phase: it
+// counts the calls of consumers that have a plan. It is among
+// [Set.Plugins] whenever cfg has plans, even when no chain
+// authenticates.
+//
 // It fails when a plugin has no registered constructor (the binary does
 // not import its package) or a constructor fails; the error names each
 // entry (file:line: path) and what to fix. On failure, what was built is
 // closed.
-func Build(cfg *config.Config, shared *Shared, logger *slog.Logger) (*Set, error) {
+func Build(cfg *config.Config, shared *Shared, logger *slog.Logger, opts ...BuildOption) (*Set, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	var o buildOptions
+	for _, opt := range opts {
+		opt(&o)
 	}
 	s := &Set{
 		routes:     make([]*Chain, len(cfg.Routes)),
@@ -92,7 +105,9 @@ func Build(cfg *config.Config, shared *Shared, logger *slog.Logger) (*Set, error
 		shared = &Shared{}
 		s.shared = shared
 	}
-	b := &setBuilder{cfg: cfg, shared: shared, logger: logger, set: s}
+	b := &setBuilder{cfg: cfg, shared: shared, logger: logger, set: s, now: o.now}
+	plan := b.buildPlan()
+	loaded := time.Now() // a deprecation's since, when it names none
 
 	// Top-level plugins, in config order; those whose constructor fails
 	// for the default chain are reported once and left out of routes.
@@ -116,7 +131,7 @@ func Build(cfg *config.Config, shared *Shared, logger *slog.Logger) (*Set, error
 	if s.defCORS == nil {
 		s.defCORS = cfg.CORS
 	}
-	s.def = chainOf(def)
+	s.def = chainOf(def, plan)
 
 	for ri := range cfg.Routes {
 		r := &cfg.Routes[ri]
@@ -151,7 +166,7 @@ func Build(cfg *config.Config, shared *Shared, logger *slog.Logger) (*Set, error
 				}
 			}
 		}
-		s.routes[ri] = chainOf(own)
+		s.routes[ri] = chainOf(own, plan).withLifecycle(newLifecycle(r, loaded))
 		if r.URI == "" && r.Selector != "" {
 			s.selectors = append(s.selectors, selectorRoute{r.Selector, ri})
 		}
@@ -171,13 +186,69 @@ type entry struct {
 	path   string
 }
 
+// BuildOption tunes [Build].
+type BuildOption func(*buildOptions)
+
+type buildOptions struct {
+	now func() time.Time
+}
+
+// WithClock makes the plugins that read calendar time (the plan
+// plugin's quota periods) read it from now instead of [time.Now]
+// ([Env.Now]); tests move a fake clock across period boundaries.
+func WithClock(now func() time.Time) BuildOption {
+	return func(o *buildOptions) { o.now = now }
+}
+
 // setBuilder collects what Build makes and the errors it meets.
 type setBuilder struct {
 	cfg    *config.Config
 	shared *Shared
 	logger *slog.Logger
 	set    *Set
+	now    func() time.Time
 	errs   []error
+}
+
+// planPackage registers the plan plugin.
+const planPackage = "github.com/rosetta-gateway/rosetta/policy/quota"
+
+// buildPlan constructs the implicit plan plugin when the config has
+// plans, or records why it cannot; it returns nil otherwise.
+func (b *setBuilder) buildPlan() Plugin {
+	if len(b.cfg.Plans) == 0 {
+		return nil
+	}
+	where := "plans"
+	names := make([]string, 0, len(b.cfg.Plans))
+	for name := range b.cfg.Plans {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	if p := b.cfg.Plans[names[0]]; p != nil {
+		if pos := p.Pos.String(); pos != "" {
+			where = pos + ": plans"
+		}
+	}
+	ctor := lookupPlan()
+	if ctor == nil {
+		b.errs = append(b.errs, fmt.Errorf("%s: the plan plugin is not built into this binary; import %s for its side effect (import _ %q)",
+			where, planPackage, planPackage))
+		return nil
+	}
+	env := Env{
+		Config: b.cfg,
+		Shared: b.shared,
+		Logger: b.logger.With("plugin", PlanPlugin),
+		Now:    b.now,
+	}
+	p, err := ctor(env)
+	if err != nil {
+		b.errs = append(b.errs, fmt.Errorf("%s: %s: %w", where, PlanPlugin, err))
+		return nil
+	}
+	b.set.built = append(b.set.built, p)
+	return p
 }
 
 // build constructs one plugin, or records why it cannot and returns nil.
@@ -201,6 +272,7 @@ func (b *setBuilder) build(path, route string, spec *config.Plugin) Plugin {
 		Route:  route,
 		Shared: b.shared,
 		Logger: b.logger.With("plugin", name, "route", route),
+		Now:    b.now,
 	}
 	p, err := ctor(env, *spec)
 	if err != nil {
@@ -213,13 +285,16 @@ func (b *setBuilder) build(path, route string, spec *config.Plugin) Plugin {
 
 // chainOf makes the chain of entries, with the header names it strips:
 // every claims_to_headers target of its jwt-auth plugins, and x-consumer
-// when it authenticates.
-func chainOf(entries []entry) *Chain {
-	plugins := make([]Plugin, len(entries))
+// when it authenticates. plan, when not nil, joins a chain that
+// authenticates, first of its Limit phase: the plan plugin is pending
+// only when a Redis block is set, and then nothing local has counted
+// before it, so a pending TryCheck never counts a call twice.
+func chainOf(entries []entry, plan Plugin) *Chain {
+	plugins := make([]Plugin, 0, len(entries)+1)
 	var strip []string
 	authn := false
-	for i, e := range entries {
-		plugins[i] = e.plugin
+	for _, e := range entries {
+		plugins = append(plugins, e.plugin)
 		if e.plugin.Phase() == Authenticate {
 			authn = true
 		}
@@ -234,6 +309,10 @@ func chainOf(entries []entry) *Chain {
 	}
 	if authn {
 		strip = append(strip, ConsumerHeader)
+		if plan != nil {
+			// NewChain sorts by phase, stably: first of the Limit phase.
+			plugins = append([]Plugin{plan}, plugins...)
+		}
 	}
 	slices.Sort(strip)
 	return NewChain(plugins, slices.Compact(strip))

@@ -60,6 +60,9 @@ func WriteJSONError(w http.ResponseWriter, r *http.Request, err error, res *Type
 		ce = call.FromError(err)
 	}
 	if status == 0 {
+		status = ce.HTTPStatus
+	}
+	if status == 0 {
 		status = HTTPStatus(ce.Code)
 	}
 	if status >= 500 && !ce.Refusal {

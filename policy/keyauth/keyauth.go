@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/policy"
+	"github.com/rosetta-gateway/rosetta/policy/keystore"
 )
 
 func init() {
@@ -22,10 +24,18 @@ func init() {
 			return nil, errors.New("no key-auth settings")
 		}
 		var consumers []config.Consumer
+		var store *keystore.Store
 		if env.Config != nil {
 			consumers = env.Config.Consumers
+			if p := env.Config.Portal; p != nil && p.SelfService && env.Shared != nil {
+				s, err := keystore.Shared(env.Shared, env.Config)
+				if err != nil {
+					return nil, err
+				}
+				store = s
+			}
 		}
-		return New(*spec.KeyAuth, consumers)
+		return NewWithStore(*spec.KeyAuth, consumers, store)
 	})
 }
 
@@ -36,6 +46,11 @@ type Plugin struct {
 	query   string
 	missing string
 	keys    map[[sha256.Size]byte]consumer
+	// store holds the self-service keys (nil: none), asked for keys that
+	// the config does not list.
+	store *keystore.Store
+	// optional lets calls without a key pass anonymously.
+	optional bool
 }
 
 // consumer is who a key hash belongs to.
@@ -48,14 +63,22 @@ type consumer struct {
 // consumers. An unset header is "apikey". It fails when no consumer has a
 // key or two consumers share one.
 func New(cfg config.KeyAuth, consumers []config.Consumer) (*Plugin, error) {
+	return NewWithStore(cfg, consumers, nil)
+}
+
+// NewWithStore is [New] that also accepts the self-service keys of store
+// (nil: none); with a store, consumers may have no key.
+func NewWithStore(cfg config.KeyAuth, consumers []config.Consumer, store *keystore.Store) (*Plugin, error) {
 	header := strings.ToLower(cfg.Header)
 	if header == "" {
 		header = "apikey"
 	}
 	p := &Plugin{
-		header: header,
-		query:  cfg.Query,
-		keys:   map[[sha256.Size]byte]consumer{},
+		header:   header,
+		query:    cfg.Query,
+		keys:     map[[sha256.Size]byte]consumer{},
+		store:    store,
+		optional: cfg.Optional,
 	}
 	p.missing = fmt.Sprintf("missing API key: send it in the %s header", header)
 	if cfg.Query != "" {
@@ -74,7 +97,7 @@ func New(cfg config.KeyAuth, consumers []config.Consumer) (*Plugin, error) {
 			p.keys[h] = consumer{hash: h, name: c.Name}
 		}
 	}
-	if len(p.keys) == 0 {
+	if len(p.keys) == 0 && store == nil {
 		return nil, errors.New(`key-auth needs at least one consumer with keys: add consumers: [{name: alice, keys: ["${ALICE_KEY}"]}]`)
 	}
 	return p, nil
@@ -90,20 +113,56 @@ func (p *Plugin) Phase() policy.Phase { return policy.Authenticate }
 // c.Consumer to that consumer. No key is a [policy.MissingCredentials]
 // refusal; an unknown key is Unauthenticated "invalid API key". It never
 // blocks.
-func (p *Plugin) Check(_ context.Context, c *call.Call, _ *policy.State) *call.Error {
-	return p.check(c)
+func (p *Plugin) Check(ctx context.Context, c *call.Call, _ *policy.State) *call.Error {
+	err, hash := p.check(c)
+	if hash == "" {
+		return err
+	}
+	name, ok, lerr := p.store.Lookup(ctx, hash)
+	switch {
+	case lerr != nil:
+		return call.Errorf(codes.Unavailable, "the API key store is unreachable; retry later").WithCause(lerr)
+	case !ok:
+		return errInvalidKey
+	}
+	c.Consumer = name
+	return nil
 }
+
+// errInvalidKey refuses a key that no consumer has.
+var errInvalidKey = call.Errorf(codes.Unauthenticated, "invalid API key")
+
+// Optional reports whether calls without a key pass anonymously
+// (optional: true; see [policy.OptionalAuthenticator]).
+func (p *Plugin) Optional() bool { return p.optional }
 
 // CredentialQuery returns the query parameter read for the key ("" when
 // none is configured).
 func (p *Plugin) CredentialQuery() string { return p.query }
 
-// TryCheck answers as Check; key-auth is never pending.
+// TryCheck answers as Check without blocking: it is pending only for a
+// key the config does not list whose self-service entry is not cached
+// (a Redis read).
 func (p *Plugin) TryCheck(c *call.Call, _ *policy.State) (*call.Error, bool) {
-	return p.check(c), false
+	err, hash := p.check(c)
+	if hash == "" {
+		return err, false
+	}
+	name, ok, pending := p.store.LookupLocal(hash)
+	switch {
+	case pending:
+		return nil, true
+	case !ok:
+		return errInvalidKey, false
+	}
+	c.Consumer = name
+	return nil, false
 }
 
-func (p *Plugin) check(c *call.Call) *call.Error {
+// check decides on the keys of the config. hash, when not "", is the
+// hash of a key they do not list, for the self-service store to decide
+// (err is then nil).
+func (p *Plugin) check(c *call.Call) (err *call.Error, hash string) {
 	key := ""
 	if c.Header != nil {
 		key = c.Header.Get(p.header)
@@ -112,15 +171,18 @@ func (p *Plugin) check(c *call.Call) *call.Error {
 		key = queryValue(c.RawQuery, p.query)
 	}
 	if key == "" {
-		return policy.MissingCredentials(p.missing)
+		return policy.MissingCredentials(p.missing), ""
 	}
 	h := sha256.Sum256([]byte(key))
 	e, ok := p.keys[h]
 	if !ok || subtle.ConstantTimeCompare(e.hash[:], h[:]) != 1 {
-		return call.Errorf(codes.Unauthenticated, "invalid API key")
+		if p.store != nil {
+			return nil, hex.EncodeToString(h[:])
+		}
+		return errInvalidKey, ""
 	}
 	c.Consumer = e.name
-	return nil
+	return nil, ""
 }
 
 // queryValue returns the first non-empty value of the parameter name in

@@ -173,3 +173,49 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	}
 }
+
+// TestOptional: with optional: true a call without a key passes
+// anonymously, with no challenge, on both the blocking and the
+// non-blocking check; a wrong key is still refused, a right one names
+// its consumer.
+func TestOptional(t *testing.T) {
+	t.Parallel()
+	chain := policy.NewChain([]policy.Plugin{newPlugin(t, config.KeyAuth{Optional: true})}, nil)
+	for _, c := range []struct {
+		key      string
+		consumer string
+		code     codes.Code
+	}{
+		{"", "", codes.OK},
+		{"wrong", "", codes.Unauthenticated},
+		{"alice-key-1", "alice", codes.OK},
+	} {
+		h := http.Header{}
+		if c.key != "" {
+			h.Set("apikey", c.key)
+		}
+		for _, try := range []bool{false, true} {
+			cl := &call.Call{Header: call.HTTPHeader(h)}
+			var st policy.State
+			var err *call.Error
+			if try {
+				err, _ = chain.TryCheck(cl, &st)
+			} else {
+				err = chain.Check(context.Background(), cl, &st)
+			}
+			code := codes.OK
+			if err != nil {
+				code = err.Code
+			}
+			if code != c.code || cl.Consumer != c.consumer {
+				t.Errorf("key %q (try %v): got %s, consumer %q; want %s, %q", c.key, try, code, cl.Consumer, c.code, c.consumer)
+			}
+			if c.key == "" && len(st.Response) != 0 {
+				t.Errorf("an anonymous call gets response fields %v", st.Response)
+			}
+		}
+	}
+	if strict := policy.NewChain([]policy.Plugin{newPlugin(t, config.KeyAuth{})}, nil); strict.Check(context.Background(), &call.Call{Header: call.HTTPHeader(http.Header{})}, &policy.State{}) == nil {
+		t.Error("without optional, a call without a key passes")
+	}
+}

@@ -185,6 +185,16 @@ func (p *Proxy) RelayWith(in *h2.Stream, head *h2.RequestHead, o RelayOptions) h
 			c.releaseBreakers()
 			return p.refuse(in, head, c, cerr, true)
 		}
+		if n := len(c.adm.State.Response); n > 0 {
+			// Fields the chain adds to every answer (a deprecated
+			// route's Deprecation, Sunset and Link) join the response
+			// head, before the request ID.
+			resp := make([]hpack.HeaderField, 0, n+len(c.resp))
+			for _, f := range c.adm.State.Response {
+				resp = append(resp, hpack.HeaderField{Name: f.Name, Value: f.Value})
+			}
+			c.resp = append(resp, c.resp...)
+		}
 	}
 	strip := rt.chain != nil && len(rt.chain.Strip()) > 0
 	// The upstream head is encoded by NewStream and not kept: its array
