@@ -210,6 +210,10 @@ generate: tools ## Regenerate Go code in proto/gen and the example descriptor se
 descriptors: $(BIN)/buf ## Write examples/library/library.binpb (with imports and source info)
 	buf build --path proto/rosetta/examples/library -o examples/library/library.binpb
 
+.PHONY: portal-vendor
+portal-vendor: ## Re-vendor the portal's swagger-ui and uPlot from portal/web/package-lock.json (npm ci), after a version bump
+	portal/web/vendor.sh
+
 .PHONY: checkgenerate
 checkgenerate: generate ## Fail if generated files differ from the committed ones
 	git diff --exit-code -- proto/gen examples/library/library.binpb

@@ -119,6 +119,10 @@ type Options struct {
 	Metrics http.Handler
 	// OpenAPI serves /openapi.json (nil: 404).
 	OpenAPI http.Handler
+	// Analytics serves /analytics and /analytics/deprecated (nil: 404).
+	Analytics http.Handler
+	// Usage serves /usage, the usage export (nil: 404).
+	Usage http.Handler
 	// Logger receives one line per reload and purge.
 	Logger *slog.Logger
 }
@@ -145,6 +149,13 @@ func New(b Backend, o Options) http.Handler {
 	}
 	if o.OpenAPI != nil {
 		mux.Handle("GET /openapi.json", s.auth(o.OpenAPI.ServeHTTP))
+	}
+	if o.Analytics != nil {
+		mux.Handle("GET /analytics", s.auth(o.Analytics.ServeHTTP))
+		mux.Handle("GET /analytics/deprecated", s.auth(o.Analytics.ServeHTTP))
+	}
+	if o.Usage != nil {
+		mux.Handle("GET /usage", s.auth(o.Usage.ServeHTTP))
 	}
 	mux.Handle("/", s.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no admin endpoint "+r.Method+" "+r.URL.Path+

@@ -61,3 +61,9 @@ func deprecated(opts proto.Message) bool {
 	fd := m.Descriptor().Fields().ByName("deprecated")
 	return fd != nil && fd.Kind() == protoreflect.BoolKind && m.Get(fd).Bool()
 }
+
+// Comments returns d's proto comment as documentation text: its leading
+// comment (else its trailing one), without internal "(-- --)" blocks; ""
+// when the descriptors carry no source info. The developer portal shows
+// it.
+func Comments(d protoreflect.Descriptor) string { return comments(d) }

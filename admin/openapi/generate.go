@@ -35,6 +35,10 @@ type Options struct {
 	// Upstream restricts the document to the routes of one upstream. Empty:
 	// every upstream.
 	Upstream string
+	// Service restricts the document to the routes of one service
+	// ("pkg.v1.Service"), for the developer portal's per-API pages.
+	// Empty: every service.
+	Service string
 	// JSON are the gateway-wide JSON options (the config's
 	// transcoding.json); each route's own options (its config route's
 	// json) are merged over them, as the gateway does.
@@ -143,6 +147,9 @@ func (g *generator) routes(table *router.Table) error {
 	services := map[protoreflect.FullName]protoreflect.ServiceDescriptor{}
 	for _, rt := range table.Routes() {
 		if g.opts.Upstream != "" && rt.Upstream != g.opts.Upstream {
+			continue
+		}
+		if g.opts.Service != "" && string(rt.Method.Parent().FullName()) != g.opts.Service {
 			continue
 		}
 		pt, err := parseTemplate(rt.Template)

@@ -8,7 +8,9 @@
 //	rosetta validate --config rosetta.yaml
 //	rosetta routes --config rosetta.yaml
 //	rosetta openapi --config rosetta.yaml [--upstream-name NAME]
+//	rosetta lint --config rosetta.yaml [--format text|json]
 //	rosetta cache purge --config rosetta.yaml [--route R] [--key K]
+//	rosetta usage --config rosetta.yaml --from 2026-12-01 [--format json]
 //	rosetta version
 package main
 
@@ -42,7 +44,9 @@ Usage:
   rosetta validate --config FILE
   rosetta routes   [--config FILE | --upstream [NAME=]ADDR ...]
   rosetta openapi  [--config FILE | --upstream [NAME=]ADDR ...] [--upstream-name NAME]
+  rosetta lint     [--config FILE | --upstream [NAME=]ADDR ...] [--format text|json]
   rosetta cache purge --config FILE [--route ROUTE] [--key KEY]
+  rosetta usage    --config FILE --from DATE [--to DATE] [--consumer NAME] [--format csv|json]
   rosetta version
 
 Run "rosetta COMMAND -h" for a command's flags.
@@ -68,8 +72,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return routes(args[1:], stdout, stderr)
 	case "openapi":
 		return openapiCommand(args[1:], stdout, stderr)
+	case "lint":
+		return lintCommand(args[1:], stdout, stderr)
 	case "cache":
 		return cacheCommand(args[1:], stdout, stderr)
+	case "usage":
+		return usageCommand(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "rosetta", buildVersion())
 		return 0

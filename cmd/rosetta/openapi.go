@@ -1,20 +1,17 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rosetta-gateway/rosetta/admin/openapi"
 	"github.com/rosetta-gateway/rosetta/config"
-	"github.com/rosetta-gateway/rosetta/internal/gateway"
 	"github.com/rosetta-gateway/rosetta/router"
 )
 
@@ -60,46 +57,16 @@ func openapiCommand(args []string, stdout, stderr io.Writer) int {
 		}
 		scope = []string{*name}
 	}
-	g, err := gateway.New(cfg, nil)
-	if err != nil {
-		fmt.Fprintln(stderr, "rosetta openapi:", err)
-		return 1
+	snap, done, code := loadDescriptors(cfg, loadParams{
+		cmd:     "openapi",
+		scope:   scope,
+		timeout: *timeout,
+		without: "not printing a document without their routes",
+	}, stderr)
+	if code != 0 {
+		return code
 	}
-	defer func() { _ = g.Shutdown(context.Background()) }()
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	if err := g.Load(ctx); err != nil {
-		fmt.Fprintln(stderr, "rosetta openapi:", err)
-		return 1
-	}
-	snap := g.Snapshot()
-	problems := g.Problems()
-	msgs := make([]string, len(problems))
-	for i, p := range problems {
-		msgs[i] = p.String()
-	}
-	sort.Strings(msgs)
-	for _, m := range msgs {
-		fmt.Fprintln(stderr, "problem:", m)
-	}
-	served := map[string]bool{}
-	for _, s := range snap.Services() {
-		served[s.Upstream] = true
-	}
-	var empty []string
-	for _, u := range scope {
-		if !served[u] {
-			empty = append(empty, strconv.Quote(u))
-		}
-	}
-	if len(empty) > 0 {
-		noun := "upstream"
-		if len(empty) > 1 {
-			noun = "upstreams"
-		}
-		fmt.Fprintf(stderr, "rosetta openapi: no services from %s %s (see the problems above); not printing a document without their routes\n", noun, strings.Join(empty, ", "))
-		return 1
-	}
+	defer done()
 	// The same table the gateway installs for this snapshot (see
 	// gateway.install).
 	table, _ := router.Build(snap, router.Params{

@@ -67,10 +67,12 @@ func (g *Gateway) adminToken(token string) {
 	}
 	s.token = token
 	h := admin.New(g, admin.Options{
-		Token:   token,
-		Metrics: g.MetricsHandler(),
-		OpenAPI: g.OpenAPIHandler(),
-		Logger:  g.logger.With("component", "admin"),
+		Token:     token,
+		Metrics:   g.MetricsHandler(),
+		OpenAPI:   g.OpenAPIHandler(),
+		Analytics: g.analyticsOrNil(g.analyticsHandler()),
+		Usage:     g.analyticsOrNil(g.usageHandler()),
+		Logger:    g.logger.With("component", "admin"),
 	})
 	s.handler.Store(&h)
 }

@@ -13,9 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/rosetta-gateway/rosetta/analytics"
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/policy"
@@ -55,11 +57,18 @@ type Gateway struct {
 	servers     []*transports.Server
 	listenAddrs []string
 	// admin is the admin listener (admin.go); nil without one.
-	admin    *adminServer
-	started  atomic.Bool // listeners up (readiness)
-	stopping atomic.Bool // shutting down (liveness, readiness)
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	admin *adminServer
+	// portalSrv is the portal's own listener (portal.go); nil without
+	// portal.address.
+	portalSrv *transports.Server
+	// analytics records calls for the admin API and the portal
+	// (analytics.go); nil when off. analyticsRedis is its client.
+	analytics      *analytics.Aggregator
+	analyticsRedis *redis.Client
+	started        atomic.Bool // listeners up (readiness)
+	stopping       atomic.Bool // shutting down (liveness, readiness)
+	cancel         context.CancelFunc
+	wg             sync.WaitGroup
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -82,6 +91,10 @@ type generation struct {
 	cors   *corsPolicies // browser.go; nil without any cors config
 	// openapi serves the generated OpenAPI documents (openapi.go).
 	openapi *openAPIHandlers
+	// portal serves the developer portal under portalPath (portal.go);
+	// nil without a portal block.
+	portal     http.Handler
+	portalPath string
 	// runCancel stops the registry's refresh loop.
 	runCancel context.CancelFunc
 	// active counts the calls that hold the generation (acquire); once
@@ -146,6 +159,9 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	if err := g.newObservability(cfg); err != nil { // observe.go
 		return nil, err
 	}
+	if err := g.newAnalytics(cfg); err != nil { // analytics.go
+		return nil, err
+	}
 	gen, err := g.newGeneration(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -168,7 +184,8 @@ func (g *Gateway) newGeneration(cfg *config.Config, prev *generation) (gen *gene
 		prevUps, prevHTTP = prev.ups, prev.uri.ups
 	}
 	gen = &generation{g: g, cfg: cfg}
-	gen.openapi = g.newOpenAPI(cfg) // openapi.go
+	gen.openapi = g.newOpenAPI(cfg)                                // openapi.go
+	gen.portal, gen.portalPath = g.newPortal(cfg), portalPath(cfg) // portal.go
 	// On failure, close what this generation made and nothing it took
 	// over from prev.
 	defer func() {
@@ -347,14 +364,15 @@ func (gen *generation) selectorRoute(md protoreflect.MethodDescriptor) *config.R
 	return nil
 }
 
-// hasRoutePlugins reports whether some route of cfg lists plugins.
+// hasRoutePlugins reports whether some route of cfg lists plugins or is
+// deprecated or retired, or cfg has plans: whether its calls need chains.
 func hasRoutePlugins(cfg *config.Config) bool {
 	for _, r := range cfg.Routes {
-		if len(r.Plugins) > 0 {
+		if len(r.Plugins) > 0 || r.Deprecated != nil || r.Retired != nil {
 			return true
 		}
 	}
-	return false
+	return len(cfg.Plans) > 0
 }
 
 // close closes everything the generation holds (at shutdown).
@@ -436,6 +454,10 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, proto call.P
 	defer g.recoverPanic(w, r, st, proto)
 	if st.gen.cors != nil && g.applyCORS(w, r, st) {
 		return // a preflight, answered
+	}
+	if st.gen.portal != nil && st.gen.cfg.Portal.Address == "" && underPortal(st.gen.portalPath, r.URL.Path) {
+		st.gen.portal.ServeHTTP(w, r) // the developer portal (portal.go)
+		return
 	}
 	if o := st.gen.cfg.OpenAPI; o != nil && r.URL.Path == o.Path && proto == call.REST {
 		st.gen.openapi.public.ServeHTTP(w, r) // the public document (openapi.go)
@@ -537,6 +559,11 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.closeServers()
 		return err
 	}
+	if err := g.startPortal(gen.cfg); err != nil { // portal.go
+		g.closeServers()
+		g.stopAdmin(ctx)
+		return err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	gen.run(runCtx)
@@ -599,6 +626,9 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	g.serversMu.Lock()
 	servers := append([]*transports.Server(nil), g.servers...)
 	g.serversMu.Unlock()
+	if g.portalSrv != nil {
+		servers = append(servers, g.portalSrv)
+	}
 	for _, s := range servers {
 		if err := s.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
@@ -614,6 +644,11 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	errs = append(errs, g.cur.Load().close()...)
 	errs = append(errs, g.reload.closeRetired()...)
 	g.shutdownTracing(ctx) // observe.go
+	if err := g.closeAnalytics(ctx); err != nil {
+		// As with spans, a store that does not take the last calls loses
+		// them: logged, not a failed shutdown.
+		g.logger.Warn("analytics: the calls not yet flushed to Redis are lost", "error", err)
+	}
 	if err := g.shared.Close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -241,6 +241,13 @@ func (e *edgeCall) finish(r *http.Request, span trace.Span) {
 	if !hasCode && rep.Method != nil && status < 300 {
 		code, hasCode = codes.OK, true // an RPC answered without a status field (REST, Connect unary)
 	}
+	if g.analytics != nil {
+		var in int64
+		if e.body.ReadCloser != nil {
+			in = e.body.n.Load()
+		}
+		g.recordCall(proto, rep.Method, rep.Route, rep.Upstream, rep.Consumer, status, code, hasCode, elapsed, in, e.bytes)
+	}
 	if m := g.obs.metrics; m != nil {
 		g.observeCall(&observe.Call{
 			Protocol: proto, HTTPVersion: r.ProtoMajor, Method: rep.Method, Route: rep.Route,
@@ -380,6 +387,9 @@ func (o *relayObs) done(res *grpcdialect.RelayResult) {
 			bytesIn: res.BytesIn, bytesOut: res.BytesOut, errorID: res.ErrorID,
 			consumer: res.Consumer, requestID: o.id, upstream: res.Upstream,
 		})
+	}
+	if g.analytics != nil {
+		g.recordCall(call.GRPC, res.Method, "", res.Upstream, res.Consumer, status, res.Code, res.HasCode, elapsed, res.BytesIn, res.BytesOut)
 	}
 	if m := g.obs.metrics; m != nil {
 		g.observeCall(&observe.Call{

@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
+)
+
+// This file tests the developer portal's API against a real gateway and
+// backend: the catalog, sign-in, usage, self-service keys that key-auth
+// then accepts (and refuses once revoked), and the operator's analytics.
+
+const portalConfig = `
+listeners:
+  - address: "127.0.0.1:0"
+upstreams:
+  test:
+    targets: ["$BACKEND"]
+admin: { address: "127.0.0.1:0", token: portal-admin-token-0123 }
+portal: { path: /dev, title: Test APIs, self_service: true }
+plans:
+  free: { quota: { limit: 100, period: month } }
+consumers:
+  - { name: alice, keys: [alice-portal-key-0123456789], plan: free }
+routes:
+  - selector: rosetta.testing.v1.EchoService.*
+    deprecated: { sunset: 2027-06-30, link: "https://example.com/v2" }
+    plugins:
+      - key-auth: { header: x-api-key }
+`
+
+// portalDo sends one request to the portal or the API and decodes a JSON
+// answer into out (when not nil); it returns the status and body.
+func portalDo(t *testing.T, method, url, body string, hdr map[string]string, out any) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(testContext(t), method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, url, err, b)
+		}
+	}
+	return resp.StatusCode, string(b)
+}
+
+func TestPortalAPI(t *testing.T) {
+	t.Parallel()
+	backend := testkit.StartBackend(t)
+	base, g := startGatewayOn(t, "relay", backend.Addr, portalConfig)
+	portal := base + "/dev"
+
+	// The catalog: the EchoService, its methods with their bindings, the
+	// route's key-auth, and its deprecation.
+	var cat struct {
+		Title string `json:"title"`
+		APIs  []struct {
+			Name     string `json:"name"`
+			Versions []struct {
+				Version    string         `json:"version"`
+				Service    string         `json:"service"`
+				Deprecated map[string]any `json:"deprecated"`
+				Methods    []struct {
+					Name       string           `json:"name"`
+					Kind       string           `json:"kind"`
+					HTTP       []map[string]any `json:"http"`
+					Auth       []string         `json:"auth"`
+					AuthHeader string           `json:"auth_header"`
+				} `json:"methods"`
+			} `json:"versions"`
+		} `json:"apis"`
+	}
+	if s, b := portalDo(t, "GET", portal+"/api/catalog", "", nil, &cat); s != 200 {
+		t.Fatalf("catalog: %d %s", s, b)
+	}
+	if cat.Title != "Test APIs" {
+		t.Errorf("title %q", cat.Title)
+	}
+	found := false
+	for _, api := range cat.APIs {
+		if api.Name != "rosetta.testing.EchoService" {
+			continue
+		}
+		found = true
+		v := api.Versions[0]
+		if v.Version != "v1" || v.Service != "rosetta.testing.v1.EchoService" || v.Deprecated["sunset"] != "2027-06-30" {
+			t.Errorf("version: %+v", v)
+		}
+		kinds := map[string]string{}
+		for _, m := range v.Methods {
+			kinds[m.Name] = m.Kind
+			if m.Name == "Metadata" && (len(m.HTTP) == 0 || len(m.Auth) != 1 || m.Auth[0] != "key-auth" || m.AuthHeader != "x-api-key") {
+				t.Errorf("Metadata: %+v", m)
+			}
+		}
+		if kinds["BidiStream"] != "bidi_stream" || kinds["ServerStream"] != "server_stream" || kinds["Metadata"] != "unary" {
+			t.Errorf("kinds: %v", kinds)
+		}
+	}
+	if !found {
+		t.Fatalf("the catalog has no rosetta.testing.EchoService: %+v", cat)
+	}
+	if s, b := portalDo(t, "GET", portal+"/api/openapi/rosetta.testing.v1.EchoService", "", nil, nil); s != 200 || !strings.Contains(b, `"/v1/metadata"`) {
+		t.Errorf("openapi: %d %.200s", s, b)
+	}
+	if s, b := portalDo(t, "GET", portal+"/api/openapi/nope.v1.Nope", "", nil, nil); s != 404 || !strings.Contains(b, `no service \"nope.v1.Nope\"`) {
+		t.Errorf("unknown service: %d %s", s, b)
+	}
+
+	// Sign-in: a wrong key, then alice's.
+	if s, b := portalDo(t, "POST", portal+"/api/signin", `{"api_key":"wrong"}`, nil, nil); s != 401 || !strings.Contains(b, "invalid API key") {
+		t.Errorf("wrong key: %d %s", s, b)
+	}
+	alice := map[string]string{"X-API-Key": "alice-portal-key-0123456789"}
+	call := func(key string) (int, string) {
+		return portalDo(t, "POST", base+"/v1/metadata", `{}`, map[string]string{"X-Api-Key": key}, nil)
+	}
+	for i := 0; i < 2; i++ {
+		if s, b := call("alice-portal-key-0123456789"); s != 200 {
+			t.Fatalf("alice's call: %d %s", s, b)
+		}
+	}
+	var me struct {
+		Name  string `json:"name"`
+		Plan  string `json:"plan"`
+		Keys  []struct{ ID, Masked, Source string }
+		Quota struct{ Limit, Used, Remaining int64 }
+	}
+	if s, b := portalDo(t, "GET", portal+"/api/me", "", alice, &me); s != 200 {
+		t.Fatalf("me: %d %s", s, b)
+	}
+	if me.Name != "alice" || me.Plan != "free" || me.Quota.Limit != 100 || me.Quota.Used != 2 || me.Quota.Remaining != 98 {
+		t.Errorf("me: %+v", me)
+	}
+	if len(me.Keys) != 1 || me.Keys[0].Source != "config" || strings.Contains(me.Keys[0].Masked, "portal-key") {
+		t.Errorf("keys: %+v", me.Keys)
+	}
+	var usage struct {
+		Rows []struct {
+			Method string `json:"method"`
+			Calls  int64  `json:"calls"`
+		} `json:"rows"`
+	}
+	if s, b := portalDo(t, "GET", portal+"/api/me/usage?window=24h", "", alice, &usage); s != 200 {
+		t.Fatalf("usage: %d %s", s, b)
+	}
+	if len(usage.Rows) != 1 || usage.Rows[0].Calls != 2 || usage.Rows[0].Method != "/rosetta.testing.v1.EchoService/Metadata" {
+		t.Errorf("usage: %+v", usage)
+	}
+
+	// Self-service: a new key works on the API at once, and not once
+	// revoked.
+	var created struct {
+		Key    struct{ ID string } `json:"key"`
+		Secret string              `json:"secret"`
+	}
+	if s, b := portalDo(t, "POST", portal+"/api/me/keys", "", alice, &created); s != 200 && s != 201 {
+		t.Fatalf("create key: %d %s", s, b)
+	}
+	if s, b := call(created.Secret); s != 200 {
+		t.Fatalf("call with the self-service key: %d %s", s, b)
+	}
+	if s, b := portalDo(t, "DELETE", portal+"/api/me/keys/"+created.Key.ID, "", alice, nil); s/100 != 2 {
+		t.Fatalf("revoke: %d %s", s, b)
+	}
+	if s, b := call(created.Secret); s != 401 || !strings.Contains(b, "invalid API key") {
+		t.Errorf("call with the revoked key: %d %s", s, b)
+	}
+	if s, b := portalDo(t, "DELETE", portal+"/api/me/keys/config-0", "", alice, nil); s != 403 {
+		t.Errorf("revoke a config key: %d %s", s, b)
+	}
+
+	// Analytics: the admin token, and the calls made (all of them alice's,
+	// on the deprecated route).
+	if s, b := portalDo(t, "GET", portal+"/api/analytics?window=1h", "", nil, nil); s != 401 {
+		t.Errorf("analytics without the token: %d %s", s, b)
+	}
+	var res struct {
+		Series []struct {
+			Labels map[string]string `json:"labels"`
+			Totals struct{ Calls int64 }
+		} `json:"series"`
+	}
+	admin := map[string]string{"Authorization": "Bearer portal-admin-token-0123"}
+	if s, b := portalDo(t, "GET", portal+"/api/analytics?window=1h&group_by=consumer,status_class", "", admin, &res); s != 200 {
+		t.Fatalf("analytics: %d %s", s, b)
+	}
+	counts := map[string]int64{}
+	for _, s := range res.Series {
+		counts[s.Labels["consumer"]+" "+s.Labels["status_class"]] = s.Totals.Calls
+	}
+	if counts["alice 2xx"] != 3 || counts[" 4xx"] != 1 {
+		t.Errorf("analytics by consumer and class: %v; want alice 2xx 3 and anonymous 4xx 1", counts)
+	}
+	if s, b := portalDo(t, "GET", portal+"/api/analytics?window=1h&deprecated=true", "", admin, &res); s != 200 || len(res.Series) == 0 || res.Series[0].Labels["route"] != "rosetta.testing.v1.EchoService.*" {
+		t.Errorf("deprecated analytics: %d %s", s, b)
+	}
+	if s, b := portalDo(t, "GET", portal+"/api/analytics?window=2y", "", admin, nil); s != 400 {
+		t.Errorf("bad window: %d %s", s, b)
+	}
+	_ = g
+}
