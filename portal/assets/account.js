@@ -239,8 +239,11 @@ export function alignSeries(list, value, { missing = 0 } = {}) {
   return { times, series };
 }
 
-// seriesLabel names a series by its label values: "library · 2xx".
+// seriesLabel names a series by its label values: "library · 2xx"; "all"
+// without labels (nothing grouped). An empty value is a group of its own:
+// the anonymous calls when grouped by consumer.
 export function seriesLabel(s) {
-  const vals = Object.values(s.labels || {}).filter((v) => v !== "");
-  return vals.length ? vals.join(" · ") : "all";
+  const labels = Object.entries(s.labels || {});
+  if (!labels.length) return "all";
+  return labels.map(([k, v]) => (v !== "" ? v : k === "consumer" ? "(anonymous)" : "(none)")).join(" · ");
 }
