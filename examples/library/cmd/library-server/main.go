@@ -22,6 +22,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/rosetta-gateway/rosetta/examples/library"
 	"github.com/rosetta-gateway/rosetta/examples/web"
@@ -56,7 +59,15 @@ func run(addr, webAddr string, logger *slog.Logger) error {
 	for name := range srv.GetServiceInfo() {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
-	reflection.Register(srv) // v1 and v1alpha
+	// Reflection serves the library's descriptors with their comments
+	// (library.binpb), which the gateway's portal and OpenAPI show.
+	files, err := library.Descriptors()
+	if err != nil {
+		return err
+	}
+	opts := reflection.ServerOptions{Services: srv, DescriptorResolver: files, ExtensionResolver: protoregistry.GlobalTypes}
+	reflectionpb.RegisterServerReflectionServer(srv, reflection.NewServerV1(opts))
+	reflectionv1alpha.RegisterServerReflectionServer(srv, reflection.NewServer(opts))
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
