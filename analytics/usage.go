@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -146,15 +147,20 @@ var csvHeader = []string{"consumer", "api", "method", "status_class", "calls", "
 
 // WriteCSV writes u as RFC 4180 CSV: the header line
 // consumer,api,method,status_class,calls,bytes_in,bytes_out and one line
-// per row. Values are written as they are (quoted when needed); the range
+// per row, quoted when needed; the range
 // is not part of the CSV.
+//
+// A text cell that a spreadsheet would read as a formula (starting with
+// =, +, -, @, tab or carriage return: a consumer named by a JWT's sub
+// could be "=HYPERLINK(...)") is written with a leading apostrophe, as
+// OWASP advises for CSV exports.
 func (u *Usage) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(csvHeader); err != nil {
 		return err
 	}
 	for _, r := range u.Rows {
-		rec := []string{r.Consumer, r.API, r.Method, r.StatusClass,
+		rec := []string{csvSafe(r.Consumer), csvSafe(r.API), csvSafe(r.Method), r.StatusClass,
 			strconv.FormatInt(r.Calls, 10), strconv.FormatInt(r.BytesIn, 10), strconv.FormatInt(r.BytesOut, 10)}
 		if err := cw.Write(rec); err != nil {
 			return err
@@ -162,4 +168,13 @@ func (u *Usage) WriteCSV(w io.Writer) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// csvSafe returns s with a leading apostrophe when a spreadsheet would
+// read it as a formula.
+func csvSafe(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }

@@ -3,6 +3,7 @@ package analytics
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,5 +153,17 @@ func TestUsageAcrossHours(t *testing.T) {
 	u := mustUsage(t, a, UsageQuery{From: time.Date(2025, 3, 10, 7, 30, 0, 0, time.UTC), To: time.Date(2025, 3, 10, 10, 20, 0, 0, time.UTC)})
 	if len(u.Rows) != 1 || u.Rows[0].Calls != 17 {
 		t.Errorf("got %+v; want one row of 17 calls", u.Rows)
+	}
+}
+
+func TestUsageCSVFormulaCells(t *testing.T) {
+	u := &Usage{Rows: []UsageRow{{Consumer: "=HYPERLINK(\"x\")", API: "+api", Method: "/m", StatusClass: "2xx", Calls: 1}}}
+	var b strings.Builder
+	if err := u.WriteCSV(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := "consumer,api,method,status_class,calls,bytes_in,bytes_out\n\"'=HYPERLINK(\"\"x\"\")\",'+api,/m,2xx,1,0,0\n"
+	if b.String() != want {
+		t.Errorf("CSV:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
