@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -156,6 +157,27 @@ type Report struct {
 	RequestID string
 	// Observer, when set, is told when the call is routed ([Report.Routed]).
 	Observer ReportObserver
+	// MessageBytesIn and MessageBytesOut count the payload bytes of the
+	// messages a WebSocket carried, which the bridge adds as it reads and
+	// writes them ([Report.AddMessageBytes]): an upgraded HTTP/1.1
+	// connection is no longer read or written through the handler, so
+	// the edge cannot count them itself. They may be written by the
+	// socket's two goroutines at once.
+	MessageBytesIn, MessageBytesOut atomic.Int64
+}
+
+// AddMessageBytes counts a WebSocket message read (in) or written (out).
+// It is nil-safe.
+func (r *Report) AddMessageBytes(in, out int) {
+	if r == nil {
+		return
+	}
+	if in > 0 {
+		r.MessageBytesIn.Add(int64(in))
+	}
+	if out > 0 {
+		r.MessageBytesOut.Add(int64(out))
+	}
 }
 
 // ReportObserver is told when a call's [Report] learns where the call

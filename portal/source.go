@@ -132,6 +132,9 @@ type Method struct {
 	// Auth names the authentication plugins the method's route runs,
 	// e.g. ["key-auth"] or ["jwt-auth"]; empty when anonymous calls pass.
 	Auth []string `json:"auth,omitempty"`
+	// AuthOptional is set when calls without a credential pass
+	// anonymously (key-auth with optional: true).
+	AuthOptional bool `json:"auth_optional,omitempty"`
 	// AuthHeader is key-auth's header (default X-API-Key).
 	AuthHeader string `json:"auth_header,omitempty"`
 	// AuthQuery is key-auth's query parameter, empty when key-auth reads

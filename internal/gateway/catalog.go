@@ -127,7 +127,7 @@ func (g *Gateway) catalogMethod(st *state, md protoreflect.MethodDescriptor, r *
 		m.Auth = chain.AuthPlugins()
 	}
 	if ka := keyAuthOf(st.gen.cfg, r); ka != nil {
-		m.AuthHeader, m.AuthQuery = ka.Header, ka.Query
+		m.AuthHeader, m.AuthQuery, m.AuthOptional = ka.Header, ka.Query, ka.Optional
 		if m.AuthHeader == "" {
 			m.AuthHeader = "apikey"
 		}

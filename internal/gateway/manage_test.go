@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"google.golang.org/grpc/codes"
+
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
 )
 
 // This file tests API management end to end: a plan's quota holds on
@@ -157,6 +160,7 @@ func TestPlanQuotaAndUsageEveryProtocol(t *testing.T) {
 	got := map[string]int64{}
 	for _, s := range res.Series {
 		got[s.Labels["protocol"]] = s.Totals.Calls
+
 		if s.Totals.Errors*2 != s.Totals.Calls {
 			t.Errorf("protocol %s: %d errors of %d calls; want half", s.Labels["protocol"], s.Totals.Errors, s.Totals.Calls)
 		}
@@ -182,4 +186,38 @@ func protocolLabel(p matrixProto) string {
 		return "websocket"
 	}
 	return name
+}
+
+// TestWebSocketAnalyticsBytes: a WebSocket over HTTP/1.1 (an upgraded
+// connection, which bypasses the response recorder) counts its messages'
+// bytes in the analytics, as the bridge reads and writes them.
+func TestWebSocketAnalyticsBytes(t *testing.T) {
+	t.Parallel()
+	backend := testkit.StartBackend(t)
+	base, g := startGatewayOn(t, "relay", backend.Addr, basicConfig+"admin: { address: \"127.0.0.1:0\" }\n")
+	ctx := testContext(t)
+	c, _, err := websocket.Dial(ctx, wsURL(base, "/v1/metadata"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsSend(t, c, `{}`)
+	reply := wsRead(t, c, websocket.MessageText)
+	wsExpectOK(t, c)
+	_ = c.CloseNow()
+	var res struct {
+		Series []struct {
+			Totals struct {
+				Calls    int64 `json:"calls"`
+				BytesIn  int64 `json:"bytes_in"`
+				BytesOut int64 `json:"bytes_out"`
+			} `json:"totals"`
+		} `json:"series"`
+	}
+	waitUntil(t, func() bool {
+		s, _ := portalDo(t, "GET", "http://"+g.AdminAddr().String()+"/analytics?window=1h&protocol=websocket", "", nil, &res)
+		return s == 200 && len(res.Series) == 1 && res.Series[0].Totals.Calls == 1
+	}, "the WebSocket call is in the analytics")
+	if tot := res.Series[0].Totals; tot.BytesIn != 2 || tot.BytesOut < int64(len(reply)) {
+		t.Errorf("bytes in %d, out %d; want 2 in (the message {}) and at least the %d-byte reply out", tot.BytesIn, tot.BytesOut, len(reply))
+	}
 }

@@ -226,15 +226,18 @@ func (e *edgeCall) finish(r *http.Request, span trace.Span) {
 		code, hasCode = rep.Code, true
 	}
 	elapsed := time.Since(e.start)
+	in, out := int64(0), e.bytes
+	if e.body.ReadCloser != nil {
+		in = e.body.n.Load()
+	}
+	if mi, mo := rep.MessageBytesIn.Load(), rep.MessageBytesOut.Load(); mi+mo > 0 {
+		in, out = mi, mo // a WebSocket's messages (an upgraded connection bypasses the recorder)
+	}
 	if g.access.Enabled(r.Context(), slog.LevelInfo) {
-		var in int64
-		if e.body.ReadCloser != nil {
-			in = e.body.n.Load()
-		}
 		g.logAccess(r.Context(), &accessLine{
 			inbound: proto, http: r.ProtoMajor, method: r.Method, procedure: r.URL.Path,
 			status: status, code: code, hasCode: hasCode, duration: elapsed,
-			bytesIn: in, bytesOut: e.bytes, errorID: h.Get(transcoder.ErrorIDHeader),
+			bytesIn: in, bytesOut: out, errorID: h.Get(transcoder.ErrorIDHeader),
 			consumer: rep.Consumer, cache: h.Get("X-Cache"), requestID: rep.RequestID, upstream: rep.Upstream,
 		})
 	}
@@ -242,11 +245,7 @@ func (e *edgeCall) finish(r *http.Request, span trace.Span) {
 		code, hasCode = codes.OK, true // an RPC answered without a status field (REST, Connect unary)
 	}
 	if g.analytics != nil {
-		var in int64
-		if e.body.ReadCloser != nil {
-			in = e.body.n.Load()
-		}
-		g.recordCall(proto, rep.Method, rep.Route, rep.Upstream, rep.Consumer, status, code, hasCode, elapsed, in, e.bytes)
+		g.recordCall(proto, rep.Method, rep.Route, rep.Upstream, rep.Consumer, status, code, hasCode, elapsed, in, out)
 	}
 	if m := g.obs.metrics; m != nil {
 		g.observeCall(&observe.Call{

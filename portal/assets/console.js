@@ -44,9 +44,9 @@ export function socketTarget(m) {
     if (m.auth_query) {
       url += "?" + encodeURIComponent(m.auth_query) + "=" + encodeURIComponent(cred.api_key);
     } else if ((m.auth || []).includes("key-auth")) {
-      note = `Your API key cannot be sent from a browser WebSocket: browsers cannot set the ${keyHeader(m)} header, and this method's key-auth reads no query parameter. Sign in with a JWT, or use grpcurl.`;
+      note = (m.auth_optional ? "This call is anonymous: " : "") + `Your API key cannot be sent from a browser WebSocket: browsers cannot set the ${keyHeader(m)} header, and this method's key-auth reads no query parameter. Sign in with a JWT, or use grpcurl.`;
     }
-  } else if ((m.auth || []).length) {
+  } else if ((m.auth || []).length && !m.auth_optional) {
     note = "Sign in first: this method needs a credential.";
   }
   return { url, protocols, note };

@@ -56,7 +56,7 @@ export function authScheme(m) {
 export function authDescriptions(m) {
   const auth = m.auth || [];
   if (!auth.length) return ["None: anonymous calls are accepted."];
-  return auth.map((p) => {
+  const lines = auth.map((p) => {
     if (p === "key-auth") {
       return `API key in the ${keyHeader(m)} header` +
         (m.auth_query ? ` (or the ${m.auth_query} query parameter)` : "") + ".";
@@ -64,6 +64,8 @@ export function authDescriptions(m) {
     if (p === "jwt-auth") return "JWT in the Authorization: Bearer <token> header (WebSocket: the rosetta.bearer.<token> subprotocol).";
     return `${p} plugin.`;
   });
+  if (m.auth_optional) lines.push("Optional: calls without a credential are accepted anonymously (not counted as yours).");
+  return lines;
 }
 
 // exampleHeaders are the auth headers examples send, with shell variables

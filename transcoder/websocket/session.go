@@ -261,6 +261,9 @@ type wsSession struct {
 	// adm is the socket's policy decision (nil without plugins): its
 	// per-message limits count each client message.
 	adm *transcoder.Admission
+	// rep is the call's report (nil outside the gateway's edge): it
+	// counts the messages' bytes.
+	rep *call.Report
 
 	int64Numbers bool
 
@@ -293,7 +296,7 @@ type wsSession struct {
 // claims) feeds ring_hash's hash_on, and its per-message limits count
 // each client message.
 func newWSSession(h *Bridge, conn *websocket.Conn, r *http.Request, p *binding.Plan, be transcoder.Backend, req *wsRequest, md metadata.MD, adm *transcoder.Admission) *wsSession {
-	s := &wsSession{h: h, conn: conn, r: r, p: p, be: be, req: req, adm: adm, first: make(chan any, 1)}
+	s := &wsSession{h: h, conn: conn, r: r, p: p, be: be, req: req, adm: adm, first: make(chan any, 1), rep: call.ReportFrom(r.Context())}
 	s.int64Numbers = p.Int64Numbers || binding.WantsInt64Numbers(r)
 	// The request's context ends when the handler returns; the socket
 	// lives inside the handler, so it is the right parent.
@@ -363,6 +366,9 @@ func (s *wsSession) run() {
 		s.writing.Store(true)
 		werr := s.conn.Write(s.connCtx, typ, frame)
 		s.writing.Store(false)
+		if werr == nil {
+			s.rep.AddMessageBytes(0, len(frame))
+		}
 		if werr != nil {
 			s.fail(&wsFailure{err: call.Errorf(codes.Canceled, "the client went away"), quiet: true})
 			break
@@ -409,7 +415,8 @@ func (s *wsSession) finish(cs grpc.ClientStream, err error) {
 			reason = closeReason(ce.Msg)
 		}
 		ctx, cancel := context.WithTimeout(s.connCtx, finalWriteTimeout)
-		if s.conn.Write(ctx, websocket.MessageText, s.h.statusFrame(ce, hdr, trl)) == nil {
+		if frame := s.h.statusFrame(ce, hdr, trl); s.conn.Write(ctx, websocket.MessageText, frame) == nil {
+			s.rep.AddMessageBytes(0, len(frame))
 			_ = s.conn.Close(code, reason)
 		}
 		cancel()
@@ -529,6 +536,7 @@ func (s *wsSession) readFrame() (websocket.MessageType, []byte, error) {
 	if int64(len(b)) > s.h.maxBytes {
 		return 0, nil, errTooBig
 	}
+	s.rep.AddMessageBytes(len(b), 0)
 	return typ, b, nil
 }
 
