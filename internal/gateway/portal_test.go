@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 )
@@ -220,4 +223,44 @@ func TestPortalAPI(t *testing.T) {
 		t.Errorf("bad window: %d %s", s, b)
 	}
 	_ = g
+}
+
+// TestPortalSignInJWT: a JWT that the config's jwt-auth accepts signs its
+// consumer in (by jwt_subject, else its sub); a bad or expired one gets
+// jwt-auth's refusal.
+func TestPortalSignInJWT(t *testing.T) {
+	t.Parallel()
+	backend := testkit.StartBackend(t)
+	const secret = "portal-jwt-secret-0123456789abcdef0123"
+	base, _ := startGatewayOn(t, "relay", backend.Addr, `
+listeners:
+  - address: "127.0.0.1:0"
+upstreams:
+  test:
+    targets: ["$BACKEND"]
+portal: {}
+consumers:
+  - { name: carol, jwt_subject: carol-sub }
+plugins:
+  - jwt-auth: { secret: `+secret+` }
+`)
+	signIn := func(token string) (int, string) {
+		return portalDo(t, "POST", base+"/portal/api/signin", `{"jwt":"`+token+`"}`, nil, nil)
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	if s, b := signIn(hsSign(t, secret, jwt.MapClaims{"sub": "carol-sub", "exp": exp})); s != 200 || !strings.Contains(b, `"name":"carol"`) {
+		t.Errorf("carol's token: %d %s", s, b)
+	}
+	if s, b := signIn(hsSign(t, secret, jwt.MapClaims{"sub": "dave", "exp": exp})); s != 200 || !strings.Contains(b, `"name":"dave"`) {
+		t.Errorf("an unmapped sub: %d %s", s, b)
+	}
+	if s, b := signIn(hsSign(t, "another-secret-0123456789abcdef0123", jwt.MapClaims{"sub": "carol-sub", "exp": exp})); s != 401 || !strings.Contains(b, "invalid token") {
+		t.Errorf("a token signed with another key: %d %s", s, b)
+	}
+	if s, b := signIn(hsSign(t, secret, jwt.MapClaims{"sub": "carol-sub", "exp": time.Now().Add(-time.Hour).Unix()})); s != 401 || !strings.Contains(b, "expired") {
+		t.Errorf("an expired token: %d %s", s, b)
+	}
+	if s, b := portalDo(t, "POST", base+"/portal/api/signin", `{"api_key":"nope"}`, nil, nil); s != 401 || !strings.Contains(b, "invalid API key") {
+		t.Errorf("a key on a gateway without keys: %d %s", s, b)
+	}
 }
