@@ -264,3 +264,41 @@ plugins:
 		t.Errorf("a key on a gateway without keys: %d %s", s, b)
 	}
 }
+
+// TestPortalOwnListener: with portal.address the portal has a listener of
+// its own, which also serves the APIs (the consoles' calls are
+// same-origin); the other listeners do not serve the portal.
+func TestPortalOwnListener(t *testing.T) {
+	t.Parallel()
+	backend := testkit.StartBackend(t)
+	base, g := startGatewayOn(t, "relay", backend.Addr, `
+listeners:
+  - address: "127.0.0.1:0"
+upstreams:
+  test:
+    targets: ["$BACKEND"]
+portal: { address: "127.0.0.1:0", title: Own }
+`)
+	if g.PortalAddr() == nil {
+		t.Fatal("no portal listener")
+	}
+	own := "http://" + g.PortalAddr().String()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(own + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/portal/" {
+		t.Errorf("GET / on the portal listener: %d %q; want a redirect to /portal/", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if s, b := portalDo(t, "GET", own+"/portal/api/config", "", nil, nil); s != 200 || !strings.Contains(b, `"title":"Own"`) {
+		t.Errorf("portal config: %d %s", s, b)
+	}
+	if s, b := portalDo(t, "POST", own+"/v1/metadata", `{}`, nil, nil); s != 200 {
+		t.Errorf("an API call on the portal listener: %d %s", s, b)
+	}
+	if s, b := portalDo(t, "GET", base+"/portal/api/config", "", nil, nil); s != 404 {
+		t.Errorf("the portal on the API listener: %d %s; want 404", s, b)
+	}
+}
