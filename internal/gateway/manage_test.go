@@ -221,3 +221,34 @@ func TestWebSocketAnalyticsBytes(t *testing.T) {
 		t.Errorf("bytes in %d, out %d; want 2 in (the message {}) and at least the %d-byte reply out", tot.BytesIn, tot.BytesOut, len(reply))
 	}
 }
+
+// TestAnalyticsAdminErrors shows the exact answers to malformed
+// analytics and usage queries, and that the admin API keeps answering.
+func TestAnalyticsAdminErrors(t *testing.T) {
+	t.Parallel()
+	backend := testkit.StartBackend(t)
+	_, g := startGatewayOn(t, "relay", backend.Addr, basicConfig+"admin: { address: \"127.0.0.1:0\", token: analytics-admin-token-01 }\n")
+	admin := "http://" + g.AdminAddr().String()
+	auth := map[string]string{"Authorization": "Bearer analytics-admin-token-01"}
+	for _, c := range []struct{ path, want string }{
+		{"/analytics?window=2y", `unknown window`},
+		{"/analytics?group_by=colour", `group_by \"colour\" is not a dimension (api, route, method, protocol, consumer, status_class)`},
+		{"/analytics?step=fast", `step \"fast\" is not a positive duration such as 5m`},
+		{"/analytics?from=yesterday", `from: \"yesterday\" is neither an RFC 3339 time (2026-12-01T00:00:00Z) nor a date (2026-12-01)`},
+		{"/analytics?consumer=a&consumer=b", `consumer is given 2 values: group_by=consumer to filter by several`},
+		{"/usage", `from: \"\" is neither an RFC 3339 time`},
+		{"/usage?from=2026-12-02&to=2026-12-01", `to (2026-12-01T00:00:00Z) must be after from (2026-12-02T00:00:00Z)`},
+		{"/usage?from=2026-12-01&format=xml", `format \"xml\": use json or csv`},
+	} {
+		s, body := portalDo(t, "GET", admin+c.path, "", auth, nil)
+		if s != http.StatusBadRequest || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s: %d %s; want 400 with %q", c.path, s, body, c.want)
+		}
+	}
+	if s, body := portalDo(t, "GET", admin+"/usage?from=2026-12-01", "", nil, nil); s != http.StatusUnauthorized {
+		t.Errorf("usage without the token: %d %s", s, body)
+	}
+	if s, body := portalDo(t, "GET", admin+"/analytics?window=1h", "", auth, nil); s != http.StatusOK || !strings.Contains(body, `"series":[]`) {
+		t.Errorf("a good query after the bad ones: %d %s", s, body)
+	}
+}
