@@ -51,6 +51,9 @@ const (
 	demoConfig = "../rosetta.yaml"
 	// demoKey is the demo consumer's key in demoConfig.
 	demoKey = "demo-key-0123456789abcdef"
+	// demoAdminToken is the admin token in demoConfig, which the portal's
+	// analytics ask for.
+	demoAdminToken = "demo-admin-token-0123456789"
 	// libraryAPI is the library's API in the portal's catalog, and
 	// libraryService its one version's service.
 	libraryAPI     = "rosetta.examples.library.LibraryService"
@@ -170,7 +173,7 @@ func callsByConsumer(origin string) (map[string]int64, error) {
 			} `json:"totals"`
 		} `json:"series"`
 	}
-	if err := getJSON(origin+"/portal/api/analytics?window=24h&group_by=consumer", nil, &res); err != nil {
+	if err := getJSON(origin+"/portal/api/analytics?window=24h&group_by=consumer", map[string]string{"Authorization": "Bearer " + demoAdminToken}, &res); err != nil {
 		return nil, err
 	}
 	out := map[string]int64{}
@@ -371,14 +374,16 @@ func TestPortalDemo(t *testing.T) {
 	})()`, calls, 1000-calls, calls, drawn("#usage")))
 	portaltest.Screenshot(t, ctx, "portal-me")
 
-	// 5. Analytics: the browser is a loopback client and the demo has no
-	// admin token, so the page opens without one. The charts are drawn,
-	// and the totals by consumer count the calls above.
+	// 5. Analytics: the page asks for the demo's admin token. The charts
+	// are drawn, and the totals by consumer count the calls above.
 	pollUntil(t, "every call in analytics", func() (bool, string) {
 		by, err := callsByConsumer(origin)
 		return err == nil && by[""] == anonymous && by["demo"] == int64(calls), fmt.Sprint(by, err)
 	})
 	run("open analytics", eval(`location.hash = "#/analytics"`))
+	wait("the admin token form", `!!document.getElementById("admin-form")`)
+	run("enter the admin token", chromedp.SetValue(chromedp.ID("admin-token"), demoAdminToken),
+		click(`#admin-form button[type=submit]`))
 	wait("analytics by API", `document.querySelectorAll(".chart canvas").length === 4 && `+drawn(`.chart[data-chart="calls"]`)+` &&
 		[...document.querySelectorAll(".totals-table tbody tr")].some((tr) =>
 			tr.cells[0].textContent === "`+libraryService+`" && tr.cells[1].textContent === "`+strconv.Itoa(anonymous+calls)+`")`)

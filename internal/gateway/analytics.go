@@ -243,7 +243,7 @@ func (g *Gateway) queryAnalytics(ctx context.Context, q url.Values, deprecated b
 	}
 	aq, anyOf, err := analyticsQuery(q, time.Now())
 	if err != nil {
-		return nil, errors.Join(portal.ErrInvalid, err)
+		return nil, tagged(portal.ErrInvalid, err)
 	}
 	if deprecated {
 		aq.GroupBy = []string{"route", "consumer"}
@@ -287,6 +287,9 @@ func (g *Gateway) queryAnalytics(ctx context.Context, q url.Values, deprecated b
 
 // Analytics answers the portal's operator view.
 func (s portalSource) Analytics(ctx context.Context, q url.Values) (any, error) {
+	if adminToken(s.g.cur.Load().cfg) == "" {
+		return nil, errNoAdminToken
+	}
 	return s.g.queryAnalytics(ctx, q, q.Get("deprecated") == "true")
 }
 
@@ -328,7 +331,7 @@ func (g *Gateway) usageHandler() http.Handler {
 		q := r.URL.Query()
 		from, err := parseTime(q.Get("from"))
 		if err != nil {
-			writeAdminError(w, errors.Join(portal.ErrInvalid, fmt.Errorf("from: %w", err)))
+			writeAdminError(w, tagged(portal.ErrInvalid, fmt.Errorf("from: %w", err)))
 			return
 		}
 		// to defaults to the end of the current minute: usage counts
@@ -336,12 +339,12 @@ func (g *Gateway) usageHandler() http.Handler {
 		to := time.Now().Truncate(time.Minute).Add(time.Minute)
 		if s := q.Get("to"); s != "" {
 			if to, err = parseTime(s); err != nil {
-				writeAdminError(w, errors.Join(portal.ErrInvalid, fmt.Errorf("to: %w", err)))
+				writeAdminError(w, tagged(portal.ErrInvalid, fmt.Errorf("to: %w", err)))
 				return
 			}
 		}
 		if !to.After(from) {
-			writeAdminError(w, errors.Join(portal.ErrInvalid, fmt.Errorf("to (%s) must be after from (%s)", to.Format(time.RFC3339), from.Format(time.RFC3339))))
+			writeAdminError(w, tagged(portal.ErrInvalid, fmt.Errorf("to (%s) must be after from (%s)", to.Format(time.RFC3339), from.Format(time.RFC3339))))
 			return
 		}
 		u, err := g.analytics.Usage(r.Context(), analytics.UsageQuery{From: from, To: to, Consumer: q.Get("consumer")})
@@ -362,7 +365,7 @@ func (g *Gateway) usageHandler() http.Handler {
 			w.Header().Set("Content-Disposition", `attachment; filename="usage.csv"`)
 			_ = u.WriteCSV(w)
 		default:
-			writeAdminError(w, errors.Join(portal.ErrInvalid, fmt.Errorf("format %q: use json or csv", format)))
+			writeAdminError(w, tagged(portal.ErrInvalid, fmt.Errorf("format %q: use json or csv", format)))
 		}
 	})
 }
@@ -371,11 +374,10 @@ func (g *Gateway) usageHandler() http.Handler {
 // answers errors: {"error": ...}, 400 for a bad query, else 503.
 func writeAdminError(w http.ResponseWriter, err error) {
 	status := http.StatusServiceUnavailable
-	msg := err.Error()
 	if errors.Is(err, portal.ErrInvalid) {
 		status = http.StatusBadRequest
-		msg = strings.TrimPrefix(msg, portal.ErrInvalid.Error()+"\n")
 	}
+	msg := err.Error()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
@@ -389,3 +391,14 @@ func (g *Gateway) analyticsOrNil(h http.Handler) http.Handler {
 	}
 	return h
 }
+
+// taggedError is an error that answers errors.Is for tag (a portal
+// sentinel that picks the HTTP status) while its text is err's alone.
+type taggedError struct{ tag, err error }
+
+// tagged returns err marked with tag (see taggedError).
+func tagged(tag, err error) error { return taggedError{tag, err} }
+
+func (e taggedError) Error() string        { return e.err.Error() }
+func (e taggedError) Is(target error) bool { return target == e.tag }
+func (e taggedError) Unwrap() error        { return e.err }

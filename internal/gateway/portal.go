@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 
@@ -239,7 +238,7 @@ func (s portalSource) CreateKey(ctx context.Context, consumer string) (portal.Ke
 // RevokeKey revokes one of consumer's self-service keys.
 func (s portalSource) RevokeKey(ctx context.Context, consumer, id string) error {
 	if strings.HasPrefix(id, "config-") {
-		return errors.Join(portal.ErrForbidden, errors.New("keys from the gateway's config are revoked by its operator"))
+		return tagged(portal.ErrForbidden, errors.New("keys from the gateway's config are revoked by its operator"))
 	}
 	store := s.store(s.g.cur.Load())
 	if store == nil {
@@ -247,31 +246,37 @@ func (s portalSource) RevokeKey(ctx context.Context, consumer, id string) error 
 	}
 	err := store.Revoke(ctx, consumer, id)
 	if errors.Is(err, keystore.ErrNotFound) {
-		return errors.Join(portal.ErrNotFound, err)
+		return tagged(portal.ErrNotFound, err)
 	}
 	return err
 }
 
-// AdminAuthorized reports whether r carries the admin token; without
-// one configured, only loopback clients are the operator (as the admin
-// listener binds only to loopback then).
+// AdminAuthorized reports whether r carries the admin token. Without a
+// token in the config it lets the request through to Analytics, which
+// then refuses it saying what to configure: the portal never trusts a
+// client for its address (behind a reverse proxy on the same host every
+// client is a loopback one).
 func (s portalSource) AdminAuthorized(r *http.Request) bool {
-	cfg := s.g.cur.Load().cfg
-	token := ""
-	if cfg.Admin != nil {
-		token = cfg.Admin.Token
-	}
+	token := adminToken(s.g.cur.Load().cfg)
 	if token == "" {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			return false
-		}
-		a, err := netip.ParseAddr(host)
-		return err == nil && a.Unmap().IsLoopback()
+		return true
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
+
+// adminToken is cfg's admin token ("" without one).
+func adminToken(cfg *config.Config) string {
+	if cfg.Admin == nil {
+		return ""
+	}
+	return cfg.Admin.Token
+}
+
+// errNoAdminToken refuses the portal's analytics on a gateway whose
+// config has no admin token.
+var errNoAdminToken = tagged(portal.ErrForbidden,
+	errors.New("the portal shows analytics to the operator only: set admin.token in the config, then enter it here"))
 
 // quotaOf reads consumer's quota from the plan plugin of gen, nil when
 // the consumer has none.

@@ -298,6 +298,12 @@ portal: { address: "127.0.0.1:0", title: Own }
 	if s, b := portalDo(t, "POST", own+"/v1/metadata", `{}`, nil, nil); s != 200 {
 		t.Errorf("an API call on the portal listener: %d %s", s, b)
 	}
+	if s, b := portalDo(t, "GET", own+"/portal/api/analytics", "", nil, nil); s != 403 || !strings.Contains(b, `"the portal shows analytics to the operator only: set admin.token in the config, then enter it here"`) {
+		t.Errorf("analytics without an admin token configured: %d %s", s, b)
+	}
+	if s, b := portalDo(t, "DELETE", own+"/portal/api/me/keys/config-0", "", nil, nil); s != 403 || !strings.Contains(b, "self-service key revocation is off") {
+		t.Errorf("revoke with self-service off: %d %s", s, b)
+	}
 	if s, b := portalDo(t, "GET", base+"/portal/api/config", "", nil, nil); s != 404 {
 		t.Errorf("the portal on the API listener: %d %s; want 404", s, b)
 	}
