@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 )
@@ -157,6 +158,13 @@ func New(b Backend, o Options) http.Handler {
 	if o.Usage != nil {
 		mux.Handle("GET /usage", s.auth(o.Usage.ServeHTTP))
 	}
+	// Go's profiles, for an operator chasing CPU or memory: /debug/pprof/
+	// (index, heap, goroutine, ...), profile?seconds=N, trace, symbol.
+	mux.Handle("GET /debug/pprof/", s.auth(pprof.Index))
+	mux.Handle("GET /debug/pprof/cmdline", s.auth(pprof.Cmdline))
+	mux.Handle("GET /debug/pprof/profile", s.auth(pprof.Profile))
+	mux.Handle("GET /debug/pprof/symbol", s.auth(pprof.Symbol))
+	mux.Handle("GET /debug/pprof/trace", s.auth(pprof.Trace))
 	mux.Handle("/", s.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no admin endpoint "+r.Method+" "+r.URL.Path+
 			": see GET /healthz, /readyz, /config, /config/status, /routes, /upstreams, /descriptors, /metrics, /openapi.json; POST /reload, /cache/purge")

@@ -113,6 +113,7 @@ func TestAdminAuth(t *testing.T) {
 		{"GET", "/config"}, {"GET", "/config/status"}, {"GET", "/routes"}, {"GET", "/upstreams"},
 		{"GET", "/descriptors"}, {"POST", "/reload"}, {"POST", "/cache/purge"}, {"GET", "/metrics"},
 		{"GET", "/openapi.json"}, {"GET", "/nope"}, {"DELETE", "/config"}, {"GET", "/reload"},
+		{"GET", "/analytics"}, {"GET", "/usage"}, {"GET", "/debug/pprof/"}, {"GET", "/debug/pprof/profile"},
 	}
 	for _, p := range paths {
 		for _, c := range []struct{ auth, body string }{
@@ -137,6 +138,10 @@ func TestAdminAuth(t *testing.T) {
 		if got := api.get(t, p); got.status != http.StatusOK || !json.Valid([]byte(got.body)) {
 			t.Errorf("GET %s with the token: %d %s", p, got.status, got.body)
 		}
+	}
+	// Go's profiles, for an operator.
+	if got := api.get(t, "/debug/pprof/goroutine?debug=1"); got.status != http.StatusOK || !strings.Contains(got.body, "goroutine profile: total") {
+		t.Errorf("GET /debug/pprof/goroutine with the token: %d %.100s", got.status, got.body)
 	}
 	expect(t, api.call(t, "POST", "/cache/purge", "Bearer "+testAdminToken), 404, `{"error": "no proxy-cache is configured"}`)
 	got := api.get(t, "/nope")
