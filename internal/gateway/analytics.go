@@ -138,6 +138,11 @@ func statusClass(status int, code codes.Code, hasCode bool) string {
 	return "5xx"
 }
 
+// errAnalyticsOff answers analytics and usage queries of a gateway that
+// started without analytics (a reload that adds a portal does not start
+// them).
+var errAnalyticsOff = tagged(portal.ErrForbidden, errors.New("analytics are off: they start with the gateway when its config has an admin, portal or analytics block (restart it to turn them on)"))
+
 // analyticsDims are the dimensions a query may group or filter by.
 var analyticsDims = []string{"api", "route", "method", "protocol", "consumer", "status_class"}
 
@@ -239,7 +244,7 @@ func parseTime(s string) (time.Time, error) {
 // calls on deprecated routes only, grouped by route and consumer.
 func (g *Gateway) queryAnalytics(ctx context.Context, q url.Values, deprecated bool) (*analytics.Result, error) {
 	if g.analytics == nil {
-		return nil, errors.New("analytics are off: add an admin, portal or analytics block")
+		return nil, errAnalyticsOff
 	}
 	aq, anyOf, err := analyticsQuery(q, time.Now())
 	if err != nil {
@@ -296,7 +301,7 @@ func (s portalSource) Analytics(ctx context.Context, q url.Values) (any, error) 
 // Usage returns one consumer's usage between from and to.
 func (s portalSource) Usage(ctx context.Context, consumer string, from, to time.Time) (any, error) {
 	if s.g.analytics == nil {
-		return nil, errors.New("analytics are off")
+		return nil, errAnalyticsOff
 	}
 	if !to.Equal(to.Truncate(time.Minute)) {
 		to = to.Truncate(time.Minute).Add(time.Minute) // the current minute's calls are in
@@ -325,7 +330,7 @@ func (g *Gateway) analyticsHandler() http.Handler {
 func (g *Gateway) usageHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if g.analytics == nil {
-			writeAdminError(w, errors.New("analytics are off: add an admin, portal or analytics block"))
+			writeAdminError(w, errAnalyticsOff)
 			return
 		}
 		q := r.URL.Query()

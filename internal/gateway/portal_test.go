@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
+	"github.com/rosetta-gateway/rosetta/portal"
 )
 
 // This file tests the developer portal's API against a real gateway and
@@ -306,5 +308,19 @@ portal: { address: "127.0.0.1:0", title: Own }
 	}
 	if s, b := portalDo(t, "GET", base+"/portal/api/config", "", nil, nil); s != 404 {
 		t.Errorf("the portal on the API listener: %d %s; want 404", s, b)
+	}
+}
+
+// TestPortalAnalyticsOff: a gateway started without analytics (a reload
+// may add a portal later) answers the portal's usage and analytics with
+// a 403 that says how to turn them on.
+func TestPortalAnalyticsOff(t *testing.T) {
+	t.Parallel()
+	backend := testkit.StartBackend(t)
+	_, g := startGatewayOn(t, "relay", backend.Addr, basicConfig)
+	src := portalSource{g}
+	_, err := src.Usage(testContext(t), "alice", time.Now().Add(-time.Hour), time.Now())
+	if !errors.Is(err, portal.ErrForbidden) || !strings.Contains(err.Error(), "analytics are off: they start with the gateway when its config has an admin, portal or analytics block") {
+		t.Errorf("usage: %v", err)
 	}
 }
