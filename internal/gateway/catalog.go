@@ -58,6 +58,7 @@ func (g *Gateway) catalog(st *state) *portal.Catalog {
 	gen := st.gen
 	c := &portal.Catalog{Title: portalTitle(gen.cfg)}
 	if st.snap == nil {
+		c.APIs = g.httpAPIs(gen)
 		return c
 	}
 	byAPI := map[string]*portal.API{}
@@ -105,7 +106,148 @@ func (g *Gateway) catalog(st *state) *portal.Catalog {
 		sort.SliceStable(api.Versions, func(i, j int) bool { return api.Versions[i].Version < api.Versions[j].Version })
 		c.APIs = append(c.APIs, *api)
 	}
+	c.APIs = append(c.APIs, g.httpAPIs(gen)...)
 	return c
+}
+
+// httpAPIs are the plain HTTP upstreams that uri routes reach, one API
+// each (in config order), a method per route: kind "http", its HTTP
+// methods as bindings.
+func (g *Gateway) httpAPIs(gen *generation) []portal.API {
+	var apis []portal.API
+	index := map[string]int{}
+	for i := range gen.cfg.Routes {
+		r := &gen.cfg.Routes[i]
+		if r.URI == "" {
+			continue
+		}
+		at, ok := index[r.Service]
+		if !ok {
+			at = len(apis)
+			index[r.Service] = at
+			apis = append(apis, portal.API{
+				Name: r.Service, Title: r.Service,
+				Description: "A plain HTTP service behind the gateway.",
+				Versions:    []portal.Version{{Service: r.Service, Upstream: r.Service}},
+			})
+		}
+		m := portal.Method{Name: r.URI, FullName: r.URI, Kind: "http"}
+		for _, verb := range uriMethods(r) {
+			m.HTTP = append(m.HTTP, portal.Binding{Method: verb, Path: r.URI})
+		}
+		if gen.pols != nil {
+			m.Auth = gen.pols.ForURIRoute(i).AuthPlugins()
+		}
+		if ka := keyAuthOf(gen.cfg, r); ka != nil {
+			m.AuthHeader, m.AuthQuery, m.AuthOptional = ka.Header, ka.Query, ka.Optional
+			if m.AuthHeader == "" {
+				m.AuthHeader = "apikey"
+			}
+		}
+		m.Deprecated, m.Retired = lifecycleOf(r)
+		apis[at].Versions[0].Methods = append(apis[at].Versions[0].Methods, m)
+	}
+	return apis
+}
+
+// uriMethods are the HTTP methods a uri route takes: its methods, else
+// the usual five.
+func uriMethods(r *config.Route) []string {
+	if len(r.Methods) > 0 {
+		out := make([]string, len(r.Methods))
+		for i, m := range r.Methods {
+			out[i] = strings.ToUpper(m)
+		}
+		return out
+	}
+	return []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
+}
+
+// uriOpenAPI is the OpenAPI 3.1 document of the uri routes to upstream
+// (nil when none reaches it): an operation per route and method, whose
+// answer is the upstream's; a prefix route "/web/*" is the path
+// "/web/{path}".
+func uriOpenAPI(cfg *config.Config, upstream string) ([]byte, error) {
+	paths := map[string]map[string]any{}
+	schemes := map[string]any{}
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		if r.URI == "" || r.Service != upstream {
+			continue
+		}
+		path, params := r.URI, []any{}
+		if base, ok := strings.CutSuffix(r.URI, "/*"); ok {
+			path = base + "/{path}"
+			params = append(params, map[string]any{
+				"name": "path", "in": "path", "required": true, "schema": map[string]any{"type": "string"},
+				"description": "the rest of the path, sent to the upstream as it is",
+			})
+		}
+		var security []any
+		for _, p := range routePlugins(cfg, r) {
+			switch {
+			case p.KeyAuth != nil:
+				header := p.KeyAuth.Header
+				if header == "" {
+					header = "apikey"
+				}
+				schemes["apiKey"] = map[string]any{"type": "apiKey", "in": "header", "name": header}
+				security = append(security, map[string]any{"apiKey": []any{}})
+			case p.JWTAuth != nil:
+				schemes["bearer"] = map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+				security = append(security, map[string]any{"bearer": []any{}})
+			}
+		}
+		item := paths[path]
+		if item == nil {
+			item = map[string]any{}
+			paths[path] = item
+		}
+		for _, verb := range uriMethods(r) {
+			op := map[string]any{
+				"summary":     verb + " " + r.URI + " (upstream " + upstream + ")",
+				"operationId": strings.ToLower(verb) + strings.NewReplacer("/", "_", "*", "any").Replace(r.URI),
+				"parameters":  params,
+				"responses":   map[string]any{"default": map[string]any{"description": "the upstream's answer"}},
+			}
+			if verb == "POST" || verb == "PUT" || verb == "PATCH" {
+				op["requestBody"] = map[string]any{"content": map[string]any{"application/json": map[string]any{"schema": map[string]any{}}}}
+			}
+			if len(security) > 0 {
+				op["security"] = security
+			}
+			if r.Deprecated != nil || r.Retired != nil {
+				op["deprecated"] = true
+			}
+			item[strings.ToLower(verb)] = op
+		}
+	}
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	doc := map[string]any{
+		"openapi":    openapi.Version,
+		"info":       map[string]any{"title": upstream, "version": "1"},
+		"paths":      paths,
+		"components": map[string]any{"securitySchemes": schemes},
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}
+
+// routePlugins are the plugins that apply to route r: its own, and the
+// top-level ones it does not name.
+func routePlugins(cfg *config.Config, r *config.Route) []config.Plugin {
+	out := append([]config.Plugin(nil), r.Plugins...)
+	named := map[string]bool{}
+	for _, p := range r.Plugins {
+		named[p.Name()] = true
+	}
+	for _, p := range cfg.Plugins {
+		if !named[p.Name()] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // catalogMethod describes one method: its bindings, authentication,

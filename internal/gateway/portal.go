@@ -76,23 +76,28 @@ func (s portalSource) Catalog() *portal.Catalog {
 // document's own origin.
 func (s portalSource) OpenAPI(service string) ([]byte, error) {
 	st := s.g.state.Load()
-	if st == nil || st.snap == nil {
-		return nil, errors.New("no descriptors are loaded yet")
-	}
-	if _, ok := st.snap.Service(protoreflectName(service)); !ok {
-		return nil, errors.New("no service " + strconv.Quote(service))
+	if st == nil {
+		return nil, errors.New("the gateway is starting")
 	}
 	cfg := st.gen.cfg
-	doc, err := openapi.Generate(st.snap, st.table, openapi.Options{
-		Title:    service,
-		Service:  service,
-		JSON:     cfg.Transcoding.JSON,
-		Security: openapi.SecurityFromConfig(cfg),
-	})
-	if err != nil {
-		return nil, err
+	if st.snap != nil {
+		if _, ok := st.snap.Service(protoreflectName(service)); ok {
+			doc, err := openapi.Generate(st.snap, st.table, openapi.Options{
+				Title:    service,
+				Service:  service,
+				JSON:     cfg.Transcoding.JSON,
+				Security: openapi.SecurityFromConfig(cfg),
+			})
+			if err != nil {
+				return nil, err
+			}
+			return doc.JSON()
+		}
 	}
-	return doc.JSON()
+	if doc, err := uriOpenAPI(cfg, service); doc != nil || err != nil {
+		return doc, err // a plain HTTP upstream's uri routes
+	}
+	return nil, errors.New("no service " + strconv.Quote(service))
 }
 
 // SignIn finds the consumer of a credential: a key of the config's

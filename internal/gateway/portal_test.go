@@ -3,16 +3,19 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	"github.com/rosetta-gateway/rosetta/portal"
+	"github.com/rosetta-gateway/rosetta/portal/portaltest"
 )
 
 // This file tests the developer portal's API against a real gateway and
@@ -323,4 +326,89 @@ func TestPortalAnalyticsOff(t *testing.T) {
 	if !errors.Is(err, portal.ErrForbidden) || !strings.Contains(err.Error(), "analytics are off: they start with the gateway when its config has an admin, portal or analytics block") {
 		t.Errorf("usage: %v", err)
 	}
+}
+
+// TestPortalPlainHTTPAPI: a plain HTTP upstream that uri routes reach is
+// an API of the catalog (a route per method, its auth), with an OpenAPI
+// document of its routes, and its page renders in a browser with a curl
+// example per HTTP method and swagger-ui's operations.
+func TestPortalPlainHTTPAPI(t *testing.T) {
+	t.Parallel()
+	env := newPolicyEnv(t)
+	base, _ := startGatewayOn(t, "relay", env.backend.Addr, `
+listeners:
+  - address: "127.0.0.1:0"
+upstreams:
+  test:
+    targets: ["$BACKEND"]
+  web:
+    kind: http
+    targets: ["`+env.web+`"]
+portal: {}
+consumers:
+  - { name: alice, keys: [alice-web-key-0123456789] }
+routes:
+  - uri: /web/*
+    service: web
+    methods: [GET, POST]
+    plugins:
+      - key-auth: { header: x-api-key }
+  - uri: /health
+    service: web
+    methods: [GET]
+    deprecated: { sunset: 2027-06-30 }
+`)
+	var cat struct {
+		APIs []struct {
+			Name     string `json:"name"`
+			Versions []struct {
+				Service string `json:"service"`
+				Methods []struct {
+					Name, Kind string
+					HTTP       []struct{ Method, Path string }
+					Auth       []string
+					AuthHeader string `json:"auth_header"`
+					Deprecated map[string]any
+				}
+			}
+		}
+	}
+	if s, b := portalDo(t, "GET", base+"/portal/api/catalog", "", nil, &cat); s != 200 {
+		t.Fatalf("catalog: %d %s", s, b)
+	}
+	var web []string
+	for _, api := range cat.APIs {
+		if api.Name != "web" {
+			continue
+		}
+		for _, m := range api.Versions[0].Methods {
+			var verbs []string
+			for _, b := range m.HTTP {
+				verbs = append(verbs, b.Method+" "+b.Path)
+			}
+			web = append(web, fmt.Sprintf("%s %s %v %v %s deprecated=%v", m.Name, m.Kind, verbs, m.Auth, m.AuthHeader, m.Deprecated != nil))
+		}
+	}
+	want := []string{
+		"/web/* http [GET /web/* POST /web/*] [key-auth] x-api-key deprecated=false",
+		"/health http [GET /health] []  deprecated=true",
+	}
+	if strings.Join(web, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the web API's routes:\n%s\nwant:\n%s", strings.Join(web, "\n"), strings.Join(want, "\n"))
+	}
+	s, doc := portalDo(t, "GET", base+"/portal/api/openapi/web", "", nil, nil)
+	for _, part := range []string{`"/web/{path}"`, `"/health"`, `"name": "x-api-key"`, `"deprecated": true`, `"openapi": "3.1.0"`} {
+		if s != 200 || !strings.Contains(doc, part) {
+			t.Errorf("the web API's OpenAPI document (%d) lacks %s:\n%.600s", s, part, doc)
+		}
+	}
+
+	ctx := portaltest.NewBrowser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/portal/#/api/web")); err != nil {
+		t.Fatal(err)
+	}
+	portaltest.Wait(t, ctx, "the web API's routes and swagger-ui", `document.querySelectorAll('.method[data-kind="http"]').length === 2 &&
+		[...document.querySelectorAll(".method-body")].some((b) => b.textContent.includes("-X POST") && b.textContent.includes("x-api-key: $API_KEY")) &&
+		document.querySelectorAll(".swagger .opblock").length === 3`)
+	portaltest.Screenshot(t, ctx, "portal-plain-http")
 }

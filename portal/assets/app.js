@@ -15,7 +15,7 @@ import { mePage, signinPage } from "./account.js";
 import { authHeaders, catalog, config, credential } from "./api.js";
 import { consoleFor } from "./console.js";
 import { append, codeBlock, errorBox, h, kindLabel, lifecycleBadge, lifecycleNote, paragraphs } from "./dom.js";
-import { authDescriptions, curlConnectExample, curlRESTExample, grpcurlExample, keyHeader, requestExample, wsBase } from "./examples.js";
+import { authDescriptions, curlConnectExample, curlHTTPExample, curlRESTExample, grpcurlExample, keyHeader, requestExample, wsBase } from "./examples.js";
 
 const routes = [
   [/^#?\/?$/, catalogPage, "catalog"],
@@ -120,7 +120,7 @@ function apiCard(api) {
     h("h2", {}, h("a", { href }, api.title || api.name), " ", h("code", { class: "muted small" }, api.name)),
     paragraphs(api.description),
     h("div", { class: "versions" }, api.versions.map((v) => {
-      const streams = v.methods.filter((m) => m.kind && m.kind !== "unary").length;
+      const streams = v.methods.filter((m) => (m.kind || "").endsWith("_stream")).length;
       return h("a", {
         class: "version" + (v.retired ? " is-retired" : v.deprecated ? " is-deprecated" : ""),
         href: `${href}/${encodeURIComponent(v.version)}`,
@@ -171,15 +171,16 @@ async function apiPage(view, [name, version]) {
 
 // versionSection is one version: lifecycle, methods, REST reference.
 function versionSection(api, v) {
+  const plain = v.methods.length > 0 && v.methods.every((m) => m.kind === "http");
   const ref = h("div", { class: "swagger", id: "swagger" }, h("p", { class: "muted" }, "Loading the OpenAPI document…"));
   const sec = h("section", { class: "version-page", dataset: { service: v.service } },
     lifecycleNote("retired", v.retired, `${v.version || v.service}`) || lifecycleNote("deprecated", v.deprecated, `${v.version || v.service}`),
     paragraphs(v.description),
     h("dl", { class: "meta" },
-      h("div", {}, h("dt", {}, "gRPC service"), h("dd", {}, h("code", {}, v.service))),
+      h("div", {}, h("dt", {}, plain ? "Plain HTTP service" : "gRPC service"), h("dd", {}, h("code", {}, v.service))),
       v.upstream ? h("div", {}, h("dt", {}, "Upstream"), h("dd", {}, v.upstream)) : null,
       h("div", {}, h("dt", {}, "OpenAPI"), h("dd", {}, h("a", { href: "api/openapi/" + encodeURIComponent(v.service) }, "JSON document")))),
-    h("h2", {}, "Methods"),
+    h("h2", {}, plain ? "Routes" : "Methods"),
     h("div", { class: "methods" }, v.methods.map((m) => methodCard(v, m))),
     h("h2", {}, "REST reference"),
     h("p", { class: "muted" }, "Unary REST calls can be tried here (", h("strong", {}, "Try it out"), "); they go to this gateway with your signed-in credential. Streams are easier to watch in the method consoles above."),
@@ -191,6 +192,7 @@ function versionSection(api, v) {
 // methodCard is one method: kind, lifecycle, how to authenticate,
 // endpoints, examples and a console.
 function methodCard(v, m) {
+  if (m.kind === "http") return routeCard(v, m);
   const msg = requestExample(m);
   const lc = m.retired ? lifecycleBadge("retired", m.retired) : lifecycleBadge("deprecated", m.deprecated || v.deprecated);
   const examples = [codeBlock("grpcurl", grpcurlExample(m, msg))];
@@ -227,6 +229,30 @@ function methodCard(v, m) {
       h("h4", {}, m.kind === "server_stream" || m.kind === "bidi_stream" || m.kind === "client_stream" ? "Try the stream" : "Try it"),
       consoleFor(m, ctx.cleanup)]);
   });
+  return card;
+}
+
+// routeCard is one uri route of a plain HTTP upstream: its HTTP
+// methods, how to authenticate and a curl example per method; it is
+// tried in the OpenAPI section (no gRPC shapes, no console).
+function routeCard(v, m) {
+  const lc = m.retired ? lifecycleBadge("retired", m.retired) : lifecycleBadge("deprecated", m.deprecated || v.deprecated);
+  const path = m.full_name.endsWith("/*") ? m.full_name.slice(0, -1) + "…" : m.full_name;
+  const examples = (m.http || []).map((b) => codeBlock(`curl · ${b.method}`, curlHTTPExample(m, b.method)));
+  const card = h("details", { class: "method" + (m.retired ? " is-retired" : ""), dataset: { method: m.full_name, kind: "http" } },
+    h("summary", {},
+      h("span", { class: "method-name" }, m.name),
+      h("span", { class: "kind http" }, "HTTP"),
+      h("code", { class: "binding" }, (m.http || []).map((b) => b.method).join(", ")),
+      lc),
+    h("div", { class: "method-body" },
+      m.retired ? lifecycleNote("retired", m.retired, m.name) : lifecycleNote("deprecated", m.deprecated, m.name),
+      h("div", { class: "grid two" },
+        h("div", {}, h("h4", {}, "Authentication"), h("ul", { class: "auth" }, authDescriptions(m).map((d) => h("li", {}, d)))),
+        h("div", {}, h("h4", {}, "Endpoint"), h("ul", { class: "endpoints" }, h("li", {}, h("code", {}, location.origin + path))))),
+      h("h4", {}, "Examples"),
+      h("div", { class: "examples" }, examples),
+      h("p", { class: "muted" }, "Try it in the OpenAPI section below.")));
   return card;
 }
 

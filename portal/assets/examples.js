@@ -114,6 +114,18 @@ export function curlRESTExample(m, b, msg) {
   return parts.join(" \\\n  ");
 }
 
+// curlHTTPExample is a curl command calling a plain HTTP route m with
+// method (a prefix route "/web/*" shows "/web/…" as "/web/example").
+export function curlHTTPExample(m, method) {
+  const path = m.full_name.endsWith("/*") ? m.full_name.slice(0, -1) + "example" : m.full_name;
+  const parts = ["curl"];
+  if (method !== "GET") parts.push("-X " + method);
+  for (const hd of exampleHeaders(m)) parts.push(`-H "${hd}"`);
+  if (method === "POST" || method === "PUT" || method === "PATCH") parts.push("-H 'Content-Type: application/json'", "-d '{}'");
+  parts.push(shq(location.origin + path));
+  return parts.join(" \\\n  ");
+}
+
 // templateVar matches a path variable: {name} or {name=pattern}.
 const templateVar = /\{([^}=]+)(?:=([^}]*))?\}/g;
 
