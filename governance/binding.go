@@ -95,7 +95,7 @@ func (c *checker) unboundMessage(what, path, pronoun string) string {
 // covers the method fullName.
 func (c *checker) defaultBound(fullName protoreflect.FullName) bool {
 	for _, s := range c.in.Config.Transcoding.DefaultBound {
-		if selects(s, string(fullName)) {
+		if config.Selects(s, string(fullName)) {
 			return true
 		}
 	}

@@ -1,7 +1,6 @@
 package governance
 
 import (
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -73,13 +72,7 @@ func (c *checker) services() []*registry.Service {
 // the method fullName, as the gateway picks it: the first route, in file
 // order, whose selector selects it. It returns nil when none does.
 func (c *checker) route(fullName protoreflect.FullName) *config.Route {
-	for i := range c.in.Config.Routes {
-		r := &c.in.Config.Routes[i]
-		if r.URI == "" && r.Selector != "" && selects(r.Selector, string(fullName)) {
-			return r
-		}
-	}
-	return nil
+	return config.SelectorRoute(c.in.Config.Routes, string(fullName))
 }
 
 // retired reports whether the method fullName is on a retired route: it
@@ -87,17 +80,4 @@ func (c *checker) route(fullName protoreflect.FullName) *config.Route {
 func (c *checker) retired(fullName protoreflect.FullName) bool {
 	r := c.route(fullName)
 	return r != nil && r.Retired != nil
-}
-
-// selects reports whether a selector ("pkg.Service.Method",
-// "pkg.Service.*", "pkg.*" or "*", as a route's or default_bound's)
-// selects the method fullName.
-func selects(selector, fullName string) bool {
-	switch {
-	case selector == "*":
-		return true
-	case strings.HasSuffix(selector, ".*"):
-		return strings.HasPrefix(fullName, selector[:len(selector)-1])
-	}
-	return selector == fullName
 }

@@ -470,20 +470,9 @@ func lenOf(m *map[string]methodEntry) int {
 // match finds the first selector route that selects name.
 func (s *Set) match(name string) methodEntry {
 	for _, r := range s.selectors {
-		if selects(r.selector, name) {
+		if config.Selects(r.selector, name) {
 			return methodEntry{chain: s.routes[r.index], route: r.selector, cors: s.routeCORS[r.index], cache: s.routeCache[r.index]}
 		}
 	}
 	return methodEntry{chain: s.def, cors: s.defCORS, cache: s.defCache}
-}
-
-// selects reports whether a route selector selects the method fullName.
-func selects(selector, fullName string) bool {
-	switch {
-	case selector == "*":
-		return true
-	case strings.HasSuffix(selector, ".*"):
-		return strings.HasPrefix(fullName, selector[:len(selector)-1])
-	}
-	return selector == fullName
 }

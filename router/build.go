@@ -343,7 +343,7 @@ func (b *builder) add(m rpc, bd binding) {
 		Body:         bd.body,
 		ResponseBody: bd.responseBody,
 		Source:       bd.source,
-		Config:       b.configRoute(m.md.FullName()),
+		Config:       config.SelectorRoute(b.p.Routes, string(m.md.FullName())),
 	}
 	for _, v := range tp.vars {
 		fds, msg := resolveVar(req, v.path)
@@ -382,19 +382,6 @@ func (b *builder) add(m rpc, bd binding) {
 	}
 	b.t.routes = append(b.t.routes, r)
 	b.t.byMethod[m.md.FullName()] = append(b.t.byMethod[m.md.FullName()], r)
-}
-
-// configRoute returns the first config route selecting method: its
-// selector is the method's full name, "*", or ends in ".*" and prefixes it.
-func (b *builder) configRoute(method protoreflect.FullName) *config.Route {
-	for i := range b.p.Routes {
-		sel := b.p.Routes[i].Selector
-		if sel == string(method) || sel == "*" ||
-			strings.HasSuffix(sel, ".*") && strings.HasPrefix(string(method), sel[:len(sel)-1]) {
-			return &b.p.Routes[i]
-		}
-	}
-	return nil
 }
 
 // pathWKT are the message types a path variable may bind: they have a

@@ -35,7 +35,7 @@ func SecurityFromConfig(cfg *config.Config) func(method protoreflect.FullName) [
 	return func(method protoreflect.FullName) []Security {
 		var plugins []config.Plugin
 		named := map[string]bool{}
-		if r := selectorRoute(cfg, string(method)); r != nil {
+		if r := config.SelectorRoute(cfg.Routes, string(method)); r != nil {
 			plugins = append(plugins, r.Plugins...)
 			for _, p := range r.Plugins {
 				named[p.Name()] = true
@@ -81,22 +81,6 @@ func SecurityFromConfig(cfg *config.Config) func(method protoreflect.FullName) [
 		}
 		return dedupe(out)
 	}
-}
-
-// selectorRoute returns the first route of cfg whose selector matches
-// method: its full name, "*", or a "prefix.*" it starts with.
-func selectorRoute(cfg *config.Config, method string) *config.Route {
-	for i := range cfg.Routes {
-		r := &cfg.Routes[i]
-		sel := r.Selector
-		if r.URI != "" || sel == "" {
-			continue
-		}
-		if sel == method || sel == "*" || strings.HasSuffix(sel, ".*") && strings.HasPrefix(method, sel[:len(sel)-1]) {
-			return r
-		}
-	}
-	return nil
 }
 
 // schemeKey makes a header, query or cookie name fit a component key.

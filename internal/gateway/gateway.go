@@ -350,18 +350,7 @@ func (gen *generation) routeIdempotent(md protoreflect.MethodDescriptor) bool {
 // selectorRoute returns the first config route whose selector matches md
 // ("pkg.Svc.Method", "pkg.Svc.*", "pkg.*" or "*"), nil when none does.
 func (gen *generation) selectorRoute(md protoreflect.MethodDescriptor) *config.Route {
-	name := string(md.FullName())
-	for i := range gen.cfg.Routes {
-		r := &gen.cfg.Routes[i]
-		sel := r.Selector
-		if sel == "" {
-			continue
-		}
-		if sel == name || sel == "*" || (strings.HasSuffix(sel, ".*") && strings.HasPrefix(name, sel[:len(sel)-1])) {
-			return r
-		}
-	}
-	return nil
+	return config.SelectorRoute(gen.cfg.Routes, string(md.FullName()))
 }
 
 // hasRoutePlugins reports whether some route of cfg lists plugins or is
