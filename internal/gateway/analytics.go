@@ -9,8 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -80,40 +78,15 @@ func (g *Gateway) recordCall(p call.Protocol, md protoreflect.MethodDescriptor, 
 		StatusClass: statusClass(status, code, hasCode), Duration: d, BytesIn: in, BytesOut: out,
 	}
 	if md != nil {
-		r.API = string(md.Parent().FullName())
-		r.Method = procedureOf(md)
+		n := g.cur.Load().methodNames(md)
+		r.API, r.Method = string(md.Parent().FullName()), n.procedure
 		if r.Route == "" {
-			r.Route = g.spanRoute("", md)
+			r.Route = n.route
 		}
 	} else {
 		r.API, r.Method = upstream, route
 	}
 	a.Record(&r)
-}
-
-// procedures caches "/pkg.Service/Method" by method descriptor, so that
-// recording a call does not build the string each time. Descriptor
-// refreshes make new descriptors: past maxProcedures entries the cache
-// starts over.
-var (
-	procedures  sync.Map // protoreflect.MethodDescriptor → string
-	nprocedures atomic.Int64
-)
-
-const maxProcedures = 10_000
-
-// procedureOf returns md's gRPC path, "/pkg.Service/Method".
-func procedureOf(md protoreflect.MethodDescriptor) string {
-	if v, ok := procedures.Load(md); ok {
-		return v.(string)
-	}
-	p := "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
-	if nprocedures.Add(1) > maxProcedures {
-		procedures.Clear()
-		nprocedures.Store(1)
-	}
-	procedures.Store(md, p)
-	return p
 }
 
 // statusClass is a call's answer as an HTTP status class: from its gRPC

@@ -95,6 +95,10 @@ type generation struct {
 	// nil without a portal block.
 	portal     http.Handler
 	portalPath string
+	// names caches methodNames (protoreflect.MethodDescriptor →
+	// methodName); nnames counts its entries.
+	names  sync.Map
+	nnames atomic.Int64
 	// runCancel stops the registry's refresh loop.
 	runCancel context.CancelFunc
 	// active counts the calls that hold the generation (acquire); once
@@ -345,6 +349,32 @@ func (gen *generation) routeTimeout(md protoreflect.MethodDescriptor) time.Durat
 func (gen *generation) routeIdempotent(md protoreflect.MethodDescriptor) bool {
 	r := gen.selectorRoute(md)
 	return r != nil && r.Idempotent
+}
+
+// methodName is how metrics, spans and analytics name an RPC method:
+// its gRPC path and the selector of its config route ("" when none).
+type methodName struct{ procedure, route string }
+
+// maxMethodNames bounds a generation's name cache: descriptor refreshes
+// make new descriptors, and past it the cache starts over.
+const maxMethodNames = 10_000
+
+// methodNames returns md's names, computed once per method and
+// generation (not per call: finding the route scans the config routes).
+func (gen *generation) methodNames(md protoreflect.MethodDescriptor) methodName {
+	if v, ok := gen.names.Load(md); ok {
+		return v.(methodName)
+	}
+	n := methodName{procedure: "/" + string(md.Parent().FullName()) + "/" + string(md.Name())}
+	if r := gen.selectorRoute(md); r != nil {
+		n.route = r.Selector
+	}
+	if gen.nnames.Add(1) > maxMethodNames {
+		gen.names.Clear()
+		gen.nnames.Store(1)
+	}
+	gen.names.Store(md, n)
+	return n
 }
 
 // selectorRoute returns the first config route whose selector matches md

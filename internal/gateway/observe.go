@@ -80,10 +80,7 @@ func (g *Gateway) setRouteOf(gen *generation) {
 		return
 	}
 	g.obs.metrics.SetRouteOf(func(md protoreflect.MethodDescriptor) string {
-		if r := gen.selectorRoute(md); r != nil {
-			return r.Selector
-		}
-		return ""
+		return gen.methodNames(md).route
 	})
 }
 
@@ -275,9 +272,7 @@ func (g *Gateway) spanRoute(route string, md protoreflect.MethodDescriptor) stri
 		return route
 	}
 	if gen := g.cur.Load(); gen != nil {
-		if r := gen.selectorRoute(md); r != nil {
-			return r.Selector
-		}
+		return gen.methodNames(md).route
 	}
 	return ""
 }
