@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -48,22 +47,8 @@ func NewRedis(client *redis.Client, own bool, logger *slog.Logger) *Redis {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{logger}) })
+	redisclient.SetLogger(logger)
 	return &Redis{client: client, own: own, log: logger}
-}
-
-// redisLoggerOnce sends go-redis's own messages (one per failed dial,
-// which would repeat through an outage) to the first store's logger at
-// Debug: go-redis has one process-wide logger, which otherwise writes to
-// stderr.
-var redisLoggerOnce sync.Once
-
-type redisLogger struct{ log *slog.Logger }
-
-func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	if l.log.Enabled(ctx, slog.LevelDebug) {
-		l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
-	}
 }
 
 // redisKey is the Redis key of k.

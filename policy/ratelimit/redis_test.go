@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/redisclient"
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	"github.com/rosetta-gateway/rosetta/policy"
 )
@@ -148,12 +149,12 @@ func TestRedisOutageFailOpen(t *testing.T) {
 	}
 
 	srv.Start()
-	// Until probeEvery has passed on the limiter's clock, calls do not try
+	// Until redisclient.ProbeEvery has passed on the limiter's clock, calls do not try
 	// Redis (the circuit is open), so they still fail open.
 	if err, st := decide(t, in.l, c); err != nil || st.RateLimit.Set {
 		t.Fatalf("before the next probe: got %v, %+v; want an uncounted allow", err, st.RateLimit)
 	}
-	in.clock.Add(probeEvery)
+	in.clock.Add(redisclient.ProbeEvery)
 	// The restarted server lost its keys: a full bucket of 2.
 	if got := allowedN(t, in.l, c, 3); got != 2 {
 		t.Fatalf("after recovery: got %d allowed; want 2", got)
@@ -189,7 +190,7 @@ func TestRedisOutageFailClosed(t *testing.T) {
 	}
 
 	srv.Start()
-	in.clock.Add(probeEvery)
+	in.clock.Add(redisclient.ProbeEvery)
 	if err, _ := decide(t, in.l, c); err != nil {
 		t.Fatalf("after recovery: got %v; want allowed", err)
 	}
@@ -208,7 +209,7 @@ func TestRedisCanceledCaller(t *testing.T) {
 	if err == nil || err.Code != codes.Canceled {
 		t.Fatalf("got %v; want Canceled", err)
 	}
-	if in.l.remote.down.Load() {
+	if in.l.remote.Down() {
 		t.Fatal("a canceled caller marked Redis down")
 	}
 	if err, _ := decide(t, in.l, peerCall("192.0.2.1")); err != nil {
