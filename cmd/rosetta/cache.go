@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
 	"time"
@@ -24,27 +23,16 @@ const purgeTimeout = time.Minute
 // the Redis store) on each signal from sig (SIGUSR1, see notify), until
 // ctx ends; the returned channel is closed once it has stopped listening.
 func purgeOnSignal(ctx context.Context, g *gateway.Gateway, logger *slog.Logger, sig chan os.Signal) <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer signal.Stop(sig)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-sig:
-				pctx, cancel := context.WithTimeout(ctx, purgeTimeout)
-				n, err := g.PurgeCaches(pctx, "", true, "")
-				cancel()
-				if err != nil {
-					logger.Error("cache purge (SIGUSR1)", "purged", n, "error", err)
-					continue
-				}
-				logger.Info("cache purged (SIGUSR1)", "purged", n)
-			}
+	return onSignal(ctx, sig, func(ctx context.Context) {
+		pctx, cancel := context.WithTimeout(ctx, purgeTimeout)
+		n, err := g.PurgeCaches(pctx, "", true, "")
+		cancel()
+		if err != nil {
+			logger.Error("cache purge (SIGUSR1)", "purged", n, "error", err)
+			return
 		}
-	}()
-	return done
+		logger.Info("cache purged (SIGUSR1)", "purged", n)
+	})
 }
 
 const cacheUsage = `Usage:

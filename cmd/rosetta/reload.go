@@ -23,6 +23,12 @@ func notify(s os.Signal) chan os.Signal {
 // file leaves the running config serving); the returned channel is closed
 // once it has stopped listening.
 func reloadOnSignal(ctx context.Context, g *gateway.Gateway, sig chan os.Signal) <-chan struct{} {
+	return onSignal(ctx, sig, func(context.Context) { g.Reload() })
+}
+
+// onSignal runs do on each signal from sig, one at a time, until ctx
+// ends; the returned channel is closed once it has stopped listening.
+func onSignal(ctx context.Context, sig chan os.Signal, do func(ctx context.Context)) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -32,7 +38,7 @@ func reloadOnSignal(ctx context.Context, g *gateway.Gateway, sig chan os.Signal)
 			case <-ctx.Done():
 				return
 			case <-sig:
-				g.Reload()
+				do(ctx)
 			}
 		}
 	}()
