@@ -103,6 +103,11 @@ plugins:
 	if n, _ := strconv.Atoi(recs[1][6]); n == 0 {
 		t.Errorf("CSV: no bytes out in %q", recs[1])
 	}
+	// The gateway's refusal of a bad period, as the user sees it.
+	if code, _, errs := runCLI("usage", "--config", file, "--from", "2026-12-02", "--to", "2026-12-01"); code != 1 ||
+		!strings.Contains(errs, `answered 400 Bad Request: {"error":"to (2026-12-01T00:00:00Z) must be after from (2026-12-02T00:00:00Z)"}`) {
+		t.Errorf("to before from: got %d %q", code, errs)
+	}
 	code, out, errs = runCLI("usage", "--config", file, "--from", from, "--format", "json")
 	if code != 0 {
 		t.Fatalf("rosetta usage --format json: exit %d: %s", code, errs)
