@@ -157,35 +157,47 @@ func (c *callConn) Invoke(ctx context.Context, method string, args, reply any, o
 		if err == nil || p.Attempts <= 1 || budget == nil || refused(err) {
 			return err
 		}
-		o := retryOutcome(a, err, perTry)
-		var remaining time.Duration
-		if dl, ok := ctx.Deadline(); ok {
-			remaining = time.Until(dl)
-			if remaining == 0 {
-				remaining = -1
-			}
-		}
-		d := p.Decide(retry.Attempt{
-			Number:     n,
-			Outcome:    o,
-			Sent:       a.outcome.Sent || (a.finished && a.outcome.Kind != h2call.NotStarted && a.outcome.Kind != h2call.Refused),
-			Idempotent: ci != nil && ci.Idempotent,
-			Remaining:  remaining,
-		}, budget)
-		if !d.Retry {
+		if !retryAfter(ctx, p, budget, ci, n, a, err, perTry, nil) {
 			return err
 		}
 		avoid = a.endpoint
-		if d.Backoff > 0 {
-			t := time.NewTimer(d.Backoff)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return err
-			}
+	}
+}
+
+// retryAfter decides whether attempt n (a, which failed with err;
+// perTry when its per-try timeout ended it) is tried again under policy
+// p and budget, and waits the decision's backoff. It reports false when
+// the call ends with err: no retry, or ctx ended during the backoff.
+// before, when not nil, runs once a retry is decided, before the
+// backoff (it may veto the retry).
+func retryAfter(ctx context.Context, p retry.Policy, budget *retry.Budget, ci *CallInfo, n int, a *attempt, err error, perTry bool, before func() bool) bool {
+	var remaining time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		remaining = time.Until(dl)
+		if remaining == 0 {
+			remaining = -1
 		}
 	}
+	d := p.Decide(retry.Attempt{
+		Number:     n,
+		Outcome:    retryOutcome(a, err, perTry),
+		Sent:       a.outcome.Sent || (a.finished && a.outcome.Kind != h2call.NotStarted && a.outcome.Kind != h2call.Refused),
+		Idempotent: ci != nil && ci.Idempotent,
+		Remaining:  remaining,
+	}, budget)
+	if !d.Retry || before != nil && !before() {
+		return false
+	}
+	if d.Backoff > 0 {
+		t := time.NewTimer(d.Backoff)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // RoundTrip is the round trip of [Upstream.RoundTripper]: a request
@@ -225,38 +237,18 @@ func (c *callConn) roundTripRetry(req *http.Request) (*http.Response, error) {
 		if ctx.Err() != nil || refused(err) {
 			return nil, err
 		}
-		var remaining time.Duration
-		if dl, ok := ctx.Deadline(); ok {
-			remaining = time.Until(dl)
-			if remaining == 0 {
-				remaining = -1
+		fresh := false // body is a new one from GetBody, not sent yet
+		if !retryAfter(ctx, p, budget, ci, n, a, err, false, func() bool {
+			b, berr := req.GetBody()
+			body, fresh = b, berr == nil
+			return fresh
+		}) {
+			if fresh {
+				_ = body.Close() // ctx ended during the backoff
 			}
-		}
-		d := p.Decide(retry.Attempt{
-			Number:     n,
-			Outcome:    retryOutcome(a, err, false),
-			Sent:       a.outcome.Sent || (a.finished && a.outcome.Kind != h2call.NotStarted && a.outcome.Kind != h2call.Refused),
-			Idempotent: ci != nil && ci.Idempotent,
-			Remaining:  remaining,
-		}, budget)
-		if !d.Retry {
-			return nil, err
-		}
-		var berr error
-		if body, berr = req.GetBody(); berr != nil {
 			return nil, err
 		}
 		avoid = a.endpoint
-		if d.Backoff > 0 {
-			t := time.NewTimer(d.Backoff)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				_ = body.Close()
-				return nil, err
-			}
-		}
 	}
 }
 
