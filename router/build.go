@@ -384,6 +384,12 @@ func (b *builder) add(m rpc, bd binding) {
 	b.t.byMethod[m.md.FullName()] = append(b.t.byMethod[m.md.FullName()], r)
 }
 
+// HasTextForm reports whether md is one of the well-known types with a
+// string form in the proto3 JSON mapping (wrappers, Timestamp, Duration,
+// FieldMask): a path variable or query parameter may bind it, and its
+// fields are not addressed by dotted paths.
+func HasTextForm(md protoreflect.MessageDescriptor) bool { return pathWKT[md.FullName()] }
+
 // pathWKT are the message types a path variable may bind: they have a
 // string form in the proto3 JSON mapping.
 var pathWKT = map[protoreflect.FullName]bool{

@@ -3,6 +3,7 @@ package openapi
 import (
 	"fmt"
 
+	"github.com/rosetta-gateway/rosetta/router"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -53,7 +54,7 @@ func (g *generator) queryParams(md protoreflect.MessageDescriptor, bound [][]pro
 				p.Style = "form"
 				p.Explode = ptr(true)
 				p.Schema = &Schema{Type: "array", Items: g.queryValue(fd, st)}
-			case fd.Message() != nil && !textForm(fd.Message()):
+			case fd.Message() != nil && !router.HasTextForm(fd.Message()):
 				sub := fd.Message()
 				if isJSONOnly(sub) || isHTTPBody(sub) || len(path) >= maxQueryDepth || contains(seen, sub.FullName()) {
 					continue
@@ -114,7 +115,7 @@ func boundState(fp []protoreflect.FieldDescriptor, bound [][]protoreflect.FieldD
 // query string.
 func queryable(fd protoreflect.FieldDescriptor) bool {
 	md := fd.Message()
-	return md == nil || textForm(md)
+	return md == nil || router.HasTextForm(md)
 }
 
 // queryValue is the schema of one query or path value of fd's type.

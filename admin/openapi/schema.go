@@ -350,20 +350,6 @@ func (s *schemas) wellKnown(md protoreflect.MessageDescriptor, st style) *Schema
 	return nil
 }
 
-// textForm reports whether a message type has a text form the gateway
-// accepts in a path or query parameter.
-func textForm(md protoreflect.MessageDescriptor) bool {
-	switch md.FullName() {
-	case "google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask",
-		"google.protobuf.DoubleValue", "google.protobuf.FloatValue",
-		"google.protobuf.Int64Value", "google.protobuf.UInt64Value",
-		"google.protobuf.Int32Value", "google.protobuf.UInt32Value",
-		"google.protobuf.BoolValue", "google.protobuf.StringValue", "google.protobuf.BytesValue":
-		return true
-	}
-	return false
-}
-
 // isJSONOnly reports the well-known types whose fields are not addressable
 // one by one (in query strings).
 func isJSONOnly(md protoreflect.MessageDescriptor) bool {

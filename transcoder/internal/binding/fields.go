@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rosetta-gateway/rosetta/call"
+	"github.com/rosetta-gateway/rosetta/router"
 	"github.com/rosetta-gateway/rosetta/transcoder"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -389,23 +390,9 @@ func resolvePath(md protoreflect.MessageDescriptor, path string) ([]protoreflect
 		if !more {
 			return out, true
 		}
-		if fd.Message() == nil || fd.IsList() || fd.IsMap() || isWellKnownScalar(fd.Message()) {
+		if fd.Message() == nil || fd.IsList() || fd.IsMap() || router.HasTextForm(fd.Message()) {
 			return nil, false
 		}
 		md, path = fd.Message(), rest
 	}
-}
-
-// isWellKnownScalar reports whether md is a well-known type with a text form
-// (its fields are not addressable by dotted paths).
-func isWellKnownScalar(md protoreflect.MessageDescriptor) bool {
-	switch md.FullName() {
-	case "google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask",
-		"google.protobuf.DoubleValue", "google.protobuf.FloatValue",
-		"google.protobuf.Int64Value", "google.protobuf.UInt64Value",
-		"google.protobuf.Int32Value", "google.protobuf.UInt32Value",
-		"google.protobuf.BoolValue", "google.protobuf.StringValue", "google.protobuf.BytesValue":
-		return true
-	}
-	return false
 }
