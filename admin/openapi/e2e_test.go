@@ -29,6 +29,7 @@ import (
 	"github.com/rosetta-gateway/rosetta/admin/openapi"
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/internal/gateway"
+	"github.com/rosetta-gateway/rosetta/internal/gateway/gatewaytest"
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/router"
@@ -105,25 +106,10 @@ plugins:
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		t.Fatalf("gateway.Start: %v", err)
-	}
+	g := gatewaytest.Start(t, cfg)
 	client := &http.Client{Transport: &http.Transport{}}
-	t.Cleanup(func() {
-		client.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := g.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	base := "http://" + g.Addrs()[0].String()
+	t.Cleanup(client.CloseIdleConnections)
+	base := gatewaytest.URL(g)
 
 	// The document as the gateway serves it: Handler over the gateway's
 	// current snapshot and the route table the gateway builds from it.

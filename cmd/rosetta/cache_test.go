@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/rosetta-gateway/rosetta/config"
-	"github.com/rosetta-gateway/rosetta/internal/gateway"
+	"github.com/rosetta-gateway/rosetta/internal/gateway/gatewaytest"
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	"github.com/rosetta-gateway/rosetta/policy/cache"
 )
@@ -95,23 +95,14 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := gatewaytest.Start(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	done := purgeOnSignal(ctx, g, slog.New(slog.DiscardHandler), notify(syscall.SIGUSR1))
 	tr := &http.Transport{}
 	t.Cleanup(func() {
 		cancel()
 		<-done
 		tr.CloseIdleConnections()
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		_ = g.Shutdown(sctx)
 	})
 	url := "http://" + g.Addrs()[0].String() + "/v1/echo/sig"
 	get := func() string {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -15,7 +14,7 @@ import (
 	"time"
 
 	"github.com/rosetta-gateway/rosetta/config"
-	"github.com/rosetta-gateway/rosetta/internal/gateway"
+	"github.com/rosetta-gateway/rosetta/internal/gateway/gatewaytest"
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 )
 
@@ -44,22 +43,9 @@ plugins:
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		_ = g.Shutdown(sctx)
-	})
+	g := gatewaytest.Start(t, cfg)
 	from := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)
-	base := "http://" + g.Addrs()[0].String()
+	base := gatewaytest.URL(g)
 	call := func(key, path string) int {
 		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(`{}`))
 		req.Header.Set("Content-Type", "application/json")

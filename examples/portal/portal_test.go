@@ -20,7 +20,7 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/examples/library"
-	"github.com/rosetta-gateway/rosetta/internal/gateway"
+	"github.com/rosetta-gateway/rosetta/internal/gateway/gatewaytest"
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	"github.com/rosetta-gateway/rosetta/portal/portaltest"
 )
@@ -88,21 +88,7 @@ func startDemo(t *testing.T, backend string) string {
 	if err != nil {
 		t.Fatalf("demo config: %v", err)
 	}
-	g, err := gateway.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = g.Shutdown(ctx)
-	})
-	return "http://" + g.Addrs()[0].String()
+	return gatewaytest.URL(gatewaytest.Start(t, cfg))
 }
 
 // getJSON GETs url with headers and decodes its JSON answer into v; the

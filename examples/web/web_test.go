@@ -15,7 +15,7 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/examples/web"
-	"github.com/rosetta-gateway/rosetta/internal/gateway"
+	"github.com/rosetta-gateway/rosetta/internal/gateway/gatewaytest"
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 )
 
@@ -57,21 +57,7 @@ cors:
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	g, err := gateway.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = g.Shutdown(ctx)
-	})
-	return "http://" + g.Addrs()[0].String()
+	return gatewaytest.URL(gatewaytest.Start(t, cfg))
 }
 
 // TestBrowserDemo loads examples/web in headless Chromium against a real
