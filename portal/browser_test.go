@@ -131,22 +131,9 @@ func TestBrowser(t *testing.T) {
 
 	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		actx, cancel := context.WithTimeout(ctx, portaltest.WaitTimeout)
-		defer cancel()
-		if err := chromedp.Do(actx, actions...); err != nil {
-			text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
-			t.Fatalf("%s: %v\npage text:\n%s", what, err, text)
-		}
+		portaltest.Run(t, ctx, what, actions...)
 	}
-	eval := func(js string) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Evaluate[bool]("(() => {"+js+"; return true})()")(ctx, tg)
-			return err
-		})
-	}
-	click := func(css string) chromedp.Action[chromedp.Void] {
-		return chromedp.Click(chromedp.CSS(css))
-	}
+	eval, click := portaltest.Eval, portaltest.Click
 	wait := func(what, expr string) {
 		t.Helper()
 		portaltest.Wait(t, ctx, what, expr)
@@ -232,11 +219,7 @@ func TestBrowser(t *testing.T) {
 	run("open analytics", eval(`location.hash = "#/analytics"`))
 	wait("token form", `!!document.getElementById("admin-form")`)
 	run("enter the token", chromedp.SetValue(chromedp.ID("admin-token"), fixtureAdmin), click(`#admin-form button[type=submit]`))
-	drawn := `[...document.querySelectorAll('.chart[data-chart="calls"] canvas')].some((c) => {
-		const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-		for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
-		return false;
-	})`
+	drawn := portaltest.Drawn(`.chart[data-chart="calls"]`)
 	wait("analytics", `document.querySelectorAll(".chart canvas").length === 4 &&
 		document.querySelectorAll(".totals-table tbody tr").length === 2 &&
 		document.querySelectorAll("#deprecated-calls .deprecated-table tbody tr").length === 6 && `+drawn)

@@ -211,33 +211,12 @@ func TestPortalDemo(t *testing.T) {
 
 	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		actx, cancel := context.WithTimeout(ctx, portaltest.WaitTimeout)
-		defer cancel()
-		if err := chromedp.Do(actx, actions...); err != nil {
-			text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
-			t.Fatalf("%s: %v\npage text:\n%s", what, err, text)
-		}
+		portaltest.Run(t, ctx, what, actions...)
 	}
-	eval := func(js string) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Evaluate[bool]("(() => {"+js+"; return true})()")(ctx, tg)
-			return err
-		})
-	}
-	click := func(css string) chromedp.Action[chromedp.Void] {
-		return chromedp.Click(chromedp.CSS(css))
-	}
+	eval, click, drawn := portaltest.Eval, portaltest.Click, portaltest.Drawn
 	wait := func(what, expr string) {
 		t.Helper()
 		portaltest.Wait(t, ctx, what, expr)
-	}
-	// drawn is a JavaScript condition: a canvas under css has pixels.
-	drawn := func(css string) string {
-		return `[...document.querySelectorAll('` + css + ` canvas')].some((c) => {
-			const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-			for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
-			return false;
-		})`
 	}
 	// Leave the page first when the test ends, so that no stream of the
 	// page outlives the gateway (cleanups run last-in first-out).

@@ -175,3 +175,38 @@ func Screenshot(t testing.TB, ctx context.Context, name string) {
 	}
 	t.Logf("screenshot: %s", file)
 }
+
+// Run runs actions in the page, for at most [WaitTimeout], and fails t
+// with the page's text when they fail; what names the step.
+func Run(t testing.TB, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	actx, cancel := context.WithTimeout(ctx, WaitTimeout)
+	defer cancel()
+	if err := chromedp.Do(actx, actions...); err != nil {
+		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		t.Fatalf("%s: %v\npage text:\n%s", what, err, text)
+	}
+}
+
+// Eval is an action that runs the JavaScript statements js in the page.
+func Eval(js string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool]("(() => {"+js+"; return true})()")(ctx, tg)
+		return err
+	})
+}
+
+// Click is an action that clicks the first element matching css.
+func Click(css string) chromedp.Action[chromedp.Void] {
+	return chromedp.Click(chromedp.CSS(css))
+}
+
+// Drawn is a JavaScript condition for [Wait]: some canvas under the
+// elements matching css has a pixel drawn (a chart is not empty).
+func Drawn(css string) string {
+	return `[...document.querySelectorAll('` + css + ` canvas')].some((c) => {
+		const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+		for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
+		return false;
+	})`
+}
