@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,30 +17,10 @@ func TestMain(m *testing.M) { testkit.VerifyNoLeaks(m) }
 // hour boundary within minutes.
 var t0 = time.Date(2025, 3, 10, 10, 58, 30, 0, time.UTC)
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// fakeClock is a clock tests move by hand.
+type fakeClock = testkit.Clock
 
-func newFakeClock() *fakeClock { return &fakeClock{t: t0} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
+func newFakeClock() *fakeClock { return testkit.NewClock(t0) }
 
 // newAggregator returns an Aggregator without a background flusher (the
 // tests flush explicitly) that is closed when the test ends.

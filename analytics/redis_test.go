@@ -1,12 +1,10 @@
 package analytics
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,28 +14,11 @@ import (
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 )
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // newRedisInstance is one gateway instance: its own client, clock and
 // Aggregator, all on the shared server.
-func newRedisInstance(t *testing.T, addr string, clock *fakeClock, o Options) (*Aggregator, *logBuffer) {
+func newRedisInstance(t *testing.T, addr string, clock *fakeClock, o Options) (*Aggregator, *testkit.LogBuffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testkit.LogBuffer{}
 	o.Redis = newRedisClient(t, addr)
 	o.Now = clock.Now
 	o.Logger = slog.New(slog.NewTextHandler(logs, nil))

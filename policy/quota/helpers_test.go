@@ -1,12 +1,9 @@
 package quota_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +11,7 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	"github.com/rosetta-gateway/rosetta/policy"
 	_ "github.com/rosetta-gateway/rosetta/policy/keyauth"
 	"github.com/rosetta-gateway/rosetta/policy/quota"
@@ -27,30 +25,9 @@ func TestMain(m *testing.M) {
 }
 
 // fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = testkit.Clock
 
-func newFakeClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
+func newFakeClock(t time.Time) *fakeClock { return testkit.NewClock(t) }
 
 // testKeys are the API keys of the consumers of baseConfig.
 var testKeys = map[string]string{
@@ -107,7 +84,7 @@ type instance struct {
 	shared *policy.Shared
 	clock  *fakeClock
 	logger *slog.Logger
-	logs   *logBuffer
+	logs   *testkit.LogBuffer
 }
 
 // newInstance builds cfg's policy set with a Shared of its own and a
@@ -190,32 +167,7 @@ func allowedN(chain *policy.Chain, env string, n int) int {
 	return ok
 }
 
-// logBuffer is a slog handler's output, safe for concurrent writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// lines returns the logged lines that contain s.
-func (b *logBuffer) lines(s string) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []string
-	for _, l := range strings.Split(b.b.String(), "\n") {
-		if strings.Contains(l, s) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-func newLogger() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
+func newLogger() (*slog.Logger, *testkit.LogBuffer) {
+	b := &testkit.LogBuffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo})), b
 }

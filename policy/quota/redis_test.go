@@ -272,7 +272,7 @@ consumers:
 	if got := p.FailOpens(); got != 10 {
 		t.Errorf("fail-opens: got %d; want 10", got)
 	}
-	warn := in.logs.lines("level=WARN")
+	warn := in.logs.Lines("level=WARN")
 	if len(warn) != 1 || !strings.Contains(warn[0], "quota store unreachable") || !strings.Contains(warn[0], "plugin=plan") {
 		t.Errorf("warnings: got %q; want one quota store unreachable line", warn)
 	}
@@ -286,10 +286,10 @@ consumers:
 	if got := allowedN(in.library(), "ALICE_KEY", 3); got != 2 {
 		t.Errorf("after recovery: got %d of 3 allowed; want 2", got)
 	}
-	if got := in.logs.lines("quota store reachable again"); len(got) != 1 {
+	if got := in.logs.Lines("quota store reachable again"); len(got) != 1 {
 		t.Errorf("recovery lines: got %q; want one", got)
 	}
-	if got := in.logs.lines("level=WARN"); len(got) != 1 {
+	if got := in.logs.Lines("level=WARN"); len(got) != 1 {
 		t.Errorf("warnings after recovery: got %q; want still one", got)
 	}
 }

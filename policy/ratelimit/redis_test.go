@@ -20,7 +20,7 @@ import (
 type instance struct {
 	l      *Limiter
 	clock  *fakeClock
-	logs   *logBuffer
+	logs   *testkit.LogBuffer
 	shared *policy.Shared
 }
 
@@ -144,7 +144,7 @@ func TestRedisOutageFailOpen(t *testing.T) {
 	if got := in.l.FailOpens(); got != 20 {
 		t.Errorf("fail-opens: got %d; want 20", got)
 	}
-	if got := in.logs.lines("level=WARN"); len(got) != 1 {
+	if got := in.logs.Lines("level=WARN"); len(got) != 1 {
 		t.Errorf("warnings: got %q; want one", got)
 	}
 
@@ -159,10 +159,10 @@ func TestRedisOutageFailOpen(t *testing.T) {
 	if got := allowedN(t, in.l, c, 3); got != 2 {
 		t.Fatalf("after recovery: got %d allowed; want 2", got)
 	}
-	if got := in.logs.lines("level=INFO"); len(got) != 1 {
+	if got := in.logs.Lines("level=INFO"); len(got) != 1 {
 		t.Errorf("recovery lines: got %q; want one", got)
 	}
-	if got := in.logs.lines("level=WARN"); len(got) != 1 {
+	if got := in.logs.Lines("level=WARN"); len(got) != 1 {
 		t.Errorf("warnings after recovery: got %q; want still one", got)
 	}
 }
@@ -185,7 +185,7 @@ func TestRedisOutageFailClosed(t *testing.T) {
 	if got := in.l.FailOpens(); got != 0 {
 		t.Errorf("fail-opens: got %d; want 0", got)
 	}
-	if got := in.logs.lines("level=WARN"); len(got) != 1 {
+	if got := in.logs.Lines("level=WARN"); len(got) != 1 {
 		t.Errorf("warnings: got %q; want one", got)
 	}
 
