@@ -203,12 +203,7 @@ func TestLintErrors(t *testing.T) {
 	closed := lis.Addr().String()
 	good := writeLintConfig(t, closed, "")
 	invalid := writeLintConfig(t, closed, "require_auth: yes please\n")
-	for _, c := range []struct {
-		args    []string
-		code    int
-		last    string // the last line of stderr (the first for a flag error)
-		problem string // a line of stderr before it, by prefix
-	}{
+	checkCLIErrors(t, "lint", []cliError{
 		{[]string{"--bogus"}, 2, "flag provided but not defined: -bogus", ""},
 		{[]string{"--config", good, "--format", "xml"}, 2, `rosetta lint: --format "xml": want text or json`, ""},
 		{[]string{"--config", good, "extra"}, 2, `rosetta lint: unexpected argument "extra" (flags only: see rosetta lint -h)`, ""},
@@ -217,29 +212,5 @@ func TestLintErrors(t *testing.T) {
 		{[]string{"--config", good}, 1,
 			`rosetta lint: no services from upstream "test" (see the problems above); not linting without their methods`,
 			"problem: upstream test: reflection from " + closed + ": rpc error: code = Unavailable"},
-	} {
-		args := append([]string{"lint"}, c.args...)
-		code, out, errs := runCLI(args...)
-		lines := strings.Split(strings.TrimSuffix(errs, "\n"), "\n")
-		got := lines[len(lines)-1]
-		if strings.HasPrefix(c.last, "flag ") {
-			got = lines[0]
-		}
-		if code != c.code || got != c.last {
-			t.Errorf("rosetta %s: exit %d, stderr %q; want exit %d, %q\n%s", strings.Join(args, " "), code, got, c.code, c.last, errs)
-		}
-		if out != "" {
-			t.Errorf("rosetta %s: printed %.100q", strings.Join(args, " "), out)
-		}
-		if c.problem == "" {
-			continue
-		}
-		found := false
-		for _, l := range lines {
-			found = found || strings.HasPrefix(l, c.problem)
-		}
-		if !found {
-			t.Errorf("rosetta %s: stderr has no line starting %q:\n%s", strings.Join(args, " "), c.problem, errs)
-		}
-	}
+	})
 }

@@ -117,12 +117,7 @@ func TestOpenAPIErrors(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte("listeners:\n  - address: 127.0.0.1:8080\nupstreams:\n  a:\n    targets: ["+closed+"]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		args    []string
-		code    int
-		last    string // the last line of stderr (the first for a flag error)
-		problem string // a line of stderr before it, by prefix
-	}{
+	checkCLIErrors(t, "openapi", []cliError{
 		{[]string{"--bogus"}, 2, "flag provided but not defined: -bogus", ""},
 		{nil, 2, "no config: give --config FILE, or --upstream HOST:PORT for zero-config mode", ""},
 		{[]string{"--upstream", "nope"}, 2, `--upstream: invalid address "nope": missing port in address (hint: write host:port, e.g. "10.0.0.5:9000")`, ""},
@@ -135,8 +130,24 @@ func TestOpenAPIErrors(t *testing.T) {
 		{[]string{"--config", cfgFile}, 1,
 			`rosetta openapi: no services from upstream "a" (see the problems above); not printing a document without their routes`,
 			"problem: upstream a: reflection from " + closed + ": rpc error: code = Unavailable"},
-	} {
-		args := append([]string{"openapi"}, c.args...)
+	})
+}
+
+// cliError is one bad invocation of a command and what the user sees:
+// the exit code, the last line of stderr (the first for a flag error),
+// and optionally a line before it, by prefix; stdout stays empty.
+type cliError struct {
+	args    []string
+	code    int
+	last    string
+	problem string
+}
+
+// checkCLIErrors runs each case of cmd and checks what it printed.
+func checkCLIErrors(t *testing.T, cmd string, cases []cliError) {
+	t.Helper()
+	for _, c := range cases {
+		args := append([]string{cmd}, c.args...)
 		code, out, errs := runCLI(args...)
 		lines := strings.Split(strings.TrimSuffix(errs, "\n"), "\n")
 		got := lines[len(lines)-1]
