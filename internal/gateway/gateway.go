@@ -21,6 +21,7 @@ import (
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/policy"
+	"github.com/rosetta-gateway/rosetta/policy/keyauth"
 	"github.com/rosetta-gateway/rosetta/registry"
 	"github.com/rosetta-gateway/rosetta/router"
 	"github.com/rosetta-gateway/rosetta/transcoder"
@@ -61,6 +62,9 @@ type Gateway struct {
 	// portalSrv is the portal's own listener (portal.go); nil without
 	// portal.address.
 	portalSrv *transports.Server
+	// catalogOf caches the portal's catalog of the current state
+	// (portal.go).
+	catalogOf atomic.Pointer[catalogOf]
 	// analytics records calls for the admin API and the portal
 	// (analytics.go); nil when off. analyticsRedis is its client.
 	analytics      *analytics.Aggregator
@@ -95,6 +99,12 @@ type generation struct {
 	// nil without a portal block.
 	portal     http.Handler
 	portalPath string
+	// portalKeys is the key-auth lookup of the portal's sign-in
+	// (portal.go), built on first use.
+	portalKeys struct {
+		once sync.Once
+		p    *keyauth.Plugin
+	}
 	// names caches methodNames (protoreflect.MethodDescriptor →
 	// methodName); nnames counts its entries.
 	names  sync.Map

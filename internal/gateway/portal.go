@@ -16,6 +16,7 @@ import (
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/policy"
+	"github.com/rosetta-gateway/rosetta/policy/keyauth"
 	"github.com/rosetta-gateway/rosetta/policy/keystore"
 	"github.com/rosetta-gateway/rosetta/policy/quota"
 	"github.com/rosetta-gateway/rosetta/portal"
@@ -68,7 +69,20 @@ func (s portalSource) Catalog() *portal.Catalog {
 	if st == nil {
 		return &portal.Catalog{}
 	}
-	return s.g.catalog(st)
+	// Built once per state (a descriptor snapshot of a generation), not
+	// per request.
+	if c := s.g.catalogOf.Load(); c != nil && c.st == st {
+		return c.catalog
+	}
+	c := &catalogOf{st: st, catalog: s.g.catalog(st)}
+	s.g.catalogOf.Store(c)
+	return c.catalog
+}
+
+// catalogOf is the portal's catalog of one state.
+type catalogOf struct {
+	st      *state
+	catalog *portal.Catalog
 }
 
 // OpenAPI returns the OpenAPI document of one service, its servers left
@@ -127,24 +141,20 @@ func (s portalSource) SignIn(ctx context.Context, cred portal.Credential) (*port
 
 // consumerOfKey returns the consumer whose key is key.
 func (s portalSource) consumerOfKey(ctx context.Context, gen *generation, key string) (string, error) {
-	h := keystore.Hash(key)
-	for _, c := range gen.cfg.Consumers {
-		for _, k := range c.Keys {
-			if k != "" && subtle.ConstantTimeCompare([]byte(keystore.Hash(k)), []byte(h)) == 1 {
-				return c.Name, nil
-			}
-		}
+	gen.portalKeys.once.Do(func() {
+		// key-auth's own lookup of the config's keys and the self-service
+		// store, built once per generation (none when nobody has a key).
+		gen.portalKeys.p, _ = keyauth.NewWithStore(config.KeyAuth{}, gen.cfg.Consumers, s.store(gen))
+	})
+	ka := gen.portalKeys.p
+	if ka == nil {
+		return "", errors.New("invalid API key")
 	}
-	if store := s.store(gen); store != nil {
-		name, ok, err := store.Lookup(ctx, h)
-		if err != nil {
-			return "", err
-		}
-		if ok {
-			return name, nil
-		}
+	c := &call.Call{Protocol: call.REST, Header: call.HTTPHeader(http.Header{"Apikey": {key}})}
+	if err := ka.Check(ctx, c, &policy.State{}); err != nil {
+		return "", errors.New(err.Msg)
 	}
-	return "", errors.New("invalid API key")
+	return c.Consumer, nil
 }
 
 // consumerOfJWT runs the config's jwt-auth plugins on the token; the
