@@ -685,6 +685,10 @@ routes:
 	wantStatus(t, err, codes.Unavailable, "")
 	cancel()
 	<-held
+	// The relay counts a call once its answer is written: the client can
+	// see the refusal before the count lands.
+	rejected := map[string]string{"protocol": "grpc", "method": "/rosetta.testing.v1.EchoService/Echo", "grpc_code": "Unavailable"}
+	waitUntil(t, func() bool { return sumOf(scrape(t, g), "rosetta_requests_total", rejected) == 1 }, "the rejected call counted")
 	fams := scrape(t, g)
 	if got := sumOf(fams, "rosetta_upstream_retries_total", map[string]string{"upstream": "web"}); got < 1 {
 		t.Errorf("rosetta_upstream_retries_total{web} = %v; want at least 1\n%s", got, seriesOf(fams, "rosetta_upstream_retries_total"))
@@ -692,7 +696,7 @@ routes:
 	if got := sumOf(fams, "rosetta_upstream_breaker_rejections_total", map[string]string{"upstream": "test", "target": ""}); got != 1 {
 		t.Errorf("rosetta_upstream_breaker_rejections_total{test} = %v; want 1\n%s", got, seriesOf(fams, "rosetta_upstream_breaker_rejections_total"))
 	}
-	if got := sumOf(fams, "rosetta_requests_total", map[string]string{"protocol": "grpc", "method": "/rosetta.testing.v1.EchoService/Echo", "grpc_code": "Unavailable"}); got != 1 {
+	if got := sumOf(fams, "rosetta_requests_total", rejected); got != 1 {
 		t.Errorf("the rejected call: %v; want 1\n%s", got, seriesOf(fams, "rosetta_requests_total"))
 	}
 	if got := sumOf(fams, "rosetta_requests_total", map[string]string{"protocol": "http", "status_class": "2xx"}); got != 4 {
