@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -135,7 +136,7 @@ func TestDrift(t *testing.T) {
 func TestUnreachableTarget(t *testing.T) {
 	t.Parallel()
 	b := startBackend(t, backendOpts{v1: true}, librarySources, librarySvcs...)
-	down := closedAddr(t)
+	down := testkit.RefusingAddr(t)
 	r := newRegistry(t, Params{Upstreams: []UpstreamSpec{
 		reflectionSpec("down", down),
 		reflectionSpec("library", b.addr),

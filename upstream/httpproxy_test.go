@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -228,12 +227,7 @@ func (l *logBuffer) String() string {
 }
 
 func TestHTTPProxyDeadTarget(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	_ = ln.Close()
+	dead := testkit.RefusingAddr(t)
 	var logs logBuffer
 	u := newHTTPUpstream(t, 10*time.Second, slog.New(slog.NewTextHandler(&logs, nil)), dead)
 	url, c := startProxy(t, u, config.Route{URI: "/*"})

@@ -134,9 +134,7 @@ func startMixed(t *testing.T) *mixedGateway {
 	}))
 	t.Cleanup(slow.Close)
 	t.Cleanup(func() { close(release) })
-	ln := testkit.ListenLocal(t)
-	m.dead = ln.Addr().String()
-	_ = ln.Close()
+	m.dead = testkit.RefusingAddr(t)
 	m.slow = slow.Listener.Addr().String()
 	yaml := strings.NewReplacer("$WEB1", web1.Listener.Addr().String(), "$WEB2", web2.Listener.Addr().String(),
 		"$DEAD", m.dead, "$SLOW", m.slow).Replace(mixedConfig)

@@ -494,9 +494,7 @@ func TestMetricsReload(t *testing.T) {
 func TestMetricsDescriptorErrors(t *testing.T) {
 	t.Parallel()
 	be := testkit.StartBackend(t)
-	lis := testkit.ListenLocal(t)
-	dead := lis.Addr().String()
-	lis.Close() // nothing listens there
+	dead := testkit.RefusingAddr(t)
 	_, g := startGatewayOn(t, "", be.Addr, `
 listeners:
   - address: "127.0.0.1:0"
@@ -645,9 +643,7 @@ func TestMetricsResilience(t *testing.T) {
 		_, _ = io.WriteString(w, "web")
 	}))
 	t.Cleanup(web.Close)
-	lis := testkit.ListenLocal(t)
-	dead := lis.Addr().String()
-	lis.Close() // nothing listens there
+	dead := testkit.RefusingAddr(t)
 	url, g := startGatewayOn(t, "", be.Addr, `
 listeners:
   - address: "127.0.0.1:0"

@@ -431,12 +431,7 @@ func TestClientClose(t *testing.T) {
 // TestDialClosedPort checks that Dial reports a refused connection.
 func TestDialClosedPort(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := testkit.RefusingAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	cc, err := h2.Dial(ctx, addr, h2.ClientOptions{})

@@ -793,9 +793,7 @@ func TestGoAway(t *testing.T) {
 
 func TestConnectFailure(t *testing.T) {
 	t.Parallel()
-	lis := testkit.ListenLocal(t)
-	addr := lis.Addr().String()
-	_ = lis.Close()
+	addr := testkit.RefusingAddr(t)
 	cc, rec := newConn(t, addr, h2call.Options{}, h2.ClientOptions{})
 	for i := range 2 {
 		err := cc.Invoke(context.Background(), echoMethod, everything(), &testingv1.Everything{})
