@@ -18,6 +18,7 @@ const (
 	defaultUpstreamTimeout   = 30 * time.Second
 	defaultMaxMessageBytes   = 4 << 20
 	defaultRefreshInterval   = 60 * time.Second
+	defaultRedisTimeout      = 100 * time.Millisecond
 )
 
 // setDefaults fills unset values with their defaults and sets every
@@ -59,6 +60,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CORS != nil {
 		setDuration(&c.CORS.MaxAge, 2*time.Hour)
+	}
+	if c.Redis != nil {
+		setDuration(&c.Redis.Timeout, defaultRedisTimeout)
 	}
 	for name, u := range c.Upstreams {
 		if u == nil {

@@ -235,6 +235,9 @@ type Redis struct {
 	DB int `yaml:"db"`
 	// TLS enables TLS to Redis.
 	TLS *ClientTLS `yaml:"tls"`
+	// Timeout bounds each Redis round trip of a rate-limit or quota
+	// decision; past it the decision takes its fail mode. Default 100ms.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Period is a rate-limit period: an integer number of seconds (3600) or

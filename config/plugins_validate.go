@@ -552,6 +552,7 @@ func (v *validator) redis() {
 		}
 	}
 	v.nonNegativeInt("redis.db", int64(r.DB))
+	v.nonNegative("redis.timeout", r.Timeout)
 }
 
 // unknown reports an enum value that is not one of known, with a

@@ -27,7 +27,7 @@ listeners:
 upstreams:
   test:
     targets: ["$BACKEND"]
-redis: { address: "` + rd.Addr + `" }
+redis: { address: "` + rd.Addr + `", timeout: 10s } # a loaded test machine must not fail open
 admin: { address: "127.0.0.1:0" }
 analytics: { flush_interval: 1s }
 plans:

@@ -13,8 +13,11 @@ import (
 	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
 )
 
-// redisTop is the top-level redis block for a Redis server.
-func redisTop(rd *testkit.Redis) string { return `redis: { address: "` + rd.Addr + `" }` }
+// redisTop is the top-level redis block for a Redis server, with a
+// timeout long enough that a loaded test machine does not fail open.
+func redisTop(rd *testkit.Redis) string {
+	return `redis: { address: "` + rd.Addr + `", timeout: 10s }`
+}
 
 // TestPolicyRedisSharedLimit: two gateway instances (each started twice,
 // for the gRPC relay and handler paths) with policy: redis and the same

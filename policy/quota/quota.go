@@ -22,12 +22,17 @@ import (
 const Name = policy.PlanPlugin
 
 // DefaultTimeout bounds each Redis round trip of a plan (its quota's
-// and its rate's), unless the call's context has a shorter deadline.
+// and its rate's) when the redis block sets no timeout, unless the
+// call's context has a shorter deadline.
 const DefaultTimeout = ratelimit.DefaultTimeout
 
-// redisTimeout is DefaultTimeout; tests lengthen it so that a loaded
-// machine does not make a decision fail open.
-var redisTimeout = DefaultTimeout
+// redisTimeout is the redis block's timeout, else DefaultTimeout.
+func redisTimeout(r *config.Redis) time.Duration {
+	if r != nil && r.Timeout > 0 {
+		return r.Timeout.Std()
+	}
+	return DefaultTimeout
+}
 
 func init() {
 	policy.RegisterPlan(func(env policy.Env) (policy.Plugin, error) { return New(env) })
@@ -88,7 +93,7 @@ func New(env policy.Env) (*Plugin, error) {
 	p := &Plugin{
 		consumers: map[string]*plan{},
 		now:       env.Clock(),
-		timeout:   redisTimeout,
+		timeout:   redisTimeout(cfg.Redis),
 	}
 	names := make([]string, 0, len(cfg.Plans))
 	for name := range cfg.Plans {
@@ -142,7 +147,7 @@ func newPlan(env policy.Env, name string, cfg *config.Plan) (*plan, error) {
 		// are the same on every route, so the rate counts across them.
 		renv := env
 		renv.Route = "plan:" + name
-		opts := []ratelimit.Option{ratelimit.WithTimeout(redisTimeout)}
+		opts := []ratelimit.Option{ratelimit.WithTimeout(redisTimeout(env.Config.Redis))}
 		if env.Now != nil {
 			opts = append(opts, ratelimit.WithClock(env.Now))
 		}

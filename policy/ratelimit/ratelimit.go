@@ -102,6 +102,9 @@ func New(env policy.Env, cfg config.RateLimiting, opts ...Option) (policy.Plugin
 
 func newLimiter(env policy.Env, cfg config.RateLimiting, opts []Option) (*Limiter, error) {
 	o := options{now: time.Now, timeout: DefaultTimeout, maxKeys: DefaultMaxKeys}
+	if env.Config != nil && env.Config.Redis != nil && env.Config.Redis.Timeout > 0 {
+		o.timeout = env.Config.Redis.Timeout.Std()
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}
