@@ -610,6 +610,7 @@ func TestAdminAddressValidation(t *testing.T) {
 // Start with the address and the system's reason, and the listeners it
 // had bound are closed again (none is left).
 func TestAdminAddressTaken(t *testing.T) {
+	t.Parallel()
 	be := testkit.StartBackend(t)
 	taken := testkit.ListenLocal(t).Addr().String()
 	g := newTestGateway(t, be.Addr, "listeners: [{address: \"127.0.0.1:0\"}]\n"+

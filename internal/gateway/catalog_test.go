@@ -9,6 +9,7 @@ import (
 // TestAPIOf: services that differ only by their package's version
 // component are versions of one API.
 func TestAPIOf(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ svc, api, version string }{
 		{"library.v1.LibraryService", "library.LibraryService", "v1"},
 		{"library.v2.LibraryService", "library.LibraryService", "v2"},

@@ -103,6 +103,7 @@ func wantStatus(t *testing.T, err error, code codes.Code, msg string) *status.St
 }
 
 func TestGRPCInterop(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		addr := startInteropBackend(t)
 		url, _ := startGatewayOn(t, path, addr, basicConfig)
@@ -146,6 +147,7 @@ func TestGRPCInterop(t *testing.T) {
 }
 
 func TestGRPCMetadataAndTrailers(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		cc, _, _ := startGRPCGatewayOn(t, path)
 		client := testingv1.NewEchoServiceClient(cc)
@@ -177,6 +179,7 @@ func TestGRPCMetadataAndTrailers(t *testing.T) {
 }
 
 func TestGRPCStatusDetails(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		cc, _, _ := startGRPCGatewayOn(t, path)
 		client := testingv1.NewEchoServiceClient(cc)
@@ -204,6 +207,7 @@ func TestGRPCStatusDetails(t *testing.T) {
 }
 
 func TestGRPCGzip(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		cc, _, _ := startGRPCGatewayOn(t, path)
 		client := testingv1.NewEchoServiceClient(cc)
@@ -239,6 +243,7 @@ func TestGRPCGzip(t *testing.T) {
 }
 
 func TestGRPCUnknownServiceAndMethod(t *testing.T) {
+	t.Parallel()
 	cc, _, _ := startGRPCGateway(t)
 	ctx := testContext(t)
 	err := cc.Invoke(ctx, "/no.such.Service/Call", &emptypb.Empty{}, &emptypb.Empty{})
@@ -248,6 +253,7 @@ func TestGRPCUnknownServiceAndMethod(t *testing.T) {
 }
 
 func TestGRPCBackendDown(t *testing.T) {
+	t.Parallel()
 	cc, be, _ := startGRPCGateway(t)
 	be.Server.Stop()
 	_, err := testingv1.NewEchoServiceClient(cc).Echo(testContext(t), &testingv1.Everything{})
@@ -255,6 +261,7 @@ func TestGRPCBackendDown(t *testing.T) {
 }
 
 func TestGRPCDeadline(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		cc, _, _ := startGRPCGatewayOn(t, path)
 		client := testingv1.NewEchoServiceClient(cc)
@@ -291,6 +298,7 @@ func TestGRPCDeadline(t *testing.T) {
 // without a client deadline; the gateway ends them with DEADLINE_EXCEEDED
 // and the backend call is canceled.
 func TestGRPCUpstreamTimeout(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		be := testkit.StartBackend(t)
 		url, _ := startGatewayOn(t, path, be.Addr, basicConfig+"    timeout: 300ms\n")
@@ -312,6 +320,7 @@ func TestGRPCUpstreamTimeout(t *testing.T) {
 // TestGRPCRouteTimeout: a route's timeout caps the client's deadline and
 // applies when the client sets none, streams included.
 func TestGRPCRouteTimeout(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		be := testkit.StartBackend(t)
 		url, _ := startGatewayOn(t, path, be.Addr, basicConfig+`
@@ -349,6 +358,7 @@ routes:
 }
 
 func TestGRPCMessageSizeLimit(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		be := testkit.StartBackend(t)
 		url, _ := startGatewayOn(t, path, be.Addr, basicConfig+"    max_message_bytes: 1024\n")
@@ -394,6 +404,7 @@ func TestGRPCMessageSizeLimit(t *testing.T) {
 }
 
 func TestGRPCClientCancelReachesBackend(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		var running, returned atomic.Int32
 		done := make(chan struct{}, 1)
@@ -430,6 +441,7 @@ func TestGRPCClientCancelReachesBackend(t *testing.T) {
 }
 
 func TestGRPCReflection(t *testing.T) {
+	t.Parallel()
 	cc, _, _ := startGRPCGateway(t)
 	ctx := testContext(t)
 	wantServices := []string{
@@ -549,6 +561,7 @@ func checkFiles(t *testing.T, raw [][]byte, service string) {
 }
 
 func TestGRPCHealth(t *testing.T) {
+	t.Parallel()
 	cc, be, g := startGRPCGateway(t)
 	// The backend's health says NOT_SERVING; the gateway's own wins.
 	be.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -569,6 +582,7 @@ func TestGRPCHealth(t *testing.T) {
 }
 
 func TestGRPCOverHTTP1(t *testing.T) {
+	t.Parallel()
 	be := testkit.StartBackend(t)
 	url, _ := startGateway(t, be.Addr, basicConfig)
 	req, err := http.NewRequest(http.MethodPost, url+"/rosetta.testing.v1.EchoService/Echo", strings.NewReader("garbage"))
@@ -618,6 +632,7 @@ func TestGRPCOverHTTP1(t *testing.T) {
 }
 
 func TestGRPCTLSUpstream(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		ca := testkit.NewCA(t, "rosetta test CA")
 		leaf := ca.Issue(t, "backend", "backend.test", "127.0.0.1")

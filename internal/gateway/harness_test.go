@@ -32,10 +32,14 @@ func startGateway(t *testing.T, backendAddr, yamlText string) (string, *Gateway)
 // (GRPCProxy.Serve) that takes calls the relay cannot.
 var grpcPaths = []string{"relay", "handler"}
 
-// forEachGRPCPath runs test once per gRPC path, as subtests.
+// forEachGRPCPath runs test once per gRPC path, as parallel subtests:
+// each has its own backend and gateway.
 func forEachGRPCPath(t *testing.T, test func(t *testing.T, path string)) {
 	for _, path := range grpcPaths {
-		t.Run(path, func(t *testing.T) { test(t, path) })
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			test(t, path)
+		})
 	}
 }
 

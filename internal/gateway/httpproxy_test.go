@@ -178,6 +178,7 @@ func (m *mixedGateway) web(t *testing.T, method, path string, headers ...string)
 }
 
 func TestHTTPUpstreamRouting(t *testing.T) {
+	t.Parallel()
 	m := startMixed(t)
 
 	t.Run("rest-still-served", func(t *testing.T) {
@@ -255,6 +256,7 @@ func TestHTTPUpstreamRouting(t *testing.T) {
 }
 
 func TestHTTPUpstreamStreaming(t *testing.T) {
+	t.Parallel()
 	m := startMixed(t)
 	t.Run("response", func(t *testing.T) {
 		resp, err := m.client.Get(m.url + "/stream")
@@ -318,6 +320,7 @@ func (b neverEnding) Read(p []byte) (int, error) {
 }
 
 func TestHTTPUpstreamWebSocket(t *testing.T) {
+	t.Parallel()
 	m := startMixed(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -357,6 +360,7 @@ func TestHTTPUpstreamWebSocket(t *testing.T) {
 }
 
 func TestHTTPUpstreamFailures(t *testing.T) {
+	t.Parallel()
 	m := startMixed(t)
 	t.Run("dead-target", func(t *testing.T) {
 		r, _ := m.web(t, "GET", "/dead/x")
@@ -388,6 +392,7 @@ func TestHTTPUpstreamFailures(t *testing.T) {
 
 // TestHTTPUpstreamOnly checks a gateway with no gRPC upstream at all.
 func TestHTTPUpstreamOnly(t *testing.T) {
+	t.Parallel()
 	web := httptest.NewServer((&webBackend{}).handler("only"))
 	t.Cleanup(web.Close)
 	url, _ := startGateway(t, web.Listener.Addr().String(), `

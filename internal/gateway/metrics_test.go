@@ -138,7 +138,6 @@ func startMetricsGateway(t *testing.T, path string) (string, *Gateway, *testkit.
 func TestMetricsByProtocol(t *testing.T) {
 	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
-		t.Parallel()
 		url, g, be, webAddr := startMetricsGateway(t, path)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -304,7 +303,6 @@ routes:
 func TestMetricsPolicies(t *testing.T) {
 	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
-		t.Parallel()
 		be := testkit.StartBackend(t)
 		web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.HasSuffix(r.URL.Path, "/swr") {
@@ -592,7 +590,6 @@ func BenchmarkRelayMetrics(b *testing.B) {
 func TestMetricsOpenStreams(t *testing.T) {
 	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
-		t.Parallel()
 		url, g, _, _ := startMetricsGateway(t, path)
 		ctx, cancel := context.WithCancel(testContext(t))
 		defer cancel()

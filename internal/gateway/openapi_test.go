@@ -33,6 +33,7 @@ func getWithToken(t *testing.T, url, token string) (int, []byte) {
 // admin listener (token required); a reload that adds jwt-auth adds its
 // security scheme; an unknown upstream is a 404.
 func TestOpenAPIServed(t *testing.T) {
+	t.Parallel()
 	be := testkit.StartBackend(t)
 	const base = "listeners: [{address: \"127.0.0.1:0\"}]\n" +
 		"upstreams:\n  test: {targets: [\"$BACKEND\"]}\n" +
@@ -108,6 +109,7 @@ func TestOpenAPIServed(t *testing.T) {
 // do not serve the document, and the admin listener's names the
 // listener's URL as its server (the admin port serves no API).
 func TestOpenAPIAdminServers(t *testing.T) {
+	t.Parallel()
 	be := testkit.StartBackend(t)
 	url, g := startGateway(t, be.Addr, "listeners: [{address: \"127.0.0.1:0\"}]\n"+
 		"upstreams:\n  test: {targets: [\"$BACKEND\"]}\n"+

@@ -80,7 +80,6 @@ func TestPolicySeedREST(t *testing.T) {
 func TestPolicySeedGRPC(t *testing.T) {
 	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
-		t.Parallel()
 		be := testkit.StartBackend(t)
 		url, _ := startGatewayOn(t, path, be.Addr, policyConfig)
 		client := testingv1.NewEchoServiceClient(dialGateway(t, url))

@@ -27,6 +27,7 @@ import (
 // stream, far over the HTTP/2 windows of both hops, so flow control must
 // pass credit through the gateway in both directions.
 func TestGRPCLargeMessages(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		cc, _, _ := startGRPCGatewayOn(t, path)
 		stream, err := testingv1.NewEchoServiceClient(cc).BidiStream(testContext(t))
@@ -58,6 +59,7 @@ func TestGRPCLargeMessages(t *testing.T) {
 // TestGRPCConcurrentCalls runs many calls at once on few connections,
 // mixing unary calls and streams, and checks every answer.
 func TestGRPCConcurrentCalls(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		cc, _, _ := startGRPCGatewayOn(t, path)
 		client := testingv1.NewEchoServiceClient(cc)
@@ -95,6 +97,7 @@ func TestGRPCConcurrentCalls(t *testing.T) {
 // stream ends the call with UNAVAILABLE and an error ID, and the gateway
 // serves the next backend on the same address.
 func TestGRPCBackendDiesMidStream(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		cc, be, _ := startGRPCGatewayOn(t, path)
 		client := testingv1.NewEchoServiceClient(cc)
@@ -128,6 +131,7 @@ func startFakeUpstream(t *testing.T, handler http.HandlerFunc) string {
 // or a 200 without grpc-status, gets the gRPC status the client can act
 // on, with an error ID; the gateway goes on serving.
 func TestGRPCUpstreamNotGRPC(t *testing.T) {
+	t.Parallel()
 	addr := startFakeUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/Echo"):
@@ -168,6 +172,7 @@ upstreams:
 // handler path: inbound grpc, the procedure, status 200, the gRPC code and
 // byte counts.
 func TestGRPCRelayAccessLog(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		be := testkit.StartBackend(t)
 		var logs syncBuffer
@@ -203,6 +208,7 @@ func TestGRPCRelayAccessLog(t *testing.T) {
 // TestGRPCUpstreamErrorLogged: a call the gateway fails is logged at
 // Error with the error ID the client sees in Rosetta-Error-Id.
 func TestGRPCUpstreamErrorLogged(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		addr := startFakeUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "nope", http.StatusBadGateway)
@@ -246,6 +252,7 @@ func newJSONLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandl
 // x-forwarded-for (the client's chain plus its address), -host and
 // -proto, as REST calls do.
 func TestGRPCForwardedHeaders(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		be := testkit.StartBackend(t)
 		url, _ := startGatewayOn(t, path, be.Addr, basicConfig)
@@ -314,6 +321,7 @@ func TestGRPCBackendRestart(t *testing.T) {
 // clients send, apart from max_message_bytes, which bounds what the
 // upstream answers.
 func TestGRPCRequestMessageLimit(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		be := testkit.StartBackend(t)
 		url, _ := startGatewayOn(t, path, be.Addr, basicConfig+"    max_request_message_bytes: 1024\n")
@@ -345,6 +353,7 @@ func TestGRPCRequestMessageLimit(t *testing.T) {
 // (three 200 KB messages against a 64 KB initial window) gets its answer:
 // the END_STREAM waits behind the data instead of being lost.
 func TestGRPCClientStreamHalfCloseBehindData(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		cc, _, _ := startGRPCGatewayOn(t, path)
 		client := testingv1.NewEchoServiceClient(cc)

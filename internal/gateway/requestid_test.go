@@ -45,7 +45,6 @@ var requestIDCases = []struct {
 func TestRequestID(t *testing.T) {
 	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
-		t.Parallel()
 		var logs syncBuffer
 		o := newObsGateway(t, observeConfig, &logs).start(t, path)
 		seen := map[string]string{} // request ID → protocol
@@ -129,7 +128,6 @@ routes:
 func TestRequestIDOnErrors(t *testing.T) {
 	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
-		t.Parallel()
 		o := newObsGateway(t, requestIDPolicyConfig, nil).start(t, path)
 		cl := testingv1.NewEchoServiceClient(dialGateway(t, o.url))
 		for _, c := range []struct {

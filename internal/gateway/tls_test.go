@@ -136,6 +136,7 @@ upstreams:
 // TestGRPCOverTLSListener: grpc-go over TLS (h2 by ALPN) to the gateway,
 // on both gRPC paths: unary and server streaming calls pass through.
 func TestGRPCOverTLSListener(t *testing.T) {
+	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		be := testkit.StartBackend(t)
 		ca := testkit.NewCA(t, "gateway-ca")

@@ -310,7 +310,6 @@ func attrs(s tracetest.SpanStub) map[attribute.Key]attribute.Value {
 func TestTracingParentAndPropagation(t *testing.T) {
 	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
-		t.Parallel()
 		o := newObsGateway(t, observeConfig, nil)
 		tr, exp := memoryTracing(1)
 		o.SetTracing(tr)
@@ -409,7 +408,6 @@ func TestTracingParentAndPropagation(t *testing.T) {
 func TestTracingStatus(t *testing.T) {
 	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
-		t.Parallel()
 		o := newObsGateway(t, observeConfig, nil)
 		tr, exp := memoryTracing(1)
 		o.SetTracing(tr)
@@ -447,7 +445,6 @@ func TestTracingStatus(t *testing.T) {
 func TestTracingSampleRatioZero(t *testing.T) {
 	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
-		t.Parallel()
 		o := newObsGateway(t, observeConfig, nil)
 		tr, exp := memoryTracing(0)
 		o.SetTracing(tr)

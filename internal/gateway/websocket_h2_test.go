@@ -181,6 +181,7 @@ func TestWebSocketOverHTTP2Errors(t *testing.T) {
 // stream on a URI route reaches the plain HTTP backend as an HTTP/1.1
 // upgrade, and messages flow both ways; the close handshake completes.
 func TestHTTPUpstreamWebSocketOverHTTP2(t *testing.T) {
+	t.Parallel()
 	m := startMixed(t)
 	tr := h2cTransport()
 	defer tr.CloseIdleConnections()
