@@ -301,7 +301,7 @@ func TestGRPCUpstreamTimeout(t *testing.T) {
 	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		be := testkit.StartBackend(t)
-		url, _ := startGatewayOn(t, path, be.Addr, basicConfig+"    timeout: 300ms\n")
+		url, _ := startGatewayOn(t, path, be.Addr, basicConfig+"    timeout: 1s\n")
 		client := testingv1.NewEchoServiceClient(dialGateway(t, url))
 		_, err := client.Sleep(context.Background(), &testingv1.SleepRequest{Duration: durationpb.New(time.Minute)})
 		wantStatus(t, err, codes.DeadlineExceeded, "")
@@ -311,8 +311,8 @@ func TestGRPCUpstreamTimeout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rem := resp.GetDeadlineRemaining().AsDuration(); !resp.GetHadDeadline() || rem > 300*time.Millisecond {
-			t.Errorf("backend deadline: had %v, remaining %v; want at most 300ms", resp.GetHadDeadline(), rem)
+		if rem := resp.GetDeadlineRemaining().AsDuration(); !resp.GetHadDeadline() || rem > time.Second {
+			t.Errorf("backend deadline: had %v, remaining %v; want at most 1s", resp.GetHadDeadline(), rem)
 		}
 	})
 }

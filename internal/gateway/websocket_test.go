@@ -473,9 +473,11 @@ func TestWebSocketIdleTimeout(t *testing.T) {
 	be := testkit.StartBackend(t, testkit.WithServerOptions(grpc.StreamInterceptor(w.intercept)))
 	base, _ := startGateway(t, be.Addr, basicConfig+`
 websocket:
-  idle_timeout: 300ms
-  ping_interval: 50ms
+  idle_timeout: 1s
+  ping_interval: 200ms
 `)
+	// Several pings before the idle timeout; each pong has the interval
+	// (200ms) to come back, which a loaded test machine keeps.
 	c := dialWS(t, wsURL(base, "/v1/stream?count=2&interval=3600s"), nil)
 	wsSend(t, c, `{}`)
 	wsRead(t, c, websocket.MessageText)
