@@ -44,6 +44,10 @@ type Server struct {
 	log  *slog.Logger
 	now  func() time.Time
 
+	// FailOpens counts the calls its users allowed uncounted because it
+	// was unreachable.
+	FailOpens atomic.Uint64
+
 	// down is set from the first failed decision until one succeeds.
 	down    atomic.Bool
 	retryAt atomic.Int64 // unix ns
@@ -62,6 +66,30 @@ func NewServer(cfg *config.Redis, what string, now func() time.Time, log *slog.L
 	}
 	SetLogger(log)
 	return &Server{Client: client, what: what, log: log, now: now}, nil
+}
+
+// Shared returns the server of cfg kept by get (a policy.Shared's Get)
+// under prefix, creating it (its client connects lazily) on first use, so
+// that every plugin of every snapshot configured with the same redis
+// block shares one client and one health view.
+func Shared(get func(string, func() (any, error)) (any, error), prefix string, cfg *config.Redis, what string, now func() time.Time, log *slog.Logger) (*Server, error) {
+	v, err := get(prefix+"|"+Key(cfg), func() (any, error) { return NewServer(cfg, what, now, log) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Server), nil
+}
+
+// DefaultTimeout bounds each round trip of a decision when the redis
+// block sets no timeout (config's default is the same).
+const DefaultTimeout = 100 * time.Millisecond
+
+// Timeout is cfg's timeout, else DefaultTimeout.
+func Timeout(cfg *config.Redis) time.Duration {
+	if cfg != nil && cfg.Timeout > 0 {
+		return cfg.Timeout.Std()
+	}
+	return DefaultTimeout
 }
 
 // Down reports whether the server is in an outage (its last decision

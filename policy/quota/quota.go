@@ -13,6 +13,7 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/redisclient"
 	"github.com/rosetta-gateway/rosetta/policy"
 	"github.com/rosetta-gateway/rosetta/policy/ratelimit"
 )
@@ -24,15 +25,7 @@ const Name = policy.PlanPlugin
 // DefaultTimeout bounds each Redis round trip of a plan (its quota's
 // and its rate's) when the redis block sets no timeout, unless the
 // call's context has a shorter deadline.
-const DefaultTimeout = ratelimit.DefaultTimeout
-
-// redisTimeout is the redis block's timeout, else DefaultTimeout.
-func redisTimeout(r *config.Redis) time.Duration {
-	if r != nil && r.Timeout > 0 {
-		return r.Timeout.Std()
-	}
-	return DefaultTimeout
-}
+const DefaultTimeout = redisclient.DefaultTimeout
 
 func init() {
 	policy.RegisterPlan(func(env policy.Env) (policy.Plugin, error) { return New(env) })
@@ -45,8 +38,8 @@ type Plugin struct {
 	consumers map[string]*plan // by consumer name, those with a plan
 	plans     []*plan          // sorted by name
 	now       func() time.Time
-	memory    *memoryStore // without a redis block
-	remote    *redisStore  // with one
+	memory    *memoryStore        // without a redis block
+	remote    *redisclient.Server // with one
 	timeout   time.Duration
 }
 
@@ -93,7 +86,7 @@ func New(env policy.Env) (*Plugin, error) {
 	p := &Plugin{
 		consumers: map[string]*plan{},
 		now:       env.Clock(),
-		timeout:   redisTimeout(cfg.Redis),
+		timeout:   redisclient.Timeout(cfg.Redis),
 	}
 	names := make([]string, 0, len(cfg.Plans))
 	for name := range cfg.Plans {
@@ -121,7 +114,7 @@ func New(env policy.Env) (*Plugin, error) {
 	}
 	var err error
 	if cfg.Redis != nil {
-		p.remote, err = sharedRedis(shared, cfg.Redis, p.now, logger)
+		p.remote, err = redisclient.Shared(shared.Get, "quota/redis", cfg.Redis, "quota store", p.now, logger)
 	} else {
 		p.memory, err = sharedMemory(shared)
 	}
@@ -147,7 +140,7 @@ func newPlan(env policy.Env, name string, cfg *config.Plan) (*plan, error) {
 		// are the same on every route, so the rate counts across them.
 		renv := env
 		renv.Route = "plan:" + name
-		opts := []ratelimit.Option{ratelimit.WithTimeout(redisTimeout(env.Config.Redis))}
+		var opts []ratelimit.Option // the redis block's timeout, as every limiter
 		if env.Now != nil {
 			opts = append(opts, ratelimit.WithClock(env.Now))
 		}
@@ -327,7 +320,7 @@ func (p *Plugin) QuotaStatus(ctx context.Context, consumer string) (st QuotaStat
 	start, end := q.period.bounds(p.now(), q.loc)
 	var used int64
 	if p.remote != nil {
-		if used, err = p.remote.get(ctx, q.key(start, consumer)); err != nil {
+		if used, err = redisGet(ctx, p.remote, q.key(start, consumer)); err != nil {
 			return st, false, fmt.Errorf("read quota of consumer %q: %w", consumer, err)
 		}
 	} else {
@@ -357,7 +350,7 @@ func (p *Plugin) FailOpens() uint64 {
 	if p.remote == nil {
 		return 0
 	}
-	return p.remote.failOpens.Load()
+	return p.remote.FailOpens.Load()
 }
 
 // Find returns the plan plugin of set, nil when set has none (its config

@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rosetta-gateway/rosetta/call"
-	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/internal/redisclient"
 	"github.com/rosetta-gateway/rosetta/policy"
 )
@@ -60,32 +57,8 @@ func escapeKey(s string) string {
 	return strings.NewReplacer("%", "%25", ":", "%3A").Replace(s)
 }
 
-// redisStore is one Redis server (client and health), shared by the
-// plan plugins (of every snapshot) configured with the same redis block,
-// and its fail-open count. It lives in policy.Shared, which closes it.
-type redisStore struct {
-	*redisclient.Server
-	failOpens atomic.Uint64
-}
-
-// sharedRedis returns the store of cfg from shared, creating its client
-// (which connects lazily) on first use.
-func sharedRedis(shared *policy.Shared, cfg *config.Redis, now func() time.Time, log *slog.Logger) (*redisStore, error) {
-	v, err := shared.Get("quota/redis|"+redisclient.Key(cfg), func() (any, error) {
-		srv, err := redisclient.NewServer(cfg, "quota store", now, log)
-		if err != nil {
-			return nil, err
-		}
-		return &redisStore{Server: srv}, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*redisStore), nil
-}
-
-// get reads a counter without counting.
-func (s *redisStore) get(ctx context.Context, key string) (int64, error) {
+// redisGet reads a counter of s without counting.
+func redisGet(ctx context.Context, s *redisclient.Server, key string) (int64, error) {
 	n, err := s.Client.Get(ctx, key).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
@@ -97,7 +70,7 @@ func (s *redisStore) get(ctx context.Context, key string) (int64, error) {
 func (p *Plugin) checkRedis(ctx context.Context, pl *plan, consumer string, st *policy.State) *call.Error {
 	s := p.remote
 	if !s.Admit() {
-		s.failOpens.Add(1)
+		s.FailOpens.Add(1)
 		return nil
 	}
 	q := pl.quota
@@ -116,7 +89,7 @@ func (p *Plugin) checkRedis(ctx context.Context, pl *plan, consumer string, st *
 			return call.FromError(ctx.Err())
 		}
 		s.Failed(err, "quotas fail open: calls are allowed uncounted")
-		s.failOpens.Add(1)
+		s.FailOpens.Add(1)
 		return nil
 	}
 	s.Succeeded("quotas enforced")

@@ -14,15 +14,16 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/redisclient"
 	"github.com/rosetta-gateway/rosetta/policy"
 )
 
 // Name is the plugin's config name.
 const Name = "rate-limiting"
 
-// DefaultTimeout bounds one Redis decision when no [WithTimeout] option
-// is given.
-const DefaultTimeout = 100 * time.Millisecond
+// DefaultTimeout bounds one Redis decision when neither the redis
+// block's timeout nor a [WithTimeout] option is set.
+const DefaultTimeout = redisclient.DefaultTimeout
 
 func init() {
 	policy.Register(Name, func(env policy.Env, spec config.Plugin) (policy.Plugin, error) {
@@ -45,7 +46,7 @@ type Limiter struct {
 	trusted  []netip.Prefix
 	now      func() time.Time
 	local    *localStore
-	remote   *redisStore
+	remote   *redisclient.Server
 	failOpen bool
 	timeout  time.Duration
 	// refusal is the start of every refusal's message, e.g. "rate limit
@@ -102,8 +103,8 @@ func New(env policy.Env, cfg config.RateLimiting, opts ...Option) (policy.Plugin
 
 func newLimiter(env policy.Env, cfg config.RateLimiting, opts []Option) (*Limiter, error) {
 	o := options{now: time.Now, timeout: DefaultTimeout, maxKeys: DefaultMaxKeys}
-	if env.Config != nil && env.Config.Redis != nil && env.Config.Redis.Timeout > 0 {
-		o.timeout = env.Config.Redis.Timeout.Std()
+	if env.Config != nil {
+		o.timeout = redisclient.Timeout(env.Config.Redis)
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -168,7 +169,7 @@ func newLimiter(env policy.Env, cfg config.RateLimiting, opts []Option) (*Limite
 		if env.Config == nil || env.Config.Redis == nil {
 			return nil, errors.New("policy redis needs the top-level redis block")
 		}
-		if l.remote, err = sharedRedis(shared, env.Config.Redis, o.now, logger); err != nil {
+		if l.remote, err = redisclient.Shared(shared.Get, "rate-limiting/redis", env.Config.Redis, "rate limit store", o.now, logger); err != nil {
 			return nil, err
 		}
 	default:
@@ -221,7 +222,7 @@ func (l *Limiter) FailOpens() uint64 {
 	if l.remote == nil {
 		return 0
 	}
-	return l.remote.failOpens.Load()
+	return l.remote.FailOpens.Load()
 }
 
 func (l *Limiter) checkLocal(c *call.Call, st *policy.State) *call.Error {

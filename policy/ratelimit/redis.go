@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 
 	"github.com/rosetta-gateway/rosetta/call"
-	"github.com/rosetta-gateway/rosetta/config"
-	"github.com/rosetta-gateway/rosetta/internal/redisclient"
 	"github.com/rosetta-gateway/rosetta/policy"
 )
 
@@ -44,30 +40,6 @@ end
 redis.call('SET', KEYS[1], string.format('%d', nxt), 'PX', math.ceil((nxt - now) / 1000))
 return {1, math.floor((window - (nxt - now)) / interval), nxt - now, 0}
 `)
-
-// redisStore is one Redis server (client and health), shared by every
-// limiter (of every snapshot) configured with the same redis block, and
-// its fail-open count. It lives in policy.Shared, which closes it.
-type redisStore struct {
-	*redisclient.Server
-	failOpens atomic.Uint64
-}
-
-// sharedRedis returns the store of cfg from shared, creating its client
-// (which connects lazily) on first use.
-func sharedRedis(shared *policy.Shared, cfg *config.Redis, now func() time.Time, log *slog.Logger) (*redisStore, error) {
-	v, err := shared.Get("rate-limiting/redis|"+redisclient.Key(cfg), func() (any, error) {
-		srv, err := redisclient.NewServer(cfg, "rate limit store", now, log)
-		if err != nil {
-			return nil, err
-		}
-		return &redisStore{Server: srv}, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*redisStore), nil
-}
 
 // checkRedis decides one call in Redis.
 func (l *Limiter) checkRedis(ctx context.Context, c *call.Call, st *policy.State) *call.Error {
@@ -105,7 +77,7 @@ func (l *Limiter) checkRedis(ctx context.Context, c *call.Call, st *policy.State
 // as a fail-open, or refused with Unavailable.
 func (l *Limiter) unavailable(cause error) *call.Error {
 	if l.failOpen {
-		l.remote.failOpens.Add(1)
+		l.remote.FailOpens.Add(1)
 		return nil
 	}
 	if cause == nil {

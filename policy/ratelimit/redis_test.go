@@ -30,14 +30,56 @@ func newRedisInstance(t *testing.T, addr string, cfg config.RateLimiting) *insta
 	logger, logs := newLogger()
 	in := &instance{clock: newFakeClock(), logs: logs, shared: &policy.Shared{}}
 	t.Cleanup(func() { _ = in.shared.Close() })
-	// A generous timeout: the tests must not fail open because a loaded
-	// CI machine answered slowly.
+	// A generous timeout (the redis block's): the tests must not fail
+	// open because a loaded CI machine answered slowly.
 	in.l = newTestLimiter(t, policy.Env{
-		Config: &config.Config{Redis: &config.Redis{Address: addr}},
+		Config: &config.Config{Redis: &config.Redis{Address: addr, Timeout: config.Duration(5 * time.Second)}},
 		Shared: in.shared,
 		Logger: logger,
-	}, cfg, WithClock(in.clock.Now), WithTimeout(5*time.Second))
+	}, cfg, WithClock(in.clock.Now))
 	return in
+}
+
+// TestRedisTimeout: the redis block's timeout bounds each decision.
+// Against a server that accepts connections and never answers, a limit
+// with timeout 20ms and fail: closed refuses the call with UNAVAILABLE
+// naming the store; with timeout 1h, the call's own deadline ends the
+// wait first, and the answer is the caller's DEADLINE_EXCEEDED, not an
+// outage.
+func TestRedisTimeout(t *testing.T) {
+	lis := testkit.ListenLocal(t)
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() })
+		}
+	}()
+	limiter := func(timeout time.Duration) *Limiter {
+		shared := &policy.Shared{}
+		t.Cleanup(func() { _ = shared.Close() })
+		logger, _ := newLogger()
+		cfg := hourly(10)
+		cfg.Policy, cfg.Fail = "redis", "closed"
+		return newTestLimiter(t, policy.Env{
+			Config: &config.Config{Redis: &config.Redis{Address: lis.Addr().String(), Timeout: config.Duration(timeout)}},
+			Shared: shared,
+			Logger: logger,
+		}, cfg)
+	}
+	c := peerCall("192.0.2.1")
+	err, _ := decide(t, limiter(20*time.Millisecond), c)
+	if err == nil || err.Code != codes.Unavailable || err.Msg != "rate limit store unavailable" {
+		t.Fatalf("timeout 20ms: got %v; want UNAVAILABLE rate limit store unavailable", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err = limiter(time.Hour).Check(ctx, c, &policy.State{})
+	if err == nil || err.Code != codes.DeadlineExceeded {
+		t.Fatalf("timeout 1h, call deadline 200ms: got %v; want DEADLINE_EXCEEDED", err)
+	}
 }
 
 func newRedisClient(t *testing.T, addr string) *redis.Client {
