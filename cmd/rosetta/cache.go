@@ -59,7 +59,7 @@ func cacheCommand(args []string, stdout, stderr io.Writer) int {
 	file := fs.String("config", "", "config file (YAML)")
 	route := fs.String("route", "", "purge this route's entries only (a selector or uri as written in the config)")
 	key := fs.String("key", "", `purge this key's entries only ("/pkg.Service/Method", or a uri route's request path)`)
-	if err := fs.Parse(args[1:]); err != nil {
+	if !parseFlags(fs, args[1:]) {
 		return 2
 	}
 	if *file == "" {

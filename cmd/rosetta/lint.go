@@ -37,11 +37,7 @@ func lintCommand(args []string, stdout, stderr io.Writer) int {
 	cf.register(fs, false)
 	format := fs.String("format", "text", "output format: text (one finding per line) or json")
 	timeout := fs.Duration("timeout", 15*time.Second, "how long to wait for descriptors")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "rosetta lint: unexpected argument %q (flags only: see rosetta lint -h)\n", fs.Arg(0))
+	if !parseFlags(fs, args) {
 		return 2
 	}
 	if *format != "text" && *format != "json" {

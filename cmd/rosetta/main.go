@@ -161,7 +161,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	format := fs.String("log-format", "text", "log format: text or json")
 	drain := fs.Duration("drain-timeout", 15*time.Second, "how long to wait for in-flight requests on shutdown")
 	watch := fs.Bool("watch", true, "reload the config when its file changes (SIGHUP and the admin API's POST /reload always do)")
-	if err := fs.Parse(args); err != nil {
+	if !parseFlags(fs, args) {
 		return 2
 	}
 	logger, err := newLogger(stderr, *level, *format)
@@ -211,11 +211,26 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// parseFlags parses args into fs, whose output is the command's stderr,
+// and refuses positional arguments: every command takes flags only, and
+// an argument left over (a config path without --config) would otherwise
+// be ignored without a word.
+func parseFlags(fs *flag.FlagSet, args []string) bool {
+	if err := fs.Parse(args); err != nil {
+		return false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "rosetta %s: unexpected argument %q (flags only: see rosetta %s -h)\n", fs.Name(), fs.Arg(0), fs.Name())
+		return false
+	}
+	return true
+}
+
 func validate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("config", "", "config file to check")
-	if err := fs.Parse(args); err != nil {
+	if !parseFlags(fs, args) {
 		return 2
 	}
 	if *file == "" {
@@ -240,7 +255,7 @@ func routes(args []string, stdout, stderr io.Writer) int {
 	var cf configFlags
 	cf.register(fs, false)
 	timeout := fs.Duration("timeout", 15*time.Second, "how long to wait for descriptors")
-	if err := fs.Parse(args); err != nil {
+	if !parseFlags(fs, args) {
 		return 2
 	}
 	cfg, err := cf.load()

@@ -43,6 +43,18 @@ func TestVersionAndUsage(t *testing.T) {
 	}
 }
 
+// TestPositionalArgument: every command takes flags only; an argument
+// left over (a config path given without --config) is refused with exit
+// 2, naming it, before anything is loaded or dialled.
+func TestPositionalArgument(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range [][]string{{"serve"}, {"validate"}, {"routes"}, {"openapi"}, {"lint"}, {"usage"}, {"cache", "purge"}} {
+		name := strings.Join(cmd, " ")
+		checkCLIErrors(t, cmd[0], []cliError{{append(cmd[1:], "rosetta.yaml"), 2,
+			fmt.Sprintf(`rosetta %s: unexpected argument "rosetta.yaml" (flags only: see rosetta %s -h)`, name, name), ""}})
+	}
+}
+
 func TestValidate(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -37,11 +37,7 @@ func openapiCommand(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&servers, "server", "base URL clients call, e.g. https://api.example.com (repeatable; default: the config's openapi.servers, else the first listener's address)")
 	title := fs.String("title", "", "info.title of the document (default: the config's openapi.title)")
 	timeout := fs.Duration("timeout", 15*time.Second, "how long to wait for descriptors")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "rosetta openapi: unexpected argument %q (flags only: see rosetta openapi -h)\n", fs.Arg(0))
+	if !parseFlags(fs, args) {
 		return 2
 	}
 	cfg, err := cf.load()

@@ -41,13 +41,10 @@ func usageCommand(args []string, stdout, stderr io.Writer) int {
 	format := fs.String("format", "csv", "csv or json")
 	adminURL := fs.String("admin", "", "admin API base URL (default: http://<the config's admin.address>)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the answer")
-	if err := fs.Parse(args); err != nil {
+	if !parseFlags(fs, args) {
 		return 2
 	}
 	switch {
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "rosetta usage: unexpected argument %q (flags only: see rosetta usage -h)\n", fs.Arg(0))
-		return 2
 	case *file == "":
 		fmt.Fprintln(stderr, "rosetta usage: --config FILE is required")
 		return 2
