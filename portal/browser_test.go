@@ -197,8 +197,15 @@ func TestBrowser(t *testing.T) {
 		document.querySelector('`+watch+` .console-status').textContent === "ended" &&
 		document.querySelector('`+watch+` .log').textContent.includes("Ulysses")`)
 	list := `details[data-method="/library.v1.LibraryService/ListBooks"]`
-	run("send ListBooks over Connect",
+	// A message that is not JSON is refused in the page, nothing sent.
+	run("send broken JSON",
 		click(list+" summary"),
+		chromedp.SetValue(chromedp.CSS(list+" textarea"), `{"shelf": `),
+		click(list+` [data-action="send"]`))
+	wait("JSON error shown", `document.querySelector('`+list+` .console-status').textContent.startsWith("The message is not valid JSON: ") &&
+		document.querySelector('`+list+` .console-status').classList.contains("bad") &&
+		document.querySelectorAll('`+list+` .log li').length === 0`)
+	run("send ListBooks over Connect",
 		chromedp.SetValue(chromedp.CSS(list+" textarea"), `{"shelf": "3"}`),
 		click(list+` [data-action="send"]`))
 	wait("Connect answer", `document.querySelector('`+list+` .console-status').textContent === "HTTP 200" &&

@@ -59,12 +59,14 @@ function editor(m, label = "Request message (JSON)") {
   return ta;
 }
 
-// parseJSON reads the editor, or throws an Error naming the problem.
-function parseJSON(ta) {
+// readMessage reads the editor's message; when it is not JSON it shows
+// why in status and returns undefined.
+function readMessage(ta, status) {
   try {
     return JSON.parse(ta.value || "{}");
   } catch (e) {
-    throw new Error("The message is not valid JSON: " + e.message);
+    status.set("The message is not valid JSON: " + e.message, "bad");
+    return undefined;
   }
 }
 
@@ -100,13 +102,8 @@ function unaryConsole(m) {
   const status = statusLine();
   const send = h("button", { type: "button", class: "primary", dataset: { action: "send" } }, "Send");
   send.addEventListener("click", async () => {
-    let msg;
-    try {
-      msg = parseJSON(ta);
-    } catch (e) {
-      status.set(e.message, "bad");
-      return;
-    }
+    const msg = readMessage(ta, status);
+    if (msg === undefined) return;
     status.set("sending…");
     log.replaceChildren();
     log.add("→", JSON.stringify(msg), "sent");
@@ -147,13 +144,8 @@ function serverStreamConsole(m, cleanup) {
   cleanup.push(() => abort && abort());
 
   start.addEventListener("click", () => {
-    let msg;
-    try {
-      msg = parseJSON(ta);
-    } catch (e) {
-      status.set(e.message, "bad");
-      return;
-    }
+    const msg = readMessage(ta, status);
+    if (msg === undefined) return;
     log.replaceChildren();
     start.disabled = true;
     stop.disabled = false;
@@ -316,13 +308,8 @@ function socketConsole(m, cleanup) {
     });
   });
   send.addEventListener("click", () => {
-    let msg;
-    try {
-      msg = parseJSON(ta);
-    } catch (e) {
-      status.set(e.message, "bad");
-      return;
-    }
+    const msg = readMessage(ta, status);
+    if (msg === undefined) return;
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
     const text = JSON.stringify(msg);
     ws.send(text);
