@@ -1,7 +1,6 @@
 package transports
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,25 +77,7 @@ func newServer(t *testing.T, cfg config.Listener, h http.Handler, logger *slog.L
 }
 
 // logBuffer collects log lines for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// count returns how many lines contain s.
-func (b *logBuffer) count(s string) int { return strings.Count(b.String(), s) }
+type logBuffer = testkit.LogBuffer
 
 func newLogger() (*slog.Logger, *logBuffer) {
 	b := &logBuffer{}

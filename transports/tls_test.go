@@ -322,7 +322,7 @@ func TestTLSBrokenReplacementKeepsOld(t *testing.T) {
 		}
 	}
 	const msg = "TLS files changed but do not load"
-	if n := logs.count(msg); n != 1 {
+	if n := len(logs.Lines(msg)); n != 1 {
 		t.Errorf("%q logged %d times; want once:\n%s", msg, n, logs)
 	}
 	if !strings.Contains(logs.String(), cert) {

@@ -1,14 +1,12 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,23 +15,13 @@ import (
 	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
 )
 
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// syncBuffer is a buffer safe for the logger's concurrent writes.
+type syncBuffer struct{ testkit.LogBuffer }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
+// lines returns the access lines written, as JSON objects.
 func (s *syncBuffer) lines() []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(s.String()), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "access" {
 			out = append(out, m)
@@ -111,10 +99,7 @@ func TestAccessLog(t *testing.T) {
 	if id := r.header.Get("Rosetta-Error-Id"); id == "" || lines[1]["error_id"] != id {
 		t.Errorf("error_id: line %v, header %q", lines[1]["error_id"], id)
 	}
-	logs.mu.Lock()
-	leaked := strings.Contains(logs.b.String(), "secret-token")
-	logs.mu.Unlock()
-	if leaked {
+	if strings.Contains(logs.String(), "secret-token") {
 		t.Error("the access log contains a token")
 	}
 }

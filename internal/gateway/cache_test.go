@@ -155,24 +155,9 @@ routes:
 }
 
 // fakeClock is a clock that tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type fakeClock = testkit.Clock
 
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func newFakeClock() *fakeClock { return testkit.NewClock(time.Unix(1_800_000_000, 0)) }
 
 // cacheGateway is a gateway in front of a cacheBackend, with a fake
 // clock.
@@ -376,7 +361,7 @@ func TestCacheMatrix(t *testing.T) {
 
 			t.Run("miss then hit", func(t *testing.T) {
 				expectAnswer(t, "first", call("a"), "MISS", "", "")
-				g.clock.Advance(3 * time.Second)
+				g.clock.Add(3 * time.Second)
 				got := call("a")
 				expectAnswer(t, "second", got, "HIT", "3", "")
 				if got.id != "a" {
@@ -386,17 +371,17 @@ func TestCacheMatrix(t *testing.T) {
 			})
 			t.Run("ttl", func(t *testing.T) {
 				expectAnswer(t, "first", call("ttl"), "MISS", "", "")
-				g.clock.Advance(29 * time.Second)
+				g.clock.Add(29 * time.Second)
 				expectAnswer(t, "before ttl", call("ttl"), "HIT", "29", "")
-				g.clock.Advance(2 * time.Second)
+				g.clock.Add(2 * time.Second)
 				expectAnswer(t, "after ttl", call("ttl"), "MISS", "", "")
 				expectCalls(t, cb, "ttl", 2)
 			})
 			t.Run("max-age caps ttl", func(t *testing.T) {
 				expectAnswer(t, "first", call("short-1"), "MISS", "", "")
-				g.clock.Advance(4 * time.Second)
+				g.clock.Add(4 * time.Second)
 				expectAnswer(t, "within max-age", call("short-1"), "HIT", "4", "")
-				g.clock.Advance(2 * time.Second)
+				g.clock.Add(2 * time.Second)
 				expectAnswer(t, "past max-age", call("short-1"), "MISS", "", "")
 				expectCalls(t, cb, "short-1", 2)
 			})
@@ -446,7 +431,7 @@ func TestCacheMatrix(t *testing.T) {
 			})
 			t.Run("stale-while-revalidate", func(t *testing.T) {
 				expectAnswer(t, "first", call("swr-1"), "MISS", "", "")
-				g.clock.Advance(11 * time.Second)
+				g.clock.Add(11 * time.Second)
 				expectAnswer(t, "stale", call("swr-1"), "STALE", "11", "")
 				waitUntil(t, func() bool { return cb.count("swr-1") == 2 }, "the background refresh")
 				waitUntil(t, func() bool { return g.call(t, protocol, "swr-1").xcache == "HIT" }, "the refreshed entry")
@@ -537,12 +522,12 @@ func TestCacheRedisShared(t *testing.T) {
 	g2 := startCacheGateway(t, cb, "", yaml)
 	expectAnswer(t, "rest on 1", g1.call(t, "rest", "r1"), "MISS", "", "")
 	expectAnswer(t, "uri on 1", g1.call(t, "uri", "r1"), "MISS", "", "")
-	g2.clock.Advance(2 * time.Second)
+	g2.clock.Add(2 * time.Second)
 	expectAnswer(t, "rest on 2", g2.call(t, "rest", "r1"), "HIT", "2", "")
 	expectAnswer(t, "grpc on 2", g2.call(t, "grpc/relay", "r1"), "HIT", "2", "")
 	expectAnswer(t, "uri on 2", g2.call(t, "uri", "r1"), "HIT", "2", "")
 	expectCalls(t, cb, "r1", 2) // one per route: RPC and HTTP entries never meet
-	g2.clock.Advance(29 * time.Second)
+	g2.clock.Add(29 * time.Second)
 	expectAnswer(t, "expired on 2", g2.call(t, "rest", "r1"), "MISS", "", "")
 	expectAnswer(t, "refilled, on 1", g1.call(t, "rest", "r1"), "HIT", "0", "")
 	if n, err := g2.PurgeCaches(t.Context(), "", true, ""); err != nil || n != 2 {

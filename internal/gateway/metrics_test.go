@@ -350,7 +350,7 @@ func TestMetricsPolicies(t *testing.T) {
 			{"/cached/a", "MISS"}, {"/cached/a", "HIT"}, {"/cached/swr", "MISS"}, {"/cached/swr", "STALE"},
 		} {
 			if i == 3 {
-				clock.Advance(20 * time.Second)
+				clock.Add(20 * time.Second)
 			}
 			if r := do(t, "GET", url+want.path, ""); r.status != 200 || r.header.Get("X-Cache") != want.cache {
 				t.Fatalf("GET %s: %d, X-Cache %q; want 200 %s", want.path, r.status, r.header.Get("X-Cache"), want.cache)

@@ -236,9 +236,7 @@ upstreams:
 		if resp.Header.Get("Grpc-Status") != "14" || id == "" {
 			t.Fatalf("trailers-only answer: grpc-status %q, error id %q; want 14 and an ID", resp.Header.Get("Grpc-Status"), id)
 		}
-		logs.mu.Lock()
-		text := logs.b.String()
-		logs.mu.Unlock()
+		text := logs.String()
 		if !strings.Contains(text, `"msg":"grpc call failed"`) || !strings.Contains(text, id) {
 			t.Errorf("no error line with the ID %s in the log:\n%s", id, text)
 		}

@@ -24,24 +24,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // clock is a hand-moved clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type clock = testkit.Clock
 
-func newClock() *clock { return &clock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return testkit.NewClock(time.Unix(1_800_000_000, 0)) }
 
 // backend is a Fetcher that counts its calls and answers with its
 // settings.
@@ -124,11 +109,11 @@ func TestCacheHitMissTTL(t *testing.T) {
 	if r := do(t, c, k, b); r.Status != call.CacheMiss || string(r.Entry.Body) != "answer 1" {
 		t.Fatalf("first: got %v %q; want MISS answer 1", r.Status, r.Entry.Body)
 	}
-	clk.Advance(29 * time.Second)
+	clk.Add(29 * time.Second)
 	if r := do(t, c, k, b); r.Status != call.CacheHit || r.Age != 29 || string(r.Entry.Body) != "answer 1" {
 		t.Fatalf("within ttl: got %v age %d %q; want HIT 29 answer 1", r.Status, r.Age, r.Entry.Body)
 	}
-	clk.Advance(time.Second)
+	clk.Add(time.Second)
 	if r := do(t, c, k, b); r.Status != call.CacheMiss || string(r.Entry.Body) != "answer 2" {
 		t.Fatalf("at ttl: got %v %q; want MISS answer 2", r.Status, r.Entry.Body)
 	}
@@ -170,11 +155,11 @@ func TestCacheControl(t *testing.T) {
 				}
 				return
 			}
-			clk.Advance(tc.fresh)
+			clk.Add(tc.fresh)
 			if r := do(t, c, k, b); r.Status != call.CacheHit {
 				t.Errorf("after %v: got %v; want HIT", tc.fresh, r.Status)
 			}
-			clk.Advance(time.Second)
+			clk.Add(time.Second)
 			if r := do(t, c, k, b); r.Status != call.CacheMiss {
 				t.Errorf("after %v: got %v; want MISS", tc.fresh+time.Second, r.Status)
 			}
@@ -197,7 +182,7 @@ func TestCacheStaleWhileRevalidate(t *testing.T) {
 	b := &backend{}
 	k := key(c, "req", nil)
 	do(t, c, k, b)
-	clk.Advance(31 * time.Second)
+	clk.Add(31 * time.Second)
 	r := do(t, c, k, b)
 	if r.Status != call.CacheStale || string(r.Entry.Body) != "answer 1" || r.Age != 31 {
 		t.Fatalf("past ttl: got %v %q age %d; want STALE answer 1 age 31", r.Status, r.Entry.Body, r.Age)
@@ -218,7 +203,7 @@ func TestCacheStaleWhileRevalidate(t *testing.T) {
 	b2 := &backend{control: "must-revalidate"}
 	k2 := key(c, "other", nil)
 	do(t, c, k2, b2)
-	clk.Advance(31 * time.Second)
+	clk.Add(31 * time.Second)
 	if r := do(t, c, k2, b2); r.Status != call.CacheMiss {
 		t.Errorf("must-revalidate: got %v; want MISS", r.Status)
 	}
@@ -227,7 +212,7 @@ func TestCacheStaleWhileRevalidate(t *testing.T) {
 	b3 := &backend{control: "stale-while-revalidate=100"}
 	k3 := key(c3, "req", nil)
 	do(t, c3, k3, b3)
-	clk3.Advance(120 * time.Second)
+	clk3.Add(120 * time.Second)
 	if r := do(t, c3, k3, b3); r.Status != call.CacheStale {
 		t.Errorf("backend's stale-while-revalidate: got %v; want STALE", r.Status)
 	}
@@ -542,11 +527,11 @@ func TestCacheLookup(t *testing.T) {
 		t.Fatal("a lookup before any fetch hit")
 	}
 	do(t, c, k, &backend{})
-	clk.Advance(time.Second)
+	clk.Add(time.Second)
 	if r, ok := c.Lookup(context.Background(), k); !ok || r.Status != call.CacheHit || r.Age != 1 {
 		t.Errorf("got %v %v age %d; want HIT age 1", ok, r.Status, r.Age)
 	}
-	clk.Advance(time.Minute)
+	clk.Add(time.Minute)
 	if _, ok := c.Lookup(context.Background(), k); ok {
 		t.Error("an expired entry hit")
 	}
@@ -586,12 +571,12 @@ func TestRedisStore(t *testing.T) {
 	b := &backend{}
 	k := key(c1, "req", nil)
 	do(t, c1, k, b)
-	clk.Advance(3 * time.Second)
+	clk.Add(3 * time.Second)
 	r := do(t, c2, key(c2, "req", nil), b)
 	if r.Status != call.CacheHit || r.Age != 3 || string(r.Entry.Body) != "answer 1" || r.Entry.Header["x"][0] != "1" {
 		t.Fatalf("other instance: got %v age %d %q; want HIT 3 answer 1", r.Status, r.Age, r.Entry.Body)
 	}
-	clk.Advance(30 * time.Second)
+	clk.Add(30 * time.Second)
 	if r := do(t, c2, k, b); r.Status != call.CacheMiss {
 		t.Errorf("past ttl: got %v; want MISS", r.Status)
 	}

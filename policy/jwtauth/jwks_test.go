@@ -122,7 +122,7 @@ func TestJWKSRotationAndRateLimit(t *testing.T) {
 	}
 
 	// jwks_refresh_min (30s) later, an unknown kid may refetch again.
-	p.clock.Advance(30 * time.Second)
+	p.clock.Add(30 * time.Second)
 	if _, pending := p.TryCheck(k3, &policy.State{}); !pending {
 		t.Fatal("TryCheck 30s later: not pending; want a refetch due")
 	}
@@ -244,7 +244,7 @@ func TestJWKSUnavailable(t *testing.T) {
 	}
 	// The server recovers; a call after the retry gap loads the keys.
 	srv.setStatus(http.StatusOK)
-	p.clock.Advance(time.Second)
+	p.clock.Add(time.Second)
 	if err := p.Check(context.Background(), c, &policy.State{}); err != nil {
 		t.Fatalf("Check after recovery: got %v; want accepted", err)
 	}

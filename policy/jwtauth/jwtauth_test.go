@@ -352,7 +352,7 @@ func TestCache(t *testing.T) {
 	}
 
 	// A hit checks the time again: the cached token expires with the clock.
-	clock.Advance(time.Hour + 31*time.Second)
+	clock.Add(time.Hour + 31*time.Second)
 	err, _, st := check(t, p, bearer(tokens[2]))
 	if err == nil || err.Msg != "token expired" {
 		t.Fatalf("cached token past exp: got %v; want token expired", err)
@@ -380,7 +380,7 @@ func TestCachedNotBefore(t *testing.T) {
 	if err, _, _ := check(t, p, bearer(tok)); err != nil {
 		t.Fatal(err)
 	}
-	clock.Advance(-time.Second) // the clock steps back
+	clock.Add(-time.Second) // the clock steps back
 	if err, _, _ := check(t, p, bearer(tok)); err == nil || err.Msg != "token not yet valid" {
 		t.Errorf("cached token before nbf: got %v; want token not yet valid", err)
 	}
