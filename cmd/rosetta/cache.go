@@ -13,6 +13,7 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/internal/gateway"
+	"github.com/rosetta-gateway/rosetta/internal/redisclient"
 	"github.com/rosetta-gateway/rosetta/policy/cache"
 )
 
@@ -88,12 +89,12 @@ func cacheCommand(args []string, stdout, stderr io.Writer) int {
 	if !redisStore {
 		return 0
 	}
-	client, err := cache.NewRedisClient(cfg.Redis)
+	srv, err := redisclient.NewServer(cfg.Redis, cache.StoreName, nil, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "rosetta cache purge:", err)
 		return 1
 	}
-	store := cache.NewRedis(client, true, nil)
+	store := cache.NewRedis(srv, true)
 	defer store.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), purgeTimeout)
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/internal/gateway/gatewaytest"
+	"github.com/rosetta-gateway/rosetta/internal/redisclient"
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	"github.com/rosetta-gateway/rosetta/policy/cache"
 )
@@ -39,11 +40,11 @@ routes:
     plugins:
       - proxy-cache: {ttl: 30s}
 `), 0o600)
-	client, err := cache.NewRedisClient(&config.Redis{Address: rd.Addr})
+	srv, err := redisclient.NewServer(&config.Redis{Address: rd.Addr}, cache.StoreName, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := cache.NewRedis(client, true, nil)
+	store := cache.NewRedis(srv, true)
 	t.Cleanup(func() { _ = store.Close() })
 	keys := []*cache.Key{
 		{Route: "pkg.Svc.*", Resource: "/pkg.Svc/A", Sum: [32]byte{1}},

@@ -9,12 +9,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/redisclient"
 	"github.com/rosetta-gateway/rosetta/policy"
 	"github.com/rosetta-gateway/rosetta/policy/cache"
 	"github.com/rosetta-gateway/rosetta/router"
@@ -30,7 +30,7 @@ type caches struct {
 	pols    *policy.Set
 	byEntry map[*config.ProxyCache]*cache.Cache
 	list    []*cache.Cache
-	redis   *redis.Client                       // the redis block's client, when a store uses it
+	redis   *redisclient.Server                 // the redis block's server, when a store uses it
 	shared  *cache.Cache                        // the first cache on Redis: they share one keyspace
 	conns   map[string]grpc.ClientConnInterface // by gRPC upstream name
 }
@@ -65,14 +65,14 @@ func newCaches(cfg *config.Config, pols *policy.Set, ups *upstream.Set, logger *
 					cs.close()
 					return nil, errors.New("proxy-cache with store: redis needs the top-level redis block")
 				}
-				client, err := cache.NewRedisClient(cfg.Redis)
+				srv, err := redisclient.NewServer(cfg.Redis, cache.StoreName, nil, logger)
 				if err != nil {
 					cs.close()
 					return nil, fmt.Errorf("proxy-cache redis store: %w", err)
 				}
-				cs.redis = client
+				cs.redis = srv
 			}
-			store = cache.NewRedis(cs.redis, false, logger)
+			store = cache.NewRedis(cs.redis, false)
 		default:
 			store = cache.NewMemory(pc.MaxBytes.Bytes(), pc.MaxEntryBytes.Bytes())
 		}

@@ -55,7 +55,7 @@ type Server struct {
 }
 
 // NewServer returns a server for cfg named what in its log lines; now is
-// its clock (time.Now when nil).
+// its clock (time.Now when nil), log its logger (nil: discarded).
 func NewServer(cfg *config.Redis, what string, now func() time.Time, log *slog.Logger) (*Server, error) {
 	client, err := New(cfg)
 	if err != nil {
@@ -63,6 +63,9 @@ func NewServer(cfg *config.Redis, what string, now func() time.Time, log *slog.L
 	}
 	if now == nil {
 		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	SetLogger(log)
 	return &Server{Client: client, what: what, log: log, now: now}, nil

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/call"
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/redisclient"
 	"github.com/rosetta-gateway/rosetta/internal/testkit"
 )
 
@@ -560,13 +562,14 @@ func FuzzDecode(f *testing.F) {
 func TestRedisStore(t *testing.T) {
 	t.Parallel()
 	rd := testkit.StartRedis(t)
-	client, err := NewRedisClient(&config.Redis{Address: rd.Addr})
+	var logs testkit.LogBuffer
+	srv, err := redisclient.NewServer(&config.Redis{Address: rd.Addr}, StoreName, nil, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = client.Close() })
-	c1, clk := newTestCache(t, "", NewRedis(client, false, nil))
-	c2, _ := newTestCache(t, "", NewRedis(client, false, nil))
+	t.Cleanup(func() { _ = srv.Close() })
+	c1, clk := newTestCache(t, "", NewRedis(srv, false))
+	c2, _ := newTestCache(t, "", NewRedis(srv, false))
 	c2.SetClock(clk.Now)
 	b := &backend{}
 	k := key(c1, "req", nil)
@@ -597,5 +600,18 @@ func TestRedisStore(t *testing.T) {
 	rd.Stop()
 	if r, err := c1.Do(context.Background(), key(c1, "down", nil), b); err != nil || r.Status != call.CacheMiss {
 		t.Errorf("redis down: got %v, %v; want MISS", r.Status, err)
+	}
+	_, _ = c1.Do(context.Background(), key(c1, "down", nil), b) // logged once per outage
+	if got := logs.Lines("cache store unreachable; calls go to the backend until it answers again"); len(got) != 1 {
+		t.Errorf("outage log lines: %q; want one\n%s", got, logs.String())
+	}
+	// Redis back: answers are stored and hit again, and that is logged.
+	rd.Start()
+	do(t, c1, key(c1, "back", nil), b)
+	if r := do(t, c2, key(c2, "back", nil), b); r.Status != call.CacheHit {
+		t.Errorf("redis back: got %v; want HIT", r.Status)
+	}
+	if got := logs.Lines("cache store reachable again; answers are cached again"); len(got) != 1 {
+		t.Errorf("recovery log lines: %q; want one\n%s", got, logs.String())
 	}
 }

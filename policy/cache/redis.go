@@ -5,14 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/internal/redisclient"
 )
 
@@ -26,29 +22,19 @@ const KeyPrefix = "rosetta:cache:"
 // uses the same server: entries are written with an expiry (TTL plus the
 // stale window) and Redis's maxmemory policy bounds the whole. While
 // Redis is unreachable every call is a miss (answered by the backend);
-// the first failure of an outage is logged.
+// the server logs the first failure of an outage and the recovery.
 type Redis struct {
-	client *redis.Client
-	own    bool // Close closes client
-	log    *slog.Logger
-	down   atomic.Bool
-	mu     sync.Mutex
+	srv *redisclient.Server
+	own bool // Close closes srv
 }
 
-// NewRedisClient returns a client for the top-level redis block (the one
-// rate-limiting's policy: redis uses). It connects lazily.
-func NewRedisClient(cfg *config.Redis) (*redis.Client, error) {
-	return redisclient.New(cfg)
-}
+// StoreName is what a Redis store's server is called in log lines
+// (redisclient.NewServer's what).
+const StoreName = "cache store"
 
-// NewRedis returns a store on client. When own is set, Close closes the
-// client. logger may be nil.
-func NewRedis(client *redis.Client, own bool, logger *slog.Logger) *Redis {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	redisclient.SetLogger(logger)
-	return &Redis{client: client, own: own, log: logger}
+// NewRedis returns a store on srv. When own is set, Close closes srv.
+func NewRedis(srv *redisclient.Server, own bool) *Redis {
+	return &Redis{srv: srv, own: own}
 }
 
 // redisKey is the Redis key of k.
@@ -71,7 +57,7 @@ func appendNameHash(b []byte, name string) []byte {
 
 // Get reads the entry under k; a missing or unreadable one is nil.
 func (s *Redis) Get(ctx context.Context, k *Key) (*Entry, error) {
-	b, err := s.client.Get(ctx, redisKey(k)).Bytes()
+	b, err := s.srv.Client.Get(ctx, redisKey(k)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		s.up()
 		return nil, nil
@@ -93,7 +79,7 @@ func (s *Redis) Set(ctx context.Context, k *Key, e *Entry, ttl time.Duration) er
 	if ttl < time.Millisecond {
 		ttl = time.Millisecond
 	}
-	if err := s.client.Set(ctx, redisKey(k), e.encode(nil), ttl).Err(); err != nil {
+	if err := s.srv.Client.Set(ctx, redisKey(k), e.encode(nil), ttl).Err(); err != nil {
 		s.failed(err)
 		return err
 	}
@@ -102,7 +88,7 @@ func (s *Redis) Set(ctx context.Context, k *Key, e *Entry, ttl time.Duration) er
 
 // Delete deletes the entry under k.
 func (s *Redis) Delete(ctx context.Context, k *Key) error {
-	return s.client.Del(ctx, redisKey(k)).Err()
+	return s.srv.Client.Del(ctx, redisKey(k)).Err()
 }
 
 // Purge deletes the matching entries (see [Store.Purge]), scanning the
@@ -123,13 +109,13 @@ func (s *Redis) Purge(ctx context.Context, route string, allRoutes bool, resourc
 		pattern = append(pattern, ":*"...)
 	}
 	n := 0
-	it := s.client.Scan(ctx, 0, string(pattern), 1000).Iterator()
+	it := s.srv.Client.Scan(ctx, 0, string(pattern), 1000).Iterator()
 	var batch []string
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		d, err := s.client.Unlink(ctx, batch...).Result()
+		d, err := s.srv.Client.Unlink(ctx, batch...).Result()
 		n += int(d)
 		batch = batch[:0]
 		return err
@@ -151,29 +137,19 @@ func (s *Redis) Purge(ctx context.Context, route string, allRoutes bool, resourc
 // Close closes the client when the store owns it.
 func (s *Redis) Close() error {
 	if s.own {
-		return s.client.Close()
+		return s.srv.Close()
 	}
 	return nil
 }
 
-// failed logs the first failure of an outage.
+// failed records a failed command; a canceled caller is not an outage.
 func (s *Redis) failed(err error) {
-	if s.down.Load() || errors.Is(err, context.Canceled) {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.down.CompareAndSwap(false, true) {
-		s.log.Warn("cache store unreachable; calls go to the backend until it answers again",
-			"redis", s.client.Options().Addr, "error", err)
+	if !errors.Is(err, context.Canceled) {
+		s.srv.Failed(err, "calls go to the backend")
 	}
 }
 
-// up logs the end of an outage.
-func (s *Redis) up() {
-	if s.down.Load() && s.down.CompareAndSwap(true, false) {
-		s.log.Info("cache store reachable again", "redis", s.client.Options().Addr)
-	}
-}
+// up records a command Redis answered.
+func (s *Redis) up() { s.srv.Succeeded("answers are cached again") }
 
 var _ Store = (*Redis)(nil)
