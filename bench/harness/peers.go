@@ -132,7 +132,10 @@ upstreams:
 websocket:
   idle_timeout: 0s
 `, addr, h3Addr, e.backend)
-	file := filepath.Join(e.dir, "rosetta.yaml")
+	file, err := e.rosettaConfigFile("rosetta.yaml")
+	if err != nil {
+		return nil, err
+	}
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -180,7 +183,10 @@ upstreams:
   bench:
     targets: %s
 `, addr, yamlList(targets)) + extra
-	file := filepath.Join(e.dir, "rosetta-"+v+".yaml")
+	file, err := e.rosettaConfigFile("rosetta-" + v + ".yaml")
+	if err != nil {
+		return nil, err
+	}
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -193,6 +199,19 @@ upstreams:
 		return nil, err
 	}
 	return &peer{key: peerRosetta, proc: p, addr: addr, backends: backends}, nil
+}
+
+// rosettaConfigFile is the path of a Rosetta config file, in a directory
+// of its own: Rosetta watches its config's directory for changes (hot
+// reload), so the busy files of the run (h2load's latency log, the
+// processes' logs) must not be written beside it, as no deployment would
+// write them beside its config.
+func (e *env) rosettaConfigFile(name string) (string, error) {
+	dir := filepath.Join(e.dir, "rosetta-config")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, name), nil
 }
 
 // yamlList is a flow-style YAML list of quoted strings.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -377,6 +378,7 @@ func (g *Gateway) Watch() error {
 	// file is checked once at the start too.
 	fire := make(chan struct{}, 1)
 	fire <- struct{}{}
+	names := watchedNames(file)
 	go func() {
 		defer g.reload.watchWG.Done()
 		defer w.Close()
@@ -388,9 +390,12 @@ func (g *Gateway) Watch() error {
 					timer.Stop()
 				}
 				return
-			case _, ok := <-w.Events:
+			case ev, ok := <-w.Events:
 				if !ok {
 					return
+				}
+				if !names.has(ev.Name) {
+					continue // another file of the directory (a busy log must not postpone reloads)
 				}
 				if timer == nil {
 					timer = time.AfterFunc(250*time.Millisecond, func() {
@@ -411,6 +416,7 @@ func (g *Gateway) Watch() error {
 				// Any change in the directory (an editor's rename, a
 				// ConfigMap's symlink swap) counts when the file's content
 				// changed.
+				names = watchedNames(file)
 				if now := fileStamp(file); now != last {
 					last = now
 					g.logger.Info("config file changed; reloading", "file", file)
@@ -420,6 +426,29 @@ func (g *Gateway) Watch() error {
 		}
 	}()
 	return nil
+}
+
+// configNames are the names in the config file's directory whose events
+// can change what the file holds.
+type configNames struct{ file, link string }
+
+// watchedNames returns them: the file's own name, and, when the file is
+// a symbolic link, the first element of a relative target (a ConfigMap's
+// "..data").
+func watchedNames(file string) configNames {
+	n := configNames{file: filepath.Base(file)}
+	if target, err := os.Readlink(file); err == nil && !filepath.IsAbs(target) {
+		n.link, _, _ = strings.Cut(filepath.ToSlash(target), "/")
+	}
+	return n
+}
+
+// has reports whether an event on path concerns the config: its own
+// name, its link's, or a name starting with ".." (Kubernetes writes a
+// ConfigMap's new content under "..<timestamp>" and swaps "..data").
+func (n configNames) has(path string) bool {
+	base := filepath.Base(path)
+	return base == n.file || base == n.link && n.link != "" || strings.HasPrefix(base, "..")
 }
 
 // fileStamp identifies a file's current content cheaply: its resolved

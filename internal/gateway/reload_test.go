@@ -895,6 +895,47 @@ http:
 	}
 }
 
+// TestWatchBusyDirectory: a file written without pause beside the config
+// (a log) does not hold a change back. Every event of the directory used
+// to restart the 250 ms debounce, so the reload never came.
+func TestWatchBusyDirectory(t *testing.T) {
+	t.Parallel()
+	be := testkit.StartBackend(t)
+	r := startReloadGateway(t, "", map[string]string{"A": be.Addr}, reloadConfig(""))
+	if err := r.g.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	busy, err := os.Create(filepath.Join(filepath.Dir(r.file), "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer busy.Close()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_, _ = busy.WriteString("a line\n")
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	r.write(t, reloadConfig(`
+http:
+  rules:
+    - selector: rosetta.testing.v1.EchoService.Configured
+      get: /v2/configured/{id}
+`))
+	waitStatus(t, r.g, "version 2 loaded while the log is written", func(st admin.ConfigStatus) bool { return st.Version == 2 && st.OK })
+}
+
 // TestWatchConfigMapSwap: Watch follows a config file mounted from a
 // Kubernetes ConfigMap: rosetta.yaml is a symlink to ..data/rosetta.yaml,
 // ..data a symlink to a timestamped directory, and an update writes a
