@@ -90,6 +90,8 @@ type Server struct {
 	certs   *certStore   // nil when cleartext
 	h1      *http1Config // HTTP/1.x head checks
 	h3      *h3Server    // nil unless http3 is on
+	lane    *lane        // HTTP/1.1 requests net/http need not see (http1_lane.go)
+	handoff *handoffListener
 	tcp     net.Listener
 	ln      net.Listener // tcp, wrapped by TLS or by the cleartext sniffer
 	logger  *slog.Logger
@@ -110,7 +112,7 @@ func NewServer(cfg config.Listener, h http.Handler, logger *slog.Logger) (*Serve
 	if cfg.HTTP3 && cfg.TLS == nil {
 		return nil, errors.New("http3 needs tls: add tls: {cert: ..., key: ...} or tls: {self_signed: true} to the listener")
 	}
-	s := &Server{cfg: cfg, handler: limitBody(h, cfg.MaxBodyBytes), logger: logger, errs: make(chan error, 2)}
+	s := &Server{cfg: cfg, handler: limitBody(h, cfg.MaxBodyBytes), logger: logger, errs: make(chan error, 3)}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	if cfg.TLS != nil {
@@ -287,14 +289,20 @@ func (s *Server) InterceptHTTP2(fn func(*h2.Stream, *h2.RequestHead) h2.Events) 
 func (s *Server) Serve() {
 	s.served = true
 	s.h2.Handler = s.srv.Handler
-	s.wg.Add(1)
+	s.handoff = newHandoffListener(s.ln.Addr())
+	s.lane = newLane(s, s.srv.Handler, s.handoff)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		err := s.srv.Serve(s.ln)
+		err := s.srv.Serve(s.handoff)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
 		s.errs <- err
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.errs <- s.acceptLoop()
 	}()
 	if s.h3 != nil {
 		s.wg.Add(1)
@@ -329,9 +337,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	} else {
 		h3done <- nil
 	}
+	// Stop accepting; then the lane's connections and net/http's end
+	// together.
+	_ = s.ln.Close()
+	laneDone := make(chan error, 1)
+	go func() { laneDone <- s.lane.shutdown(ctx) }()
 	var errs []error
 	if err := s.srv.Shutdown(ctx); err != nil {
 		_ = s.srv.Close()
+		errs = append(errs, err)
+	}
+	if err := <-laneDone; err != nil && (len(errs) == 0 || !errors.Is(err, ctx.Err())) {
 		errs = append(errs, err)
 	}
 	if err := <-h3done; err != nil && (len(errs) == 0 || !errors.Is(err, ctx.Err())) {

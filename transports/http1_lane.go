@@ -1,0 +1,518 @@
+package transports
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The HTTP/1.1 lane serves the plain requests of the listener's HTTP/1.x
+// connections itself, without net/http: a request without a body, in
+// HTTP/1.1, with an origin-form target, one Host and no Expect, Upgrade
+// or CONNECT (the GETs and HEADs of REST reads, cache hits, SSE and
+// streams). Such a request costs net/http a goroutine and three or four
+// deadline changes for its background read (which ends the request's
+// context when the client goes away); the lane watches the connection
+// only when something asks for that: when the request's context is first
+// waited on (Done or AfterFunc). A cache hit or a static answer pays for
+// neither.
+//
+// Any other request, and everything after it on the connection, is handed
+// to net/http with the head still buffered in the http1Conn, which hands
+// it on as it does for connections net/http reads from the start: a
+// connection is served by the lane until its first request the lane does
+// not take. Refused heads, h2c prefaces, HTTP/1.0, bodies and upgrades
+// all go that way, so net/http stays the reference for every answer but
+// the plain ones.
+
+// lane serves HTTP/1.1 connections of one listener.
+type lane struct {
+	s       *Server
+	handler http.Handler
+	handoff *handoffListener
+
+	mu      sync.Mutex
+	conns   map[*laneConn]struct{}
+	closing atomic.Bool
+	wg      sync.WaitGroup
+}
+
+func newLane(s *Server, h http.Handler, handoff *handoffListener) *lane {
+	return &lane{s: s, handler: h, handoff: handoff, conns: map[*laneConn]struct{}{}}
+}
+
+// laneConn is one connection the lane serves.
+type laneConn struct {
+	l    *lane
+	nc   net.Conn // what net/http gets on hand-off: the http1Conn or http1TLSConn
+	hc   *http1Conn
+	tls  *tls.ConnectionState
+	idle atomic.Bool // waiting for a request with nothing buffered
+
+	// The background read that ends a request's context when the client
+	// goes away (started by reqCtx.watch).
+	watching bool
+	watchWG  sync.WaitGroup
+	reqStart time.Time
+
+	// Per request, reused: the Request net/http's WithContext copies.
+	tmpl http.Request
+}
+
+// serve serves conn until it ends or is handed to net/http.
+func (l *lane) serve(nc net.Conn) {
+	lc := &laneConn{l: l, nc: nc, hc: nc.(http1Gated).gate()}
+	if tc, ok := nc.(*http1TLSConn); ok {
+		st := tc.tls.ConnectionState()
+		lc.tls = &st
+	}
+	if !l.add(lc) {
+		_ = nc.Close()
+		return
+	}
+	first := true
+	for {
+		next, handoff := lc.serveOne(first)
+		first = false
+		if next {
+			continue
+		}
+		l.remove(lc)
+		if handoff {
+			lc.hc.state.Store(int32(http.StateNew))
+			l.handoff.give(nc)
+		} else {
+			_ = lc.closeConn()
+		}
+		return
+	}
+}
+
+func (l *lane) add(lc *laneConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing.Load() {
+		return false
+	}
+	l.conns[lc] = struct{}{}
+	l.wg.Add(1)
+	return true
+}
+
+func (l *lane) remove(lc *laneConn) {
+	l.mu.Lock()
+	delete(l.conns, lc)
+	l.mu.Unlock()
+	l.wg.Done()
+}
+
+// shutdown closes the idle connections and waits for the others to end
+// their request, until ctx ends; then it closes them too.
+func (l *lane) shutdown(ctx context.Context) error {
+	l.closing.Store(true)
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		l.mu.Lock()
+		for lc := range l.conns {
+			if lc.idle.Load() {
+				_ = lc.nc.Close()
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			l.mu.Lock()
+			for lc := range l.conns {
+				_ = lc.nc.Close()
+			}
+			l.mu.Unlock()
+			<-done
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// closeConn closes the connection after a response that ends it: the
+// write side first, so that the client reads the response before the
+// close.
+func (lc *laneConn) closeConn() error {
+	_ = lc.hc.CloseWrite()
+	return lc.nc.Close()
+}
+
+// headState is what waiting for a head ended with.
+type headState uint8
+
+const (
+	headReady   headState = iota // a checked head is buffered
+	headHandoff                  // net/http must read what is buffered (a refusal, a partial head)
+	headClosed                   // the connection ended or timed out between requests
+)
+
+// readHead waits until the next head is buffered whole and checked, as
+// http1Conn.readHead does, without handing it on.
+func (lc *laneConn) readHead() headState {
+	hc := lc.hc
+	cfg := lc.l.s.cfg
+	for {
+		if hc.r < hc.w {
+			done, e := hc.head.scan(hc.buf[hc.r:hc.w], hc.cfg.limits)
+			switch {
+			case e != nil:
+				hc.refusal, hc.mode = e, modeRefuse
+				return headHandoff
+			case done:
+				return headReady
+			}
+		}
+		if hc.err != nil {
+			if hc.r < hc.w {
+				return headHandoff // net/http answers an incomplete head if it can
+			}
+			return headClosed
+		}
+		if hc.r == hc.w {
+			if lc.l.closing.Load() {
+				return headClosed
+			}
+			// Between requests: the idle timeout (else the read timeout)
+			// bounds the wait, as in net/http.
+			idle := time.Duration(cfg.IdleTimeout)
+			if idle <= 0 {
+				idle = time.Duration(cfg.ReadTimeout)
+			}
+			var dl time.Time
+			if idle > 0 {
+				dl = time.Now().Add(idle)
+			}
+			_ = hc.Conn.SetReadDeadline(dl)
+			lc.idle.Store(true)
+			if lc.l.closing.Load() {
+				lc.idle.Store(false)
+				return headClosed
+			}
+		} else if hc.started.IsZero() {
+			// A head has begun: read_header_timeout counts from its first
+			// byte.
+			hc.started = time.Now()
+			var dl time.Time
+			if hc.cfg.readHeaderTimeout > 0 {
+				dl = hc.started.Add(hc.cfg.readHeaderTimeout)
+			}
+			_ = hc.Conn.SetReadDeadline(dl)
+		}
+		hc.grow()
+		n, err := hc.Conn.Read(hc.buf[hc.w:])
+		lc.idle.Store(false)
+		hc.w += n
+		if err != nil {
+			if isTimeout(err) {
+				if n == 0 {
+					return headClosed
+				}
+				continue
+			}
+			hc.err = err
+		}
+	}
+}
+
+// serveOne reads the next request and serves it. next: serve another;
+// else handoff says whether net/http takes the connection (the head
+// still buffered) or it ends.
+func (lc *laneConn) serveOne(first bool) (next, handoff bool) {
+	hc := lc.hc
+	hc.state.Store(int32(http.StateIdle))
+	switch lc.readHead() {
+	case headHandoff:
+		return false, true
+	case headClosed:
+		return false, false
+	}
+	h := &hc.head
+	if h.pri && !first {
+		// An HTTP/2 preface after HTTP/1 requests: refused as net/http
+		// would refuse it on a connection it read from the start.
+		hc.refusal, hc.mode = errPreface, modeRefuse
+		return false, true
+	}
+	if h.pri || h.connect || h.upgrade || h.http10 || h.te > 0 || h.cl > 0 {
+		return false, true
+	}
+	start := time.Now()
+	req, ok := lc.parse(hc.buf[hc.r+h.lead : hc.r+h.off])
+	if !ok {
+		return false, true
+	}
+	// The head is the lane's: consume it.
+	hc.r += h.off
+	h.reset()
+	hc.started = time.Time{}
+	if hc.r == hc.w && hc.err == nil {
+		hc.releaseBuffer()
+	}
+	hc.state.Store(int32(http.StateActive))
+	if wt := time.Duration(lc.l.s.cfg.WriteTimeout); wt > 0 {
+		_ = hc.Conn.SetWriteDeadline(start.Add(wt))
+	}
+	lc.reqStart = start
+	ex := &exchange{}
+	ex.ctx.lc = lc
+	ex.w.init(lc, req)
+	req = req.WithContext(&ex.ctx)
+	ex.w.req = req
+	if !lc.run(&ex.w, req) {
+		ex.ctx.cancel(context.Canceled)
+		lc.stopWatch()
+		ex.w.release()
+		return false, false
+	}
+	ex.w.finish()
+	ex.ctx.cancel(context.Canceled)
+	lc.stopWatch()
+	ex.w.release()
+	if ex.w.closeAfter || lc.l.closing.Load() {
+		return false, false
+	}
+	if hc.err != nil && hc.r == hc.w {
+		return false, false
+	}
+	return true, false
+}
+
+// exchange is one request's context and response writer, allocated
+// together.
+type exchange struct {
+	ctx reqCtx
+	w   laneResponse
+}
+
+// run calls the handler; false when it panicked (the connection is then
+// closed without an answer, as net/http does).
+func (lc *laneConn) run(w *laneResponse, req *http.Request) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			ok = false
+			if v != http.ErrAbortHandler {
+				buf := make([]byte, 64<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				lc.l.s.logger.Error("http: panic serving "+lc.nc.RemoteAddr().String(),
+					"panic", fmt.Sprint(v), "stack", string(buf))
+			}
+		}
+	}()
+	lc.l.handler.ServeHTTP(w, req)
+	return true
+}
+
+// parse builds the Request of a checked head (without its leading CR and
+// LF bytes), or reports that the lane does not take it. Every string of
+// the request (target, header keys that come canonical, values) is a
+// slice of one copy of the head.
+func (lc *laneConn) parse(head []byte) (*http.Request, bool) {
+	s := string(head)
+	eol := strings.IndexByte(s, '\n')
+	line := strings.TrimSuffix(s[:eol], "\r")
+	sp1 := strings.IndexByte(line, ' ')
+	method, rest := line[:sp1], line[sp1+1:]
+	sp2 := strings.IndexByte(rest, ' ')
+	target, version := rest[:sp2], rest[sp2+1:]
+	if version != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
+		return nil, false
+	}
+	fields := lc.hc.head.fields
+	hdr := make(http.Header, fields)
+	vals := make([]string, fields)
+	var host string
+	hosts, k := 0, 0
+	closeConn := false
+	for s = s[eol+1:]; ; {
+		eol = strings.IndexByte(s, '\n')
+		line, s = strings.TrimSuffix(s[:eol], "\r"), s[eol+1:]
+		if line == "" {
+			break
+		}
+		colon := strings.IndexByte(line, ':')
+		key, value := canonicalKey(line[:colon]), trimOWSString(line[colon+1:])
+		switch key {
+		case "Host":
+			host, hosts = value, hosts+1
+			continue
+		case "Expect":
+			return nil, false // 100-continue and friends: net/http's
+		case "Connection":
+			closeConn = closeConn || hasToken(value, "close")
+		}
+		if vv, ok := hdr[key]; ok {
+			hdr[key] = append(vv, value)
+			continue
+		}
+		vals[k] = value
+		hdr[key] = vals[k : k+1 : k+1]
+		k++
+	}
+	if hosts != 1 || !validHost(host) {
+		return nil, false // net/http answers 400
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return nil, false
+	}
+	// As net/http: "Pragma: no-cache" alone means "Cache-Control: no-cache".
+	if pv, ok := hdr["Pragma"]; ok && len(pv) > 0 && pv[0] == "no-cache" {
+		if _, ok := hdr["Cache-Control"]; !ok {
+			hdr["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+	r := &lc.tmpl
+	*r = http.Request{
+		Method:     method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     hdr,
+		Body:       http.NoBody,
+		Host:       host,
+		RemoteAddr: lc.nc.RemoteAddr().String(),
+		RequestURI: target,
+		TLS:        lc.tls,
+		Close:      closeConn,
+	}
+	return r, true
+}
+
+// startWatch starts the background read for x: a client that closes the
+// connection (or resets it) while the handler runs ends x. Called with
+// x.mu held, at most once per request.
+func (lc *laneConn) startWatch(x *reqCtx) {
+	hc := lc.hc
+	if hc.err != nil || hc.r < hc.w {
+		// Gone already, or pipelined bytes wait: nothing to watch, as in
+		// net/http once the next request has begun.
+		if hc.err != nil && !isTimeout(hc.err) {
+			go x.cancel(context.Canceled)
+		}
+		return
+	}
+	var dl time.Time
+	if rt := time.Duration(lc.l.s.cfg.ReadTimeout); rt > 0 {
+		dl = lc.reqStart.Add(rt)
+	}
+	_ = hc.Conn.SetReadDeadline(dl)
+	hc.grow()
+	lc.watching = true
+	lc.watchWG.Add(1)
+	go lc.watch(x)
+}
+
+// watch is the background read: bytes (the next request, pipelined) are
+// kept for the next head; an end of file or error ends x.
+func (lc *laneConn) watch(x *reqCtx) {
+	defer lc.watchWG.Done()
+	hc := lc.hc
+	n, err := hc.Conn.Read(hc.buf[hc.w:])
+	hc.w += n
+	if err == nil || isTimeout(err) {
+		return
+	}
+	hc.err = err
+	if n == 0 {
+		x.cancel(context.Canceled)
+	}
+}
+
+// stopWatch ends the background read, if one runs, and waits for it.
+func (lc *laneConn) stopWatch() {
+	if !lc.watching {
+		return
+	}
+	lc.watching = false
+	_ = lc.hc.Conn.SetReadDeadline(aLongTimeAgo)
+	lc.watchWG.Wait()
+}
+
+// aLongTimeAgo is a deadline that has passed: it ends a blocked read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// handoffListener is the listener net/http serves: the connections (or
+// the rest of them) the lane does not serve.
+type handoffListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newHandoffListener(addr net.Addr) *handoffListener {
+	return &handoffListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// Accept returns the next connection handed to net/http.
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// give hands c to net/http; after Close, it closes c.
+func (l *handoffListener) give(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		_ = c.Close()
+	}
+}
+
+// Close ends Accept (net/http's Shutdown calls it).
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+// Addr returns the listener's TCP address.
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// acceptLoop accepts the listener's connections: HTTP/1.x ones go to the
+// lane, the others (HTTP/2 by ALPN) straight to net/http.
+func (s *Server) acceptLoop() error {
+	var delay time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: back off as net/http
+			// does, up to a second.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.logger.Debug("accept failed; retrying", "error", err, "delay", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		if _, ok := c.(http1Gated); ok {
+			go s.lane.serve(c)
+			continue
+		}
+		s.handoff.give(c)
+	}
+}

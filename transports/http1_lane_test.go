@@ -1,0 +1,363 @@
+package transports
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rosetta-gateway/rosetta/config"
+)
+
+// laneHandler answers by path, for the lane's framing cases; /echo
+// returns the request as the handler saw it.
+func laneHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/small", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	})
+	mux.HandleFunc("/sniff", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "<html><body>hi</body></html>")
+	})
+	mux.HandleFunc("/large", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, strings.Repeat("x", 10000))
+	})
+	mux.HandleFunc("/flushed", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "one,")
+		http.NewResponseController(w).Flush()
+		_, _ = io.WriteString(w, "two")
+	})
+	mux.HandleFunc("/empty", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("/nocontent", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+		_, _ = io.WriteString(w, "dropped")
+	})
+	mux.HandleFunc("/length", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "5")
+		_, _ = io.WriteString(w, "hello")
+	})
+	mux.HandleFunc("/trailers", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Declared")
+		_, _ = io.WriteString(w, "body")
+		w.Header().Set("X-Declared", "d")
+		w.Header().Set(http.TrailerPrefix+"X-Late", "l")
+	})
+	mux.HandleFunc("/newline", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Bad", "a\r\nInjected: yes")
+		_, _ = io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("/teapot", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "short and stout", http.StatusTeapot)
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %s host=%s ua=%q hosthdr=%q body=%q", r.Method, r.RequestURI, r.Proto,
+			r.Host, r.Header.Get("User-Agent"), r.Header.Get("Host"), body)
+	})
+	return mux
+}
+
+// TestHTTP1LaneMatchesNetHTTP sends the same requests to a listener and
+// to a bare net/http server with the same handler: status, framing,
+// headers (but Date) and body must agree, for answers the lane writes
+// (small, sniffed, large and chunked, flushed, empty, 204, a set
+// Content-Length, trailers, a value with a line break, HEAD) and for
+// requests it hands to net/http (POST, HTTP/1.0).
+func TestHTTP1LaneMatchesNetHTTP(t *testing.T) {
+	s := startServer(t, listenerConfig(), laneHandler(), nil)
+	ref := httptest.NewServer(laneHandler())
+	defer ref.Close()
+	reqs := []string{
+		"GET /small HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /sniff HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /large HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /flushed HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /empty HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /nocontent HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /length HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /trailers HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /newline HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /teapot HTTP/1.1\r\nHost: a\r\n\r\n",
+		"HEAD /small HTTP/1.1\r\nHost: a\r\n\r\n",
+		"HEAD /large HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /echo?q=1&r=%20 HTTP/1.1\r\nhost: a.test\r\nuser-agent: lane\r\npragma: no-cache\r\n\r\n",
+		"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+		"GET /echo HTTP/1.0\r\nHost: a\r\n\r\n",
+	}
+	for _, req := range reqs {
+		line := req[:strings.Index(req, "\r\n")]
+		got := laneExchange(t, s.Addr().String(), req)
+		want := laneExchange(t, ref.Listener.Addr().String(), req)
+		if got != want {
+			t.Errorf("%s:\n lane:     %q\n net/http: %q", line, got, want)
+		}
+	}
+}
+
+// laneExchange sends one request on a new connection and renders the
+// answer: status, framing, header fields (Date left out), body, trailers.
+func laneExchange(t *testing.T, addr, req string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	method := req[:strings.IndexByte(req, ' ')]
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("%s: %v", req, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: body: %v", req, err)
+	}
+	resp.Header.Del("Date")
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s len=%d te=%v close=%v\n", resp.Proto, resp.Status, resp.ContentLength, resp.TransferEncoding, resp.Close)
+	_ = resp.Header.Write(&b)
+	fmt.Fprintf(&b, "body=%q trailer=%v", body, resp.Trailer)
+	return b.String()
+}
+
+// TestHTTP1LaneConnection: one connection carries requests the lane
+// serves, a pipelined pair, a request it hands to net/http (a POST with a
+// body) and more after it; every answer comes in order.
+func TestHTTP1LaneConnection(t *testing.T) {
+	s := startServer(t, listenerConfig(), laneHandler(), nil)
+	conn, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	exchange := func(send string, want ...string) {
+		t.Helper()
+		if _, err := io.WriteString(conn, send); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range want {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("reading the answer to %q: %v", send, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if string(b) != w {
+				t.Fatalf("answer %q; want %q", b, w)
+			}
+		}
+	}
+	exchange("GET /echo HTTP/1.1\r\nHost: a\r\n\r\n", `GET /echo HTTP/1.1 host=a ua="" hosthdr="" body=""`)
+	exchange("GET /echo?1 HTTP/1.1\r\nHost: a\r\n\r\nGET /echo?2 HTTP/1.1\r\nHost: a\r\n\r\n",
+		`GET /echo?1 HTTP/1.1 host=a ua="" hosthdr="" body=""`, `GET /echo?2 HTTP/1.1 host=a ua="" hosthdr="" body=""`)
+	exchange("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", `POST /echo HTTP/1.1 host=a ua="" hosthdr="" body="hello"`)
+	exchange("GET /large HTTP/1.1\r\nHost: a\r\n\r\n", strings.Repeat("x", 10000))
+	exchange("GET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", `GET /echo HTTP/1.1 host=a ua="" hosthdr="" body=""`)
+	if n, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after Connection: close: read %v, %v; want the connection closed", n, err)
+	}
+}
+
+// TestHTTP1LaneContext: a handler that waits on its request's context
+// sees it end when the client goes away, and the context ends when the
+// handler returns; a request whose context nobody waits on still gets
+// its answer.
+func TestHTTP1LaneContext(t *testing.T) {
+	gone := make(chan error, 1)
+	after := make(chan error, 1)
+	var local atomic.Value
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local.Store(fmt.Sprint(r.Context().Value(http.LocalAddrContextKey)))
+		switch r.URL.Path {
+		case "/wait":
+			ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+			defer cancel()
+			<-ctx.Done()
+			gone <- r.Context().Err()
+		case "/spawn":
+			ctx := r.Context()
+			go func() { <-ctx.Done(); after <- ctx.Err() }()
+			_, _ = io.WriteString(w, "spawned")
+		}
+	})
+	s := startServer(t, listenerConfig(), h, nil)
+	conn, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(conn, "GET /wait HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(50 * time.Millisecond) // let the handler start waiting (the test holds either way)
+	_ = conn.Close()
+	select {
+	case err := <-gone:
+		if err != context.Canceled {
+			t.Errorf("the request context after the client left: %v; want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's context did not end when the client closed the connection")
+	}
+	resp, body, err := get(&http.Client{Timeout: 5 * time.Second}, "http://"+s.Addr().String()+"/spawn")
+	if err != nil || resp.StatusCode != 200 || body != "spawned" {
+		t.Fatalf("GET /spawn: %v %v %q", resp, err, body)
+	}
+	select {
+	case err := <-after:
+		if err != context.Canceled {
+			t.Errorf("the context after the handler returned: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request context did not end when the handler returned")
+	}
+	if got := local.Load(); got != s.Addr().String() {
+		t.Errorf("LocalAddrContextKey: %v; want %s", got, s.Addr())
+	}
+}
+
+// TestHTTP1LanePanic: a handler's panic closes that connection without
+// an answer and is logged; the listener goes on serving.
+func TestHTTP1LanePanic(t *testing.T) {
+	logger, logs := newLogger()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/panic" {
+			panic("boom")
+		}
+		_, _ = io.WriteString(w, "fine")
+	})
+	s := startServer(t, listenerConfig(), h, logger)
+	if got := rawExchange(t, s.Addr().String(), []byte("GET /panic HTTP/1.1\r\nHost: a\r\n\r\n"), false); got != "" {
+		t.Errorf("answer to a request whose handler panicked: %q; want none (closed)", got)
+	}
+	if !strings.Contains(logs.String(), "panic serving") || !strings.Contains(logs.String(), "boom") {
+		t.Errorf("log: %s; want the panic", logs.String())
+	}
+	plainGet(t, "http://"+s.Addr().String()+"/ok")
+}
+
+// TestHTTP1LaneIdleTimeout: a kept-alive connection with no request for
+// idle_timeout is closed.
+func TestHTTP1LaneIdleTimeout(t *testing.T) {
+	cfg := listenerConfig()
+	cfg.IdleTimeout = config.Duration(200 * time.Millisecond)
+	s := startServer(t, cfg, laneHandler(), nil)
+	conn, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(conn, "GET /small HTTP/1.1\r\nHost: a\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: %v; want closed by the server (EOF)", err)
+	}
+}
+
+// TestHTTP1LaneShutdown: Shutdown closes idle connections and lets a
+// request in progress finish, its answer saying Connection: close.
+func TestHTTP1LaneShutdown(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(started)
+			<-release
+		}
+		_, _ = io.WriteString(w, "done")
+	})
+	s := newServer(t, listenerConfig(), h, nil)
+	s.Serve()
+	addr := s.Addr().String()
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	_ = idle.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(idle, "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+	ibr := bufio.NewReader(idle)
+	if resp, err := http.ReadResponse(ibr, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_ = busy.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-started
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	if _, err := ibr.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection at shutdown: %v; want closed", err)
+	}
+	close(release)
+	resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
+	if err != nil {
+		t.Fatalf("the request in progress at shutdown: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "done" || !resp.Close {
+		t.Errorf("answer during shutdown: %q close=%v; want done, Connection: close", b, resp.Close)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
+
+// BenchmarkHTTP1Lane measures a small GET answered by the lane, over
+// kept-alive connections on a real socket.
+func BenchmarkHTTP1Lane(b *testing.B) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"42","name":"a small answer"}`)
+	})
+	s, err := NewServer(listenerConfig(), h, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		b.Fatal(err)
+	}
+	s.Serve()
+	defer func() { _ = s.Shutdown(context.Background()) }()
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	url := "http://" + s.Addr().String() + "/item"
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := c.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+}
