@@ -192,7 +192,7 @@ func limitBody(h http.Handler, max int64) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && !isEnvelopedStream(r.Header.Get("Content-Type")) {
+		if r.Body != nil && r.Body != http.NoBody && !isEnvelopedStream(r.Header.Get("Content-Type")) {
 			r.Body = http.MaxBytesReader(w, r.Body, max)
 		}
 		h.ServeHTTP(w, r)

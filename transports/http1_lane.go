@@ -57,6 +57,7 @@ type laneConn struct {
 	hc   *http1Conn
 	tls  *tls.ConnectionState
 	idle atomic.Bool // waiting for a request with nothing buffered
+	peer string      // the client's address, as Request.RemoteAddr
 
 	// The background read that ends a request's context when the client
 	// goes away (started by reqCtx.watch).
@@ -64,13 +65,14 @@ type laneConn struct {
 	watchWG  sync.WaitGroup
 	reqStart time.Time
 
-	// Per request, reused: the Request net/http's WithContext copies.
+	// Per request, reused: the Request WithContext copies into the
+	// request's exchange.
 	tmpl http.Request
 }
 
 // serve serves conn until it ends or is handed to net/http.
 func (l *lane) serve(nc net.Conn) {
-	lc := &laneConn{l: l, nc: nc, hc: nc.(http1Gated).gate()}
+	lc := &laneConn{l: l, nc: nc, hc: nc.(http1Gated).gate(), peer: nc.RemoteAddr().String()}
 	if tc, ok := nc.(*http1TLSConn); ok {
 		st := tc.tls.ConnectionState()
 		lc.tls = &st
@@ -273,9 +275,11 @@ func (lc *laneConn) serveOne(first bool) (next, handoff bool) {
 	lc.reqStart = start
 	ex := &exchange{}
 	ex.ctx.lc = lc
+	// WithContext's copy, inlined, stays on the stack: the request lives
+	// in the exchange, one allocation with its context and writer.
+	ex.req = *req.WithContext(&ex.ctx)
+	req = &ex.req
 	ex.w.init(lc, req)
-	req = req.WithContext(&ex.ctx)
-	ex.w.req = req
 	if !lc.run(&ex.w, req) {
 		ex.ctx.cancel(context.Canceled)
 		lc.stopWatch()
@@ -300,6 +304,7 @@ func (lc *laneConn) serveOne(first bool) (next, handoff bool) {
 type exchange struct {
 	ctx reqCtx
 	w   laneResponse
+	req http.Request
 }
 
 // run calls the handler; false when it panicked (the connection is then
@@ -311,7 +316,7 @@ func (lc *laneConn) run(w *laneResponse, req *http.Request) (ok bool) {
 			if v != http.ErrAbortHandler {
 				buf := make([]byte, 64<<10)
 				buf = buf[:runtime.Stack(buf, false)]
-				lc.l.s.logger.Error("http: panic serving "+lc.nc.RemoteAddr().String(),
+				lc.l.s.logger.Error("http: panic serving "+lc.peer,
 					"panic", fmt.Sprint(v), "stack", string(buf))
 			}
 		}
@@ -389,7 +394,7 @@ func (lc *laneConn) parse(head []byte) (*http.Request, bool) {
 		Header:     hdr,
 		Body:       http.NoBody,
 		Host:       host,
-		RemoteAddr: lc.nc.RemoteAddr().String(),
+		RemoteAddr: lc.peer,
 		RequestURI: target,
 		TLS:        lc.tls,
 		Close:      closeConn,
