@@ -274,20 +274,20 @@ func (lc *laneConn) serveOne(first bool) (next, handoff bool) {
 	}
 	lc.reqStart = start
 	ex := &exchange{}
-	ex.ctx.lc = lc
+	ex.ctx.init(lc)
 	// WithContext's copy, inlined, stays on the stack: the request lives
 	// in the exchange, one allocation with its context and writer.
 	ex.req = *req.WithContext(&ex.ctx)
 	req = &ex.req
 	ex.w.init(lc, req)
 	if !lc.run(&ex.w, req) {
-		ex.ctx.cancel(context.Canceled)
+		ex.ctx.cancel()
 		lc.stopWatch()
 		ex.w.release()
 		return false, false
 	}
 	ex.w.finish()
-	ex.ctx.cancel(context.Canceled)
+	ex.ctx.cancel()
 	lc.stopWatch()
 	ex.w.release()
 	if ex.w.closeAfter || lc.l.closing.Load() {
@@ -411,7 +411,7 @@ func (lc *laneConn) startWatch(x *reqCtx) {
 		// Gone already, or pipelined bytes wait: nothing to watch, as in
 		// net/http once the next request has begun.
 		if hc.err != nil && !isTimeout(hc.err) {
-			go x.cancel(context.Canceled)
+			go x.cancel()
 		}
 		return
 	}
@@ -438,7 +438,7 @@ func (lc *laneConn) watch(x *reqCtx) {
 	}
 	hc.err = err
 	if n == 0 {
-		x.cancel(context.Canceled)
+		x.cancel()
 	}
 }
 

@@ -17,45 +17,53 @@ import (
 // reqCtx is the context of a request the lane serves. It ends when the
 // handler returns, when a write to the client fails, or when the client
 // goes away while the handler runs; the last needs a background read of
-// the connection, which starts only when someone first waits on the
-// context (Done, or AfterFunc as the context package's children use).
+// the connection, which starts only when someone waits on the context
+// (Done; the context package calls it for every child context and
+// AfterFunc) and the request is still running watchDelay later. Below it is a plain cancel context, which the context
+// package recognises as the parent of a child (through Value), so that a
+// child costs no goroutine.
 type reqCtx struct {
-	lc     *laneConn
-	mu     sync.Mutex
-	done   chan struct{} // made by the first Done
-	err    error
-	afters []*afterFunc
+	context.Context // context.WithCancel's
+	stop            context.CancelFunc
+	lc              *laneConn
+	mu              sync.Mutex
+	timer           *time.Timer // starts the background read; nil until Done
+	ended           bool
 }
 
-type afterFunc struct{ f func() }
+// watchDelay is how long a request whose context is waited on runs
+// before the lane starts watching its client: a quicker one ends before a
+// vanished client would cost the upstream anything, and spares the read
+// (a goroutine, a system call and two deadline changes).
+const watchDelay = 100 * time.Millisecond
 
-// Deadline reports no deadline.
-func (x *reqCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (x *reqCtx) init(lc *laneConn) {
+	x.lc = lc
+	x.Context, x.stop = context.WithCancel(context.Background())
+}
 
 // Done returns a channel closed when the request ends; the first call
 // starts watching the client's connection.
 func (x *reqCtx) Done() <-chan struct{} {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.done == nil {
-		x.done = make(chan struct{})
-		if x.err != nil {
-			close(x.done)
-		} else {
-			x.lc.startWatch(x)
-		}
+	if x.timer == nil && !x.ended {
+		x.timer = time.AfterFunc(watchDelay, x.watch)
 	}
-	return x.done
+	x.mu.Unlock()
+	return x.Context.Done()
 }
 
-// Err returns context.Canceled once the request has ended.
-func (x *reqCtx) Err() error {
+// watch starts the background read, unless the request has ended.
+func (x *reqCtx) watch() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.err
+	if !x.ended {
+		x.lc.startWatch(x)
+	}
 }
 
-// Value answers net/http's server and local-address keys.
+// Value answers net/http's server and local-address keys, and the
+// context package's own.
 func (x *reqCtx) Value(key any) any {
 	switch key {
 	case http.ServerContextKey:
@@ -63,54 +71,18 @@ func (x *reqCtx) Value(key any) any {
 	case http.LocalAddrContextKey:
 		return x.lc.nc.LocalAddr()
 	}
-	return nil
+	return x.Context.Value(key)
 }
 
-// AfterFunc arranges for f to run in its own goroutine once the request
-// ends (the context package uses it for the children of this context,
-// instead of a goroutine each).
-func (x *reqCtx) AfterFunc(f func()) (stop func() bool) {
+// cancel ends the request's context.
+func (x *reqCtx) cancel() {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.err != nil {
-		go f()
-		return func() bool { return false }
+	x.ended = true
+	if x.timer != nil {
+		x.timer.Stop()
 	}
-	if x.done == nil {
-		x.done = make(chan struct{})
-		x.lc.startWatch(x)
-	}
-	a := &afterFunc{f: f}
-	x.afters = append(x.afters, a)
-	return func() bool {
-		x.mu.Lock()
-		defer x.mu.Unlock()
-		i := slices.Index(x.afters, a)
-		if i < 0 {
-			return false
-		}
-		x.afters = slices.Delete(x.afters, i, i+1)
-		return true
-	}
-}
-
-// cancel ends the request's context (the first call decides).
-func (x *reqCtx) cancel(err error) {
-	x.mu.Lock()
-	if x.err != nil {
-		x.mu.Unlock()
-		return
-	}
-	x.err = err
-	if x.done != nil {
-		close(x.done)
-	}
-	afters := x.afters
-	x.afters = nil
 	x.mu.Unlock()
-	for _, a := range afters {
-		go a.f()
-	}
+	x.stop()
 }
 
 func (x *reqCtx) String() string { return "transports.laneRequestContext" }
@@ -336,7 +308,7 @@ func (w *laneResponse) noteErr(err error) {
 		w.err = err
 		w.closeAfter = true
 		if x, ok := w.req.Context().(*reqCtx); ok {
-			x.cancel(context.Canceled)
+			x.cancel()
 		}
 	}
 }
