@@ -32,6 +32,7 @@ import (
 
 	"github.com/rosetta-gateway/rosetta/config"
 	"github.com/rosetta-gateway/rosetta/internal/gateway"
+	"github.com/rosetta-gateway/rosetta/internal/gctune"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -177,6 +178,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		logger.Warn("config", "warning", w.String())
 	}
+	// A small live heap would be collected dozens of times a second under
+	// load; the tuner lets it grow to 32 MiB first (GOGC in the
+	// environment turns it off).
+	defer gctune.Start(gctune.MinHeap).Stop()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	hup, usr1 := notify(syscall.SIGHUP), notify(syscall.SIGUSR1)
