@@ -179,14 +179,14 @@ func (w *laneResponse) WriteHeader(code int) {
 	w.wroteHeader, w.status = true, code
 	w.bodyOK = code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
 	h := w.hdr
-	if cl := h.Get("Content-Length"); cl != "" {
+	if cl := headerValue(h, "Content-Length"); cl != "" {
 		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
 			w.clen = v
 		} else {
 			h.Del("Content-Length")
 		}
 	}
-	w.te = h.Get("Transfer-Encoding")
+	w.te = headerValue(h, "Transfer-Encoding")
 	if w.te == "chunked" {
 		w.chunked = true
 		h.Del("Transfer-Encoding")
@@ -194,7 +194,7 @@ func (w *laneResponse) WriteHeader(code int) {
 	_, w.declared = h["Trailer"]
 	_, w.haveType = h["Content-Type"]
 	_, w.haveDate = h["Date"]
-	w.connClose = hasToken(h.Get("Connection"), "close")
+	w.connClose = hasToken(headerValue(h, "Connection"), "close")
 	w.b.head = w.b.head[:0]
 	w.statusLine(code)
 	w.writeFields(true)
@@ -354,7 +354,7 @@ func (w *laneResponse) sendHead(final bool, next []byte) {
 	}
 	if !w.haveDate {
 		head = append(head, "Date: "...)
-		head = append(head, httpDate()...)
+		head = append(head, httpDate(w.lc.reqStart)...)
 		head = append(head, "\r\n"...)
 	}
 	if w.closeAfter && !w.connClose {
@@ -508,13 +508,12 @@ func appendFieldValue(b []byte, v string) []byte {
 	return b
 }
 
-// httpDate returns the current time in the Date format, formatted at
-// most once a second.
-func httpDate() string {
-	now := time.Now()
+// httpDate returns now (the request's start: a Date has whole seconds)
+// in the Date format, formatted at most once a second.
+func httpDate(now time.Time) string {
 	sec := now.Unix()
-	if d := cachedDate.Load(); d != nil && d.sec == sec {
-		return d.text
+	if d := cachedDate.Load(); d != nil && d.sec >= sec && d.sec-sec < 2 {
+		return d.text // this second's, or the next one's for a request that began just before it
 	}
 	d := &dateText{sec: sec, text: now.UTC().Format(http.TimeFormat)}
 	cachedDate.Store(d)
@@ -612,3 +611,12 @@ func hasToken(v, token string) bool {
 // validHost reports whether h may be a Host header's value, as net/http
 // checks it.
 func validHost(h string) bool { return httpguts.ValidHostHeader(h) }
+
+// headerValue is h.Get(key) for a canonical key, without canonicalizing
+// it again.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
