@@ -26,6 +26,9 @@ import (
 // waited on (Done or AfterFunc). A cache hit or a static answer pays for
 // neither.
 //
+// Empty lines before a request line are ignored, as RFC 9112 §2.2 says a
+// server should (net/http ignores them only after a POST).
+//
 // Any other request, and everything after it on the connection, is handed
 // to net/http with the head still buffered in the http1Conn, which hands
 // it on as it does for connections net/http reads from the start: a
@@ -253,7 +256,7 @@ func (lc *laneConn) serveOne(first bool) (next, handoff bool) {
 		hc.refusal, hc.mode = errPreface, modeRefuse
 		return false, true
 	}
-	if h.pri || h.connect || h.upgrade || h.http10 || h.te > 0 || h.cl > 0 {
+	if !h.laneTakes() {
 		return false, true
 	}
 	start := time.Now()
@@ -297,6 +300,12 @@ func (lc *laneConn) serveOne(first bool) (next, handoff bool) {
 		return false, false
 	}
 	return true, false
+}
+
+// laneTakes reports whether the lane may serve the request of a scanned
+// head: no body, no upgrade, HTTP/1.1 (parse checks the rest).
+func (h *headScan) laneTakes() bool {
+	return !h.pri && !h.connect && !h.upgrade && !h.http10 && h.te == 0 && h.cl <= 0
 }
 
 // exchange is one request's context and response writer, allocated

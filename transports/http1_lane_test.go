@@ -2,6 +2,7 @@ package transports
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -358,6 +359,54 @@ func BenchmarkHTTP1Lane(b *testing.B) {
 			}
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+		}
+	})
+}
+
+// FuzzLaneParse checks the lane's request parsing against net/http's: for
+// a head the scan accepts and the lane takes, net/http must accept it too
+// and read the same method, target, URL, Host, header and Connection:
+// close.
+func FuzzLaneParse(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"\r\nGET /x?y=1&z=%20 HTTP/1.1\r\nhost: a.test:80\r\nuser-agent: u\r\naccept: */*\r\n\r\n",
+		"GET /a HTTP/1.1\nHost: a\nX-Dup: 1\nx-dup: 2\nConnection: keep-alive, Close\n\n",
+		"HEAD /a HTTP/1.1\r\nHost: \r\nPragma: no-cache\r\nContent-Length: 0\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+		"GET //x/../y HTTP/1.1\r\nHost: [::1]:8080\r\nX_Under_Score: v \t\r\n\r\n",
+		"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET http://a/b HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n",
+		"DELETE /a HTTP/1.1\r\nHost: a b\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var h headScan
+		h.reset()
+		done, e := h.scan(b, fuzzLimits)
+		if !done || e != nil || !h.laneTakes() {
+			return
+		}
+		lc := &laneConn{peer: "192.0.2.1:1234", hc: &http1Conn{head: h}}
+		req, ok := lc.parse(b[h.lead:h.off])
+		if !ok {
+			return // net/http's to answer
+		}
+		// Empty lines before the request line: the lane ignores them, as
+		// RFC 9112 §2.2 says a server should; net/http does only after a
+		// POST, so it gets the head without them.
+		ref, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b[h.lead:h.off])))
+		if err != nil {
+			t.Fatalf("the lane took a head net/http refuses (%v): %q", err, b[:h.off])
+		}
+		delete(ref.Header, "Host") // as net/http's server does
+		got := fmt.Sprintf("%s %s %s host=%q close=%v %v", req.Method, req.RequestURI, req.URL, req.Host, req.Close, req.Header)
+		want := fmt.Sprintf("%s %s %s host=%q close=%v %v", ref.Method, ref.RequestURI, ref.URL, ref.Host, ref.Close, ref.Header)
+		if got != want {
+			t.Fatalf("head %q:\n lane:     %s\n net/http: %s", b[:h.off], got, want)
 		}
 	})
 }
