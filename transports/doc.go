@@ -5,12 +5,13 @@
 // (h2c) on a TCP port, or, with TLS, HTTP/1.1 and HTTP/2 chosen by ALPN,
 // plus HTTP/3 over QUIC on the same port number over UDP when http3 is on
 // (advertised to TCP clients with Alt-Svc). It applies the listener's
-// timeouts, size and stream limits. HTTP/1.1 requests without a body
-// (HTTP/1.1, origin-form target, one Host, no Expect or Upgrade: the GETs
-// of REST reads, cache hits, SSE) are served by the lane (http1_lane.go),
-// which costs a request no goroutine and watches the client only once
-// the request's context is waited on; any other request is handed, with
-// the rest of its connection, to net/http. HTTP/2 is served by package h2
+// timeouts, size and stream limits. Plain HTTP/1.1 requests (origin-form
+// target, one Host, no Expect or Upgrade, no body or a Content-Length
+// one: REST calls, cache hits, SSE, gRPC-Web and Connect unary) are
+// served by the lane (http1_lane.go), which costs a request no goroutine
+// and watches the client only once the request's context is waited on;
+// any other request is handed, with the rest of its connection, to
+// net/http. HTTP/2 is served by package h2
 // (installed through net/http's TLSNextProto hooks), which also lets a
 // caller take streams over frame by frame ([Server.InterceptHTTP2]);
 // HTTP/3 is quic-go's.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,15 +17,18 @@ import (
 )
 
 // The HTTP/1.1 lane serves the plain requests of the listener's HTTP/1.x
-// connections itself, without net/http: a request without a body, in
-// HTTP/1.1, with an origin-form target, one Host and no Expect, Upgrade
-// or CONNECT (the GETs and HEADs of REST reads, cache hits, SSE and
-// streams). Such a request costs net/http a goroutine and three or four
-// deadline changes for its background read (which ends the request's
-// context when the client goes away); the lane watches the connection
-// only when something asks for that: when the request's context is first
-// waited on (Done or AfterFunc). A cache hit or a static answer pays for
-// neither.
+// connections itself, without net/http: a request in HTTP/1.1 with an
+// origin-form target, one Host, no Expect, Upgrade or CONNECT, and no
+// body or a Content-Length one (REST reads and writes, cache hits, SSE
+// and streams, gRPC-Web and Connect unary calls). Such a request costs
+// net/http a goroutine and three or four deadline changes for its
+// background read (which ends the request's context when the client goes
+// away); the lane watches the connection only when something asks for
+// that: when the request's context is waited on (Done, or a child
+// context) and the request still runs watchDelay later, once its body
+// has been read. A cache hit or a quick upstream call pays for neither.
+// A body its handler leaves unread is read and dropped up to 256 KiB (as
+// net/http does); with more left, the answer closes the connection.
 //
 // Empty lines before a request line are ignored, as RFC 9112 §2.2 says a
 // server should (net/http ignores them only after a POST).
@@ -33,9 +37,9 @@ import (
 // to net/http with the head still buffered in the http1Conn, which hands
 // it on as it does for connections net/http reads from the start: a
 // connection is served by the lane until its first request the lane does
-// not take. Refused heads, h2c prefaces, HTTP/1.0, bodies and upgrades
-// all go that way, so net/http stays the reference for every answer but
-// the plain ones.
+// not take. Refused heads, h2c prefaces, HTTP/1.0, chunked bodies,
+// Expect: 100-continue and upgrades all go that way, so net/http stays
+// the reference for every answer but the plain ones.
 
 // lane serves HTTP/1.1 connections of one listener.
 type lane struct {
@@ -265,6 +269,7 @@ func (lc *laneConn) serveOne(first bool) (next, handoff bool) {
 		return false, true
 	}
 	// The head is the lane's: consume it.
+	cl := max(h.cl, 0)
 	hc.r += h.off
 	h.reset()
 	hc.started = time.Time{}
@@ -278,11 +283,28 @@ func (lc *laneConn) serveOne(first bool) (next, handoff bool) {
 	lc.reqStart = start
 	ex := &exchange{}
 	ex.ctx.init(lc)
+	if cl > 0 {
+		// The body is read as the handler asks for it, within
+		// read_timeout; the idle deadline the head was waited with no
+		// longer applies.
+		var dl time.Time
+		if rt := time.Duration(lc.l.s.cfg.ReadTimeout); rt > 0 {
+			dl = start.Add(rt)
+		}
+		_ = hc.Conn.SetReadDeadline(dl)
+		ex.body.x = &ex.ctx
+		ex.body.remain.Store(cl)
+		ex.ctx.bodyOpen = true
+		req.Body, req.ContentLength = &ex.body, cl
+	}
 	// WithContext's copy, inlined, stays on the stack: the request lives
 	// in the exchange, one allocation with its context and writer.
 	ex.req = *req.WithContext(&ex.ctx)
 	req = &ex.req
 	ex.w.init(lc, req)
+	if cl > 0 {
+		ex.w.reqBody = &ex.body
+	}
 	if !lc.run(&ex.w, req) {
 		ex.ctx.cancel()
 		lc.stopWatch()
@@ -296,6 +318,9 @@ func (lc *laneConn) serveOne(first bool) (next, handoff bool) {
 	if ex.w.closeAfter || lc.l.closing.Load() {
 		return false, false
 	}
+	if cl > 0 && !ex.body.discard() {
+		return false, false
+	}
 	if hc.err != nil && hc.r == hc.w {
 		return false, false
 	}
@@ -303,18 +328,106 @@ func (lc *laneConn) serveOne(first bool) (next, handoff bool) {
 }
 
 // laneTakes reports whether the lane may serve the request of a scanned
-// head: no body, no upgrade, HTTP/1.1 (parse checks the rest).
+// head: no body or a Content-Length one (not chunked), no upgrade,
+// HTTP/1.1 (parse checks the rest).
 func (h *headScan) laneTakes() bool {
-	return !h.pri && !h.connect && !h.upgrade && !h.http10 && h.te == 0 && h.cl <= 0
+	return !h.pri && !h.connect && !h.upgrade && !h.http10 && h.te == 0
 }
 
-// exchange is one request's context and response writer, allocated
+// exchange is one request's context, body and response writer, allocated
 // together.
 type exchange struct {
-	ctx reqCtx
-	w   laneResponse
-	req http.Request
+	ctx  reqCtx
+	w    laneResponse
+	body laneBody
+	req  http.Request
 }
+
+// maxDiscard is how much of a body its handler left unread the lane reads
+// and drops to keep the connection (net/http's 256 KiB); with more left,
+// the answer closes the connection.
+const maxDiscard = 256 << 10
+
+// laneBody is a request body of Content-Length bytes, read from the
+// connection as the handler asks (bytes that came with the head first).
+// Read is not safe for concurrent use, as any io.Reader.
+type laneBody struct {
+	x      *reqCtx
+	remain atomic.Int64
+	err    error       // the reader's
+	failed atomic.Bool // err is set: what is left will not come
+	closed atomic.Bool
+}
+
+// Read reads body bytes; a connection that ends before the body does is
+// io.ErrUnexpectedEOF.
+func (b *laneBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.closed.Load() {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	left := b.remain.Load()
+	if left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > left {
+		p = p[:left]
+	}
+	hc := b.x.lc.hc
+	var n int
+	var err error
+	switch {
+	case hc.r < hc.w:
+		n = copy(p, hc.buf[hc.r:hc.w])
+		hc.r += n
+	case hc.err != nil:
+		err = hc.err
+	default:
+		n, err = hc.Conn.Read(p)
+	}
+	if b.remain.Add(-int64(n)) == 0 {
+		b.x.bodyRead()
+		return n, nil
+	}
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		b.err = err
+		b.failed.Store(true)
+		hc.err = err
+	}
+	return n, err
+}
+
+// Close marks the body closed; what is left is dropped after the handler
+// returns (or closes the connection).
+func (b *laneBody) Close() error {
+	b.closed.Store(true)
+	return nil
+}
+
+// discard reads what the handler left of the body, up to maxDiscard,
+// within a short deadline; false: the connection must close.
+func (b *laneBody) discard() bool {
+	left := b.remain.Load()
+	if left == 0 {
+		return true
+	}
+	if left > maxDiscard || b.failed.Load() {
+		return false
+	}
+	hc := b.x.lc.hc
+	_ = hc.Conn.SetReadDeadline(time.Now().Add(discardTimeout))
+	b.closed.Store(false)
+	_, err := io.CopyN(io.Discard, b, left)
+	return err == nil
+}
+
+// discardTimeout bounds reading the rest of an unread body.
+const discardTimeout = 5 * time.Second
 
 // run calls the handler; false when it panicked (the connection is then
 // closed without an answer, as net/http does).

@@ -29,6 +29,8 @@ type reqCtx struct {
 	mu              sync.Mutex
 	timer           *time.Timer // starts the background read; nil until Done
 	ended           bool
+	bodyOpen        bool // a body is being read: the background read waits for its end
+	watchWanted     bool // the timer fired while the body was open
 }
 
 // watchDelay is how long a request whose context is waited on runs
@@ -57,7 +59,22 @@ func (x *reqCtx) Done() <-chan struct{} {
 func (x *reqCtx) watch() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if !x.ended {
+	switch {
+	case x.ended:
+	case x.bodyOpen:
+		x.watchWanted = true // the body's reader owns the connection
+	default:
+		x.lc.startWatch(x)
+	}
+}
+
+// bodyRead notes that the body has been read whole, and starts the
+// background read if it was asked for meanwhile.
+func (x *reqCtx) bodyRead() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.bodyOpen = false
+	if x.watchWanted && !x.ended {
 		x.lc.startWatch(x)
 	}
 }
@@ -113,10 +130,11 @@ var laneBufferPool = sync.Pool{New: func() any {
 // sniffed Content-Type when none is set, Date, and Connection: close
 // when the connection ends after it.
 type laneResponse struct {
-	lc  *laneConn
-	req *http.Request
-	b   *laneBuffers
-	hdr http.Header
+	lc      *laneConn
+	req     *http.Request
+	b       *laneBuffers
+	hdr     http.Header
+	reqBody *laneBody // nil: the request has none
 
 	status      int
 	wroteHeader bool // the status is decided
@@ -333,6 +351,9 @@ func (w *laneResponse) sendHead(final bool, next []byte) {
 	}
 	if w.lc.l.closing.Load() || w.connClose {
 		w.closeAfter = true
+	}
+	if b := w.reqBody; b != nil && (b.remain.Load() > maxDiscard || b.failed.Load()) {
+		w.closeAfter = true // the unread rest of the body is not worth reading
 	}
 	head := w.b.head
 	if setLength {

@@ -58,6 +58,14 @@ func laneHandler() http.Handler {
 	mux.HandleFunc("/teapot", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "short and stout", http.StatusTeapot)
 	})
+	mux.HandleFunc("/ignore", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "body left unread")
+	})
+	mux.HandleFunc("/half", func(w http.ResponseWriter, r *http.Request) {
+		b := make([]byte, 3)
+		n, _ := io.ReadFull(r.Body, b)
+		fmt.Fprintf(w, "read %q", b[:n])
+	})
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s %s %s host=%s ua=%q hosthdr=%q body=%q", r.Method, r.RequestURI, r.Proto,
@@ -91,6 +99,11 @@ func TestHTTP1LaneMatchesNetHTTP(t *testing.T) {
 		"HEAD /large HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET /echo?q=1&r=%20 HTTP/1.1\r\nhost: a.test\r\nuser-agent: lane\r\npragma: no-cache\r\n\r\n",
 		"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+		"POST /ignore HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+		"PUT /half HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789",
+		"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+		"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+		"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 		"GET /echo HTTP/1.0\r\nHost: a\r\n\r\n",
 	}
 	for _, req := range reqs {
@@ -165,6 +178,12 @@ func TestHTTP1LaneConnection(t *testing.T) {
 	exchange("GET /echo?1 HTTP/1.1\r\nHost: a\r\n\r\nGET /echo?2 HTTP/1.1\r\nHost: a\r\n\r\n",
 		`GET /echo?1 HTTP/1.1 host=a ua="" hosthdr="" body=""`, `GET /echo?2 HTTP/1.1 host=a ua="" hosthdr="" body=""`)
 	exchange("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", `POST /echo HTTP/1.1 host=a ua="" hosthdr="" body="hello"`)
+	// A body its handler leaves (partly) unread is dropped; the next
+	// request is read where it begins.
+	exchange("POST /ignore HTTP/1.1\r\nHost: a\r\nContent-Length: 70000\r\n\r\n"+strings.Repeat("z", 70000), "body left unread")
+	exchange("POST /half HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nabcdefGET /echo?3 HTTP/1.1\r\nHost: a\r\n\r\n",
+		`read "abc"`, `GET /echo?3 HTTP/1.1 host=a ua="" hosthdr="" body=""`)
+	exchange("POST /te HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "404 page not found\n")
 	exchange("GET /large HTTP/1.1\r\nHost: a\r\n\r\n", strings.Repeat("x", 10000))
 	exchange("GET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", `GET /echo HTTP/1.1 host=a ua="" hosthdr="" body=""`)
 	if n, err := br.ReadByte(); err != io.EOF {
@@ -409,4 +428,81 @@ func FuzzLaneParse(f *testing.F) {
 			t.Fatalf("head %q:\n lane:     %s\n net/http: %s", b[:h.off], got, want)
 		}
 	})
+}
+
+// TestHTTP1LaneBody: a body that arrives slowly is read whole; one the
+// client abandons fails the handler's read (io.ErrUnexpectedEOF) and the
+// listener goes on; a large body its handler does not read ends the
+// connection after the answer (Connection: close) instead of being read.
+func TestHTTP1LaneBody(t *testing.T) {
+	readErr := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/read":
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			fmt.Fprintf(w, "%d bytes", len(b))
+		default:
+			_, _ = io.WriteString(w, "not read")
+		}
+	})
+	s := startServer(t, listenerConfig(), h, nil)
+	addr := s.Addr().String()
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(conn, "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n01234")
+	time.Sleep(20 * time.Millisecond) // the rest comes later (the test holds either way)
+	_, _ = io.WriteString(conn, "56789")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(resp.Body); string(b) != "10 bytes" {
+		t.Errorf("a body in two pieces: %q; want 10 bytes", b)
+	}
+
+	cut, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(cut, "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly part")
+	_ = cut.Close()
+	select {
+	case err := <-readErr:
+		if err != io.ErrUnexpectedEOF {
+			t.Errorf("reading a body the client abandoned: %v; want io.ErrUnexpectedEOF", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's read of an abandoned body did not end")
+	}
+
+	big, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	_ = big.SetDeadline(time.Now().Add(10 * time.Second))
+	const size = 1 << 20
+	go func() {
+		_, _ = io.WriteString(big, fmt.Sprintf("POST /ignore HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", size))
+		_, _ = big.Write(make([]byte, size)) // fails once the server closes; that is the point
+	}()
+	br := bufio.NewReader(big)
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "not read" || !resp.Close {
+		t.Errorf("a 1 MiB body left unread: %q close=%v; want the answer with Connection: close", b, resp.Close)
+	}
+	plainGet(t, "http://"+addr+"/after")
 }
