@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/rosetta-gateway/rosetta/internal/headerkey"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -88,19 +89,7 @@ func (h HTTPHeader) Values(name string) []string {
 	// The canonical form, built on the stack: http.CanonicalHeaderKey
 	// allocates whenever it changes the name, which it always does for
 	// the lower-case names policies look up.
-	b := buf[:len(name)]
-	upper := true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case upper && 'a' <= c && c <= 'z':
-			c -= 'a' - 'A'
-		case !upper && 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		b[i] = c
-		upper = c == '-'
-	}
+	b := headerkey.Append(buf[:0], name)
 	return h[string(b)]
 }
 

@@ -24,7 +24,7 @@ import (
 // Connect-Protocol-Version header is REST (the default binding), which
 // answers the same message; only the error shape differs.
 func Detect(r *http.Request) call.Protocol {
-	ct := HeaderValue(r.Header, "Content-Type")
+	ct := call.HTTPHeader(r.Header).Get("Content-Type")
 	switch {
 	case strings.HasPrefix(ct, "application/grpc-web"):
 		return call.GRPCWeb
@@ -32,7 +32,7 @@ func Detect(r *http.Request) call.Protocol {
 		return call.GRPC
 	case strings.HasPrefix(ct, "application/connect+"):
 		return call.Connect
-	case HeaderValue(r.Header, "Connect-Protocol-Version") != "":
+	case call.HTTPHeader(r.Header).Get("Connect-Protocol-Version") != "":
 		return call.Connect
 	case r.Method == http.MethodPost && (ct == "application/proto" || strings.HasPrefix(ct, "application/proto;")):
 		return call.Connect
@@ -60,14 +60,4 @@ func isWebSocketUpgrade(r *http.Request) bool {
 		}
 	}
 	return false
-}
-
-// HeaderValue is h.Get(key) for a key already in canonical form (a
-// constant such as "Content-Type"): the first value, without
-// canonicalizing the key again on every call.
-func HeaderValue(h http.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }

@@ -8,12 +8,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // The HTTP/1.1 lane serves the plain requests of the listener's HTTP/1.x
@@ -467,7 +470,6 @@ func (lc *laneConn) parse(head []byte) (*http.Request, bool) {
 	vals := make([]string, fields)
 	var host string
 	hosts, k := 0, 0
-	closeConn := false
 	for s = s[eol+1:]; ; {
 		eol = strings.IndexByte(s, '\n')
 		line, s = strings.TrimSuffix(s[:eol], "\r"), s[eol+1:]
@@ -475,15 +477,13 @@ func (lc *laneConn) parse(head []byte) (*http.Request, bool) {
 			break
 		}
 		colon := strings.IndexByte(line, ':')
-		key, value := canonicalKey(line[:colon]), trimOWSString(line[colon+1:])
+		key, value := canonicalKey(line[:colon]), textproto.TrimString(line[colon+1:])
 		switch key {
 		case "Host":
 			host, hosts = value, hosts+1
 			continue
 		case "Expect":
 			return nil, false // 100-continue and friends: net/http's
-		case "Connection":
-			closeConn = closeConn || hasToken(value, "close")
 		}
 		if vv, ok := hdr[key]; ok {
 			hdr[key] = append(vv, value)
@@ -493,7 +493,7 @@ func (lc *laneConn) parse(head []byte) (*http.Request, bool) {
 		hdr[key] = vals[k : k+1 : k+1]
 		k++
 	}
-	if hosts != 1 || !validHost(host) {
+	if hosts != 1 || !httpguts.ValidHostHeader(host) {
 		return nil, false // net/http answers 400
 	}
 	u, err := url.ParseRequestURI(target)
@@ -519,7 +519,7 @@ func (lc *laneConn) parse(head []byte) (*http.Request, bool) {
 		RemoteAddr: lc.peer,
 		RequestURI: target,
 		TLS:        lc.tls,
-		Close:      closeConn,
+		Close:      httpguts.HeaderValuesContainsToken(hdr["Connection"], "close"),
 	}
 	return r, true
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/rosetta-gateway/rosetta/internal/headerkey"
 )
 
 // reqCtx is the context of a request the lane serves. It ends when the
@@ -212,7 +214,7 @@ func (w *laneResponse) WriteHeader(code int) {
 	_, w.declared = h["Trailer"]
 	_, w.haveType = h["Content-Type"]
 	_, w.haveDate = h["Date"]
-	w.connClose = hasToken(headerValue(h, "Connection"), "close")
+	w.connClose = httpguts.HeaderValuesContainsToken(h["Connection"], "close")
 	w.b.head = w.b.head[:0]
 	w.statusLine(code)
 	w.writeFields(true)
@@ -552,35 +554,13 @@ var cachedDate atomic.Pointer[dateText]
 // the head scan checked): the name itself when it is canonical already,
 // a shared string for common names.
 func canonicalKey(name string) string {
-	upper := true
-	canonical := true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			canonical = false
-			break
-		}
-		upper = c == '-'
-	}
-	if canonical {
-		return name
-	}
 	if len(name) > 64 {
 		return http.CanonicalHeaderKey(name)
 	}
 	var buf [64]byte
-	b := buf[:len(name)]
-	upper = true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case upper && 'a' <= c && c <= 'z':
-			c -= 'a' - 'A'
-		case !upper && 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		b[i] = c
-		upper = c == '-'
+	b := headerkey.Append(buf[:0], name)
+	if string(b) == name {
+		return name
 	}
 	if k, ok := commonKeys[string(b)]; ok {
 		return k
@@ -604,34 +584,6 @@ var commonKeys = func() map[string]string {
 	}
 	return m
 }()
-
-// trimOWSString trims optional whitespace (SP, HTAB) around a value.
-func trimOWSString(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-// hasToken reports whether the comma-separated list v holds token
-// (compared without case).
-func hasToken(v, token string) bool {
-	for v != "" {
-		var t string
-		t, v, _ = strings.Cut(v, ",")
-		if strings.EqualFold(trimOWSString(t), token) {
-			return true
-		}
-	}
-	return false
-}
-
-// validHost reports whether h may be a Host header's value, as net/http
-// checks it.
-func validHost(h string) bool { return httpguts.ValidHostHeader(h) }
 
 // headerValue is h.Get(key) for a canonical key, without canonicalizing
 // it again.

@@ -284,10 +284,10 @@ func (g *Gateway) spanRoute(route string, md protoreflect.MethodDescriptor) stri
 // grpcStatus returns the grpc-status an answer carries in its headers or
 // trailers ("" when none).
 func grpcStatus(h http.Header) string {
-	if v := transcoder.HeaderValue(h, "Grpc-Status"); v != "" {
+	if v := call.HTTPHeader(h).Get("Grpc-Status"); v != "" {
 		return v
 	}
-	return transcoder.HeaderValue(h, http.TrailerPrefix+"Grpc-Status")
+	return call.HTTPHeader(h).Get(http.TrailerPrefix + "Grpc-Status")
 }
 
 // relayObs is one relayed call's observation: its request ID, span and
