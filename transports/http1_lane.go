@@ -74,6 +74,11 @@ type laneConn struct {
 	watching bool
 	watchWG  sync.WaitGroup
 	reqStart time.Time
+	// watchTimer starts the background read of the request in cur
+	// watchDelay after its context is first waited on: one timer per
+	// connection, reset per request.
+	watchTimer *time.Timer
+	cur        atomic.Pointer[reqCtx]
 
 	// Per request, reused: the Request WithContext copies into the
 	// request's exchange.
@@ -91,6 +96,9 @@ func (l *lane) serve(nc net.Conn) {
 		_ = nc.Close()
 		return
 	}
+	lc.watchTimer = time.AfterFunc(time.Hour, lc.fireWatch)
+	lc.watchTimer.Stop()
+	defer lc.watchTimer.Stop()
 	first := true
 	for {
 		next, handoff := lc.serveOne(first)
@@ -286,6 +294,7 @@ func (lc *laneConn) serveOne(first bool) (next, handoff bool) {
 	lc.reqStart = start
 	ex := &exchange{}
 	ex.ctx.init(lc)
+	lc.cur.Store(&ex.ctx)
 	if cl > 0 {
 		// The body is read as the handler asks for it, within
 		// read_timeout; the idle deadline the head was waited with no
@@ -317,6 +326,7 @@ func (lc *laneConn) serveOne(first bool) (next, handoff bool) {
 	ex.w.finish()
 	ex.ctx.cancel()
 	lc.stopWatch()
+	lc.cur.Store(nil)
 	ex.w.release()
 	if ex.w.closeAfter || lc.l.closing.Load() {
 		return false, false
@@ -522,6 +532,14 @@ func (lc *laneConn) parse(head []byte) (*http.Request, bool) {
 		Close:      httpguts.HeaderValuesContainsToken(hdr["Connection"], "close"),
 	}
 	return r, true
+}
+
+// fireWatch is the watch timer's: it starts watching for the current
+// request (which checks that it asked).
+func (lc *laneConn) fireWatch() {
+	if x := lc.cur.Load(); x != nil {
+		x.watch()
+	}
 }
 
 // startWatch starts the background read for x: a client that closes the

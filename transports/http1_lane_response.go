@@ -29,7 +29,7 @@ type reqCtx struct {
 	stop            context.CancelFunc
 	lc              *laneConn
 	mu              sync.Mutex
-	timer           *time.Timer // starts the background read; nil until Done
+	asked           bool // Done was called: the connection's watch timer runs for this request
 	ended           bool
 	bodyOpen        bool // a body is being read: the background read waits for its end
 	watchWanted     bool // the timer fired while the body was open
@@ -50,8 +50,9 @@ func (x *reqCtx) init(lc *laneConn) {
 // starts watching the client's connection.
 func (x *reqCtx) Done() <-chan struct{} {
 	x.mu.Lock()
-	if x.timer == nil && !x.ended {
-		x.timer = time.AfterFunc(watchDelay, x.watch)
+	if !x.asked && !x.ended {
+		x.asked = true
+		x.lc.watchTimer.Reset(watchDelay)
 	}
 	x.mu.Unlock()
 	return x.Context.Done()
@@ -62,7 +63,9 @@ func (x *reqCtx) watch() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	switch {
-	case x.ended:
+	case !x.asked || x.ended:
+		// A late firing of the connection's timer, armed for an earlier
+		// request.
 	case x.bodyOpen:
 		x.watchWanted = true // the body's reader owns the connection
 	default:
@@ -97,8 +100,8 @@ func (x *reqCtx) Value(key any) any {
 func (x *reqCtx) cancel() {
 	x.mu.Lock()
 	x.ended = true
-	if x.timer != nil {
-		x.timer.Stop()
+	if x.asked {
+		x.lc.watchTimer.Stop()
 	}
 	x.mu.Unlock()
 	x.stop()
