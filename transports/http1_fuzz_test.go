@@ -3,6 +3,7 @@ package transports
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -77,7 +78,9 @@ func FuzzHTTP1Chunked(f *testing.F) {
 
 // FuzzHTTP1Head checks the head scanner against net/http's parser: a head
 // that both accept must end at the same byte and frame its body the same
-// way, and a head net/http parses must not leave the scanner waiting.
+// way, and a head net/http parses must not leave the scanner waiting. For
+// a head the HTTP/1.1 lane takes, its request must be net/http's
+// (checkLaneParse).
 func FuzzHTTP1Head(f *testing.F) {
 	for _, s := range []string{
 		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -94,6 +97,18 @@ func FuzzHTTP1Head(f *testing.F) {
 		"GET / HTTP/1.5\r\nHost: x\r\n\r\n",
 		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
 		"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		// For the lane:
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"\r\nGET /x?y=1&z=%20 HTTP/1.1\r\nhost: a.test:80\r\nuser-agent: u\r\naccept: */*\r\n\r\n",
+		"GET /a HTTP/1.1\nHost: a\nX-Dup: 1\nx-dup: 2\nConnection: keep-alive, Close\n\n",
+		"HEAD /a HTTP/1.1\r\nHost: \r\nPragma: no-cache\r\nContent-Length: 0\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+		"GET //x/../y HTTP/1.1\r\nHost: [::1]:8080\r\nX_Under_Score: v \t\r\n\r\n",
+		"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET http://a/b HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n",
+		"DELETE /a HTTP/1.1\r\nHost: a b\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -101,6 +116,9 @@ func FuzzHTTP1Head(f *testing.F) {
 		var h headScan
 		h.reset()
 		done, refused := h.scan(in, fuzzLimits)
+		if done && refused == nil && h.laneTakes() {
+			checkLaneParse(t, &h, in)
+		}
 		r := bytes.NewReader(in)
 		br := bufio.NewReaderSize(r, 4096)
 		req, err := http.ReadRequest(br)
@@ -128,6 +146,31 @@ func FuzzHTTP1Head(f *testing.F) {
 			t.Fatalf("body length: scanner %d; net/http %d", h.cl, req.ContentLength)
 		}
 	})
+}
+
+// checkLaneParse parses the head h scanned at the start of b as the lane
+// does and, when the lane takes the request, checks that net/http reads
+// the same method, target, URL, Host, header and Connection: close.
+func checkLaneParse(t *testing.T, h *headScan, b []byte) {
+	t.Helper()
+	lc := &laneConn{peer: "192.0.2.1:1234", hc: &http1Conn{head: *h}}
+	req, ok := lc.parse(b[h.lead:h.off])
+	if !ok {
+		return // net/http's to answer
+	}
+	// Empty lines before the request line: the lane ignores them, as
+	// RFC 9112 §2.2 says a server should; net/http does only after a
+	// POST, so it gets the head without them.
+	ref, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b[h.lead:h.off])))
+	if err != nil {
+		t.Fatalf("the lane took a head net/http refuses (%v): %q", err, b[:h.off])
+	}
+	delete(ref.Header, "Host") // as net/http's server does
+	got := fmt.Sprintf("%s %s %s host=%q close=%v %v", req.Method, req.RequestURI, req.URL, req.Host, req.Close, req.Header)
+	want := fmt.Sprintf("%s %s %s host=%q close=%v %v", ref.Method, ref.RequestURI, ref.URL, ref.Host, ref.Close, ref.Header)
+	if got != want {
+		t.Fatalf("head %q:\n lane:     %s\n net/http: %s", b[:h.off], got, want)
+	}
 }
 
 // BenchmarkHTTP1Head is the per-request cost of the HTTP/1.1 head checks:

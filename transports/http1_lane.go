@@ -494,6 +494,16 @@ func (lc *laneConn) parse(head []byte) (*http.Request, bool) {
 			continue
 		case "Expect":
 			return nil, false // 100-continue and friends: net/http's
+		case "Content-Length":
+			// Repeated, it must be the same text each time (the scan only
+			// checked the numbers): kept once, as net/http keeps it;
+			// otherwise net/http answers 400.
+			if vv, ok := hdr[key]; ok {
+				if vv[0] != value {
+					return nil, false
+				}
+				continue
+			}
 		}
 		if vv, ok := hdr[key]; ok {
 			hdr[key] = append(vv, value)
