@@ -121,12 +121,7 @@ func TestHTTP1LaneMatchesNetHTTP(t *testing.T) {
 // answer: status, framing, header fields (Date left out), body, trailers.
 func laneExchange(t *testing.T, addr, req string) string {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn := dialRaw(t, addr)
 	if _, err := io.WriteString(conn, req); err != nil {
 		t.Fatal(err)
 	}
@@ -152,12 +147,7 @@ func laneExchange(t *testing.T, addr, req string) string {
 // body) and more after it; every answer comes in order.
 func TestHTTP1LaneConnection(t *testing.T) {
 	s := startServer(t, listenerConfig(), laneHandler(), nil)
-	conn, err := net.Dial("tcp", s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn := dialRaw(t, s.Addr().String())
 	br := bufio.NewReader(conn)
 	exchange := func(send string, want ...string) {
 		t.Helper()
@@ -273,12 +263,7 @@ func TestHTTP1LaneIdleTimeout(t *testing.T) {
 	cfg := listenerConfig()
 	cfg.IdleTimeout = config.Duration(200 * time.Millisecond)
 	s := startServer(t, cfg, laneHandler(), nil)
-	conn, err := net.Dial("tcp", s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialRaw(t, s.Addr().String())
 	_, _ = io.WriteString(conn, "GET /small HTTP/1.1\r\nHost: a\r\n\r\n")
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
@@ -305,12 +290,7 @@ func TestHTTP1LaneShutdown(t *testing.T) {
 	s := newServer(t, listenerConfig(), h, nil)
 	s.Serve()
 	addr := s.Addr().String()
-	idle, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	_ = idle.SetDeadline(time.Now().Add(10 * time.Second))
+	idle := dialRaw(t, addr)
 	_, _ = io.WriteString(idle, "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
 	ibr := bufio.NewReader(idle)
 	if resp, err := http.ReadResponse(ibr, nil); err != nil {
@@ -318,12 +298,7 @@ func TestHTTP1LaneShutdown(t *testing.T) {
 	} else {
 		_, _ = io.Copy(io.Discard, resp.Body)
 	}
-	busy, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	_ = busy.SetDeadline(time.Now().Add(10 * time.Second))
+	busy := dialRaw(t, addr)
 	_, _ = io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
 	<-started
 	shut := make(chan error, 1)
@@ -381,4 +356,71 @@ func BenchmarkHTTP1Lane(b *testing.B) {
 			resp.Body.Close()
 		}
 	})
+}
+
+// TestHTTP1LaneBody: a body that arrives slowly is read whole; one the
+// client abandons fails the handler's read (io.ErrUnexpectedEOF) and the
+// listener goes on; a large body its handler does not read ends the
+// connection after the answer (Connection: close) instead of being read.
+func TestHTTP1LaneBody(t *testing.T) {
+	readErr := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/read":
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			fmt.Fprintf(w, "%d bytes", len(b))
+		default:
+			_, _ = io.WriteString(w, "not read")
+		}
+	})
+	s := startServer(t, listenerConfig(), h, nil)
+	addr := s.Addr().String()
+
+	conn := dialRaw(t, addr)
+	_, _ = io.WriteString(conn, "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n01234")
+	time.Sleep(20 * time.Millisecond) // the rest comes later (the test holds either way)
+	_, _ = io.WriteString(conn, "56789")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(resp.Body); string(b) != "10 bytes" {
+		t.Errorf("a body in two pieces: %q; want 10 bytes", b)
+	}
+
+	cut, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(cut, "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly part")
+	_ = cut.Close()
+	select {
+	case err := <-readErr:
+		if err != io.ErrUnexpectedEOF {
+			t.Errorf("reading a body the client abandoned: %v; want io.ErrUnexpectedEOF", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's read of an abandoned body did not end")
+	}
+
+	big := dialRaw(t, addr)
+	const size = 1 << 20
+	go func() {
+		_, _ = io.WriteString(big, fmt.Sprintf("POST /ignore HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", size))
+		_, _ = big.Write(make([]byte, size)) // fails once the server closes; that is the point
+	}()
+	br := bufio.NewReader(big)
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "not read" || !resp.Close {
+		t.Errorf("a 1 MiB body left unread: %q close=%v; want the answer with Connection: close", b, resp.Close)
+	}
+	plainGet(t, "http://"+addr+"/after")
 }

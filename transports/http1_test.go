@@ -60,12 +60,7 @@ func shortSum(s string) string {
 // for each, and whether the connection was closed after the last.
 func pipeline(t *testing.T, addr, send string, want int) (answers []string, closed bool) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialRaw(t, addr)
 	go func() { _, _ = io.WriteString(conn, send) }()
 	br := bufio.NewReader(conn)
 	for len(answers) < want {
@@ -80,7 +75,7 @@ func pipeline(t *testing.T, addr, send string, want int) (answers []string, clos
 		answers = append(answers, fmt.Sprintf("%d %s", resp.StatusCode, body))
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
-	_, err = br.ReadByte()
+	_, err := br.ReadByte()
 	return answers, errors.Is(err, io.EOF)
 }
 
@@ -228,12 +223,7 @@ func TestHTTP1Upgrade(t *testing.T) {
 	s := startServer(t, listenerConfig(), h, nil)
 	addr := s.Addr().String()
 
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialRaw(t, addr)
 	raw := "GET /" + strings.Repeat("a", 10_000) + " HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n\x00\x01"
 	if _, err := io.WriteString(conn, "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"); err != nil {
 		t.Fatal(err)
@@ -280,12 +270,7 @@ func TestHTTP1HeadTimeout(t *testing.T) {
 	cfg.ReadHeaderTimeout = config.Duration(200 * time.Millisecond)
 	cfg.IdleTimeout = config.Duration(time.Minute)
 	s := startServer(t, cfg, whoHandler, nil)
-	conn, err := net.Dial("tcp", s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialRaw(t, s.Addr().String())
 	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
 		t.Fatal(err)
 	}

@@ -17,12 +17,7 @@ import (
 // closeWrite is set, and returns what the server wrote before closing.
 func rawExchange(t *testing.T, addr string, send []byte, closeWrite bool) string {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn := dialRaw(t, addr)
 	if _, err := conn.Write(send); err != nil {
 		t.Fatal(err)
 	}
@@ -153,12 +148,7 @@ func readFrame(r io.Reader) (byte, []byte, error) {
 // server's SETTINGS.
 func dialH2C(t *testing.T, addr string) (net.Conn, map[uint16]uint32) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn := dialRaw(t, addr)
 	if _, err := conn.Write([]byte(h2Preface)); err != nil {
 		t.Fatal(err)
 	}
