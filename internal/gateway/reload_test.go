@@ -852,24 +852,36 @@ func waitStatus(t *testing.T, g *Gateway, what string, cond func(admin.ConfigSta
 	return st
 }
 
+// configuredRoute is a config section that adds GET /v2/configured/{id},
+// which the reload tests look for to tell one version from another.
+const configuredRoute = `
+http:
+  rules:
+    - selector: rosetta.testing.v1.EchoService.Configured
+      get: /v2/configured/{id}
+`
+
+// startWatchedGateway starts a reload gateway on the default config and
+// watches its file.
+func startWatchedGateway(t *testing.T) *reloadGateway {
+	t.Helper()
+	be := testkit.StartBackend(t)
+	r := startReloadGateway(t, "", map[string]string{"A": be.Addr}, reloadConfig(""))
+	if err := r.g.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // TestWatchRenameReplace: Watch follows a config file that an editor
 // replaces by renaming a new file over it, and one written in place;
 // an invalid version is refused and reported, and the next valid one
 // taken.
 func TestWatchRenameReplace(t *testing.T) {
 	t.Parallel()
-	be := testkit.StartBackend(t)
-	r := startReloadGateway(t, "", map[string]string{"A": be.Addr}, reloadConfig(""))
-	if err := r.g.Watch(); err != nil {
-		t.Fatal(err)
-	}
+	r := startWatchedGateway(t)
 	hc := newH2CClient(t)
-	v2 := reloadConfig(`
-http:
-  rules:
-    - selector: rosetta.testing.v1.EchoService.Configured
-      get: /v2/configured/{id}
-`)
+	v2 := reloadConfig(configuredRoute)
 	r.write(t, v2)
 	waitStatus(t, r.g, "version 2 loaded", func(st admin.ConfigStatus) bool { return st.Version == 2 && st.OK })
 	if code, body := restGet(t, hc, r.url+"/v2/configured/x"); code != http.StatusOK {
@@ -900,11 +912,7 @@ http:
 // to restart the 250 ms debounce, so the reload never came.
 func TestWatchBusyDirectory(t *testing.T) {
 	t.Parallel()
-	be := testkit.StartBackend(t)
-	r := startReloadGateway(t, "", map[string]string{"A": be.Addr}, reloadConfig(""))
-	if err := r.g.Watch(); err != nil {
-		t.Fatal(err)
-	}
+	r := startWatchedGateway(t)
 	busy, err := os.Create(filepath.Join(filepath.Dir(r.file), "access.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -927,12 +935,7 @@ func TestWatchBusyDirectory(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); wg.Wait() }()
-	r.write(t, reloadConfig(`
-http:
-  rules:
-    - selector: rosetta.testing.v1.EchoService.Configured
-      get: /v2/configured/{id}
-`))
+	r.write(t, reloadConfig(configuredRoute))
 	waitStatus(t, r.g, "version 2 loaded while the log is written", func(st admin.ConfigStatus) bool { return st.Version == 2 && st.OK })
 }
 
@@ -980,12 +983,7 @@ func TestWatchConfigMapSwap(t *testing.T) {
 	}
 	hc := newH2CClient(t)
 
-	update(reloadConfig(`
-http:
-  rules:
-    - selector: rosetta.testing.v1.EchoService.Configured
-      get: /v2/configured/{id}
-`))
+	update(reloadConfig(configuredRoute))
 	waitStatus(t, r.g, "the swapped ConfigMap loaded", func(st admin.ConfigStatus) bool { return st.Version == 2 && st.OK })
 	if code, body := restGet(t, hc, r.url+"/v2/configured/x"); code != http.StatusOK {
 		t.Fatalf("the new ConfigMap's route: %d %s", code, body)
