@@ -245,18 +245,27 @@ func (c *http1Conn) readHead(p []byte) (int, error) {
 		if !active && !c.started.IsZero() {
 			c.headDeadline()
 		}
-		c.grow()
-		n, err := c.Conn.Read(c.buf[c.w:])
-		c.w += n
-		if err != nil {
-			if n == 0 && isTimeout(err) {
-				return 0, err // the head goes on being read at the next call
-			}
-			if !isTimeout(err) {
-				c.err = err
-			}
+		if err := c.fill(); err != nil {
+			return 0, err // the head goes on being read at the next call
 		}
 	}
+}
+
+// fill reads what the connection has into the buffer. A read error is
+// kept in c.err, to be returned once the bytes before it are handed on;
+// a timeout with nothing read is returned.
+func (c *http1Conn) fill() error {
+	c.grow()
+	n, err := c.Conn.Read(c.buf[c.w:])
+	c.w += n
+	switch {
+	case err == nil:
+	case !isTimeout(err):
+		c.err = err
+	case n == 0:
+		return err
+	}
+	return nil
 }
 
 // preface checks what follows a "PRI * HTTP/2.0" head: the rest of the

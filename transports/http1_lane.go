@@ -236,18 +236,10 @@ func (lc *laneConn) readHead() headState {
 			}
 			_ = hc.Conn.SetReadDeadline(dl)
 		}
-		hc.grow()
-		n, err := hc.Conn.Read(hc.buf[hc.w:])
+		err := hc.fill()
 		lc.idle.Store(false)
-		hc.w += n
 		if err != nil {
-			if isTimeout(err) {
-				if n == 0 {
-					return headClosed
-				}
-				continue
-			}
-			hc.err = err
+			return headClosed // the idle or the head timeout
 		}
 	}
 }
@@ -570,7 +562,6 @@ func (lc *laneConn) startWatch(x *reqCtx) {
 		dl = lc.reqStart.Add(rt)
 	}
 	_ = hc.Conn.SetReadDeadline(dl)
-	hc.grow()
 	lc.watching = true
 	lc.watchWG.Add(1)
 	go lc.watch(x)
@@ -581,14 +572,10 @@ func (lc *laneConn) startWatch(x *reqCtx) {
 func (lc *laneConn) watch(x *reqCtx) {
 	defer lc.watchWG.Done()
 	hc := lc.hc
-	n, err := hc.Conn.Read(hc.buf[hc.w:])
-	hc.w += n
-	if err == nil || isTimeout(err) {
-		return
-	}
-	hc.err = err
-	if n == 0 {
-		x.cancel()
+	before := hc.w
+	_ = hc.fill() // a timeout is stopWatch's
+	if hc.err != nil && hc.w == before {
+		x.cancel() // the client closed or reset the connection
 	}
 }
 
