@@ -3,11 +3,13 @@ package transports
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -421,6 +423,69 @@ func TestHTTP1LaneBody(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if string(b) != "not read" || !resp.Close {
 		t.Errorf("a 1 MiB body left unread: %q close=%v; want the answer with Connection: close", b, resp.Close)
+	}
+	plainGet(t, "http://"+addr+"/after")
+}
+
+// TestHTTP1LaneTimeouts: a body that stops coming fails the handler's
+// read once read_timeout has passed since the request began (the answer
+// then closes the connection); an answer the client stops reading fails
+// the handler's writes once write_timeout has passed. The listener goes
+// on serving.
+func TestHTTP1LaneTimeouts(t *testing.T) {
+	readErr, writeErr := make(chan error, 1), make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/upload":
+			_, err := io.ReadAll(r.Body)
+			readErr <- err
+			http.Error(w, "request body too slow", http.StatusRequestTimeout)
+		case "/download":
+			chunk := make([]byte, 64<<10)
+			for {
+				if _, err := w.Write(chunk); err != nil {
+					writeErr <- err
+					return
+				}
+			}
+		default:
+			_, _ = io.WriteString(w, "ok")
+		}
+	})
+	cfg := listenerConfig()
+	cfg.ReadTimeout = config.Duration(300 * time.Millisecond)
+	cfg.WriteTimeout = config.Duration(time.Second) // counts from the request's start: the 408 must fit in it
+	s := startServer(t, cfg, h, nil)
+	addr := s.Addr().String()
+
+	up := dialRaw(t, addr)
+	_, _ = io.WriteString(up, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhalf ")
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("reading a stalled body: %v; want the read deadline", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reading a stalled body did not end")
+	}
+	br := bufio.NewReader(up)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
+		t.Errorf("answer after a stalled body: %d close=%v; want 408 with Connection: close", resp.StatusCode, resp.Close)
+	}
+
+	down := dialRaw(t, addr)
+	_, _ = io.WriteString(down, "GET /download HTTP/1.1\r\nHost: a\r\n\r\n") // and never read
+	select {
+	case err := <-writeErr:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("writing to a client that does not read: %v; want the write deadline", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("writing to a client that does not read did not end")
 	}
 	plainGet(t, "http://"+addr+"/after")
 }
