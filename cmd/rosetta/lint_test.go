@@ -190,17 +190,7 @@ func TestLintErrors(t *testing.T) {
 	t.Parallel()
 	// An address that is no gRPC server: it closes every connection it
 	// accepts (as in TestOpenAPIErrors).
-	lis := testkit.ListenLocal(t)
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	closed := lis.Addr().String()
+	closed := testkit.ClosingAddr(t)
 	good := writeLintConfig(t, closed, "")
 	invalid := writeLintConfig(t, closed, "require_auth: yes please\n")
 	checkCLIErrors(t, "lint", []cliError{

@@ -102,17 +102,7 @@ func TestOpenAPIErrors(t *testing.T) {
 	// An address that is no gRPC server: it closes every connection it
 	// accepts. (A closed listener's port could be taken meanwhile by a
 	// backend of a parallel test.)
-	lis := testkit.ListenLocal(t)
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	closed := lis.Addr().String()
+	closed := testkit.ClosingAddr(t)
 	cfgFile := filepath.Join(t.TempDir(), "rosetta.yaml")
 	if err := os.WriteFile(cfgFile, []byte("listeners:\n  - address: 127.0.0.1:8080\nupstreams:\n  a:\n    targets: ["+closed+"]\n"), 0o600); err != nil {
 		t.Fatal(err)

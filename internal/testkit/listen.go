@@ -16,3 +16,34 @@ func ListenLocal(t testing.TB) net.Listener {
 	t.Cleanup(func() { _ = lis.Close() })
 	return lis
 }
+
+// ClosingAddr returns the address of a listener on 127.0.0.1 that closes
+// every connection it accepts: a peer that is there but answers nothing,
+// at once. It stops when the test ends.
+func ClosingAddr(t testing.TB) string {
+	t.Helper()
+	return acceptEach(t, func(c net.Conn) { _ = c.Close() })
+}
+
+// SilentAddr returns the address of a listener on 127.0.0.1 that accepts
+// connections and never reads or writes: a peer that hangs. Its
+// connections are closed when the test ends.
+func SilentAddr(t testing.TB) string {
+	t.Helper()
+	return acceptEach(t, func(c net.Conn) { t.Cleanup(func() { _ = c.Close() }) })
+}
+
+// acceptEach runs a local listener that hands each connection to handle.
+func acceptEach(t testing.TB, handle func(net.Conn)) string {
+	lis := ListenLocal(t)
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			handle(c)
+		}
+	}()
+	return lis.Addr().String()
+}

@@ -47,16 +47,7 @@ func newRedisInstance(t *testing.T, addr string, cfg config.RateLimiting) *insta
 // wait first, and the answer is the caller's DEADLINE_EXCEEDED, not an
 // outage.
 func TestRedisTimeout(t *testing.T) {
-	lis := testkit.ListenLocal(t)
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { _ = c.Close() })
-		}
-	}()
+	silent := testkit.SilentAddr(t)
 	limiter := func(timeout time.Duration) *Limiter {
 		shared := &policy.Shared{}
 		t.Cleanup(func() { _ = shared.Close() })
@@ -64,7 +55,7 @@ func TestRedisTimeout(t *testing.T) {
 		cfg := hourly(10)
 		cfg.Policy, cfg.Fail = "redis", "closed"
 		return newTestLimiter(t, policy.Env{
-			Config: &config.Config{Redis: &config.Redis{Address: lis.Addr().String(), Timeout: config.Duration(timeout)}},
+			Config: &config.Config{Redis: &config.Redis{Address: silent, Timeout: config.Duration(timeout)}},
 			Shared: shared,
 			Logger: logger,
 		}, cfg)
