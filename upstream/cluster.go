@@ -203,6 +203,17 @@ func (c *Cluster) PickEndpoint(key uint64, avoid *balance.Endpoint) (*balance.En
 	return e, nil
 }
 
+// PickEndpointNear is [Cluster.PickEndpoint] for a call that arrived in
+// one read with others, the previous of which went to prefer (see
+// [balance.Balancer.PickNear]).
+func (c *Cluster) PickEndpointNear(key uint64, prefer *balance.Endpoint) (*balance.Endpoint, error) {
+	e, err := c.bal.PickNear(key, prefer)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", c.Name, err)
+	}
+	return e, nil
+}
+
 // ConnFailed takes a target whose connection failed or broke out of the
 // pick at once and redials it with backoff in the background; once a
 // connection succeeds it returns to the pick.

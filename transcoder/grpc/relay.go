@@ -124,10 +124,14 @@ func (p *Proxy) RelayWith(in *h2.Stream, head *h2.RequestHead, o RelayOptions) h
 		}
 		key = u.HashKey(&c.adm.Call, c.adm.State.Claims)
 	}
-	ep, err := u.PickEndpoint(key, nil)
+	// Calls that arrived in one read go to one target together while
+	// least_request allows (PickEndpointNear), one write for them all.
+	prev, _ := in.BatchNote().(*balance.Endpoint)
+	ep, err := u.PickEndpointNear(key, prev)
 	if err != nil {
 		return nil
 	}
+	in.SetBatchNote(ep)
 	target := ep.Addr()
 	c.res.Target = target
 	cc := u.RelayConn(target)

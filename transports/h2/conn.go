@@ -134,6 +134,12 @@ type conn struct {
 	dmu         sync.Mutex
 	deferred    []*conn
 
+	// batch counts the reading goroutine's batches; batchNote is what
+	// Stream.SetBatchNote stored during batch noteBatch. Both belong to
+	// the reading goroutine.
+	batch, noteBatch uint64
+	batchNote        any
+
 	wakeup chan struct{} // cap 1: the writer has something to write
 	done   chan struct{} // closed when the connection is torn down
 
@@ -249,6 +255,7 @@ func (c *conn) wake() {
 
 // endBatch is called by the reading goroutine before it blocks on a read.
 func (c *conn) endBatch() {
+	c.batch++
 	c.dispatching.Store(false)
 	c.flushDeferred()
 }
@@ -1207,3 +1214,21 @@ func (s *Stream) end(err error, pending int) {
 func (s *Stream) String() string {
 	return fmt.Sprintf("stream %d on %s", s.id, s.c.nc.RemoteAddr())
 }
+
+// BatchNote returns what [Stream.SetBatchNote] stored while the
+// connection's reading goroutine handled the current batch of frames
+// (those that arrived in one read), or nil. It lets a decision made for
+// one stream be reused for the streams that arrived with it: the relay
+// sends calls that came together to one target. Call it only on the
+// reading goroutine: from [Server].Intercept or from the Events of this
+// connection's streams.
+func (s *Stream) BatchNote() any {
+	if c := s.c; c.noteBatch == c.batch {
+		return c.batchNote
+	}
+	return nil
+}
+
+// SetBatchNote stores v for the rest of the current batch (see
+// [Stream.BatchNote]); the same goroutine rule applies.
+func (s *Stream) SetBatchNote(v any) { s.c.batchNote, s.c.noteBatch = v, s.c.batch }

@@ -132,6 +132,33 @@ func (b *Balancer) Pick(key uint64, avoid *Endpoint) (*Endpoint, error) {
 	return p.pick(key, avoid, b.rnd), nil
 }
 
+// PickNear is [Balancer.Pick], with nothing to avoid, for a call that
+// arrived together with others whose previous one went to prefer (nil
+// for the first): calls that reach the gateway in one read of a
+// connection. Under least_request it keeps prefer while prefer is still
+// a candidate and carries at most [NearSlack] calls in flight more than
+// the power of two choices' winner (both weighed by their weights), so
+// such calls travel to one target together, in one write, instead of
+// being spread one by one over every target's connection. Across
+// arrivals the picks are least_request's. The other algorithms ignore
+// prefer: round_robin's order, random's draw and ring_hash's key are
+// kept exactly.
+//
+// Like Pick it never blocks, does no I/O and allocates nothing.
+func (b *Balancer) PickNear(key uint64, prefer *Endpoint) (*Endpoint, error) {
+	p := b.picker.Load()
+	if p == nil || len(p.eps) == 0 {
+		return nil, ErrNoEndpoints
+	}
+	if p.panic {
+		b.panicPicks.Add(1)
+	}
+	if p.alg != LeastRequest || prefer == nil || len(p.eps) == 1 {
+		return p.pick(key, nil, b.rnd), nil
+	}
+	return p.pickNear(prefer, b.rnd), nil
+}
+
 // Endpoints returns the current endpoints, in the order of the last
 // [Balancer.Update]; a health checker walks it. It allocates a new slice.
 func (b *Balancer) Endpoints() []*Endpoint {

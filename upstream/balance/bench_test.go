@@ -65,6 +65,21 @@ func BenchmarkPickAvoid(b *testing.B) {
 	}
 }
 
+// BenchmarkPickNear measures least_request's pick of a call that arrived
+// with others (the relay's), each following the one before it.
+func BenchmarkPickNear(b *testing.B) {
+	bal := newBenchBalancer(b, LeastRequest)
+	b.ReportAllocs()
+	var prev *Endpoint
+	for b.Loop() {
+		e, err := bal.PickNear(0, prev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		prev = e
+	}
+}
+
 // BenchmarkStartDone measures the in-flight and outlier bookkeeping of one
 // call, for a success and for a failure that does not eject.
 func BenchmarkStartDone(b *testing.B) {

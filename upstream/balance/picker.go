@@ -210,6 +210,31 @@ func (p *picker) pickLeastRequest(av int, rnd func() uint64) int {
 	return a
 }
 
+// NearSlack is how many calls in flight more than the power of two
+// choices' winner [Balancer.PickNear] lets its preferred endpoint carry.
+const NearSlack = 16
+
+// pickNear is least_request for PickNear: the power of two choices'
+// winner w, unless prefer is a candidate whose load, less NearSlack, is
+// no heavier than w's (compared as pickLeastRequest weighs them).
+func (p *picker) pickNear(prefer *Endpoint, rnd func() uint64) *Endpoint {
+	w := p.eps[p.pickLeastRequest(-1, rnd)]
+	if w == prefer {
+		return w
+	}
+	i := slices.Index(p.eps, prefer)
+	if i < 0 {
+		return w // no longer a candidate (ejected, failed, unhealthy, gone)
+	}
+	wi := slices.Index(p.eps, w)
+	lp, lw := prefer.inflight.Load(), w.inflight.Load()
+	// (lp+1-NearSlack)/weight_p <= (lw+1)/weight_w, without dividing.
+	if int64(p.weights[wi])*(lp+1-NearSlack) <= int64(p.weights[i])*(lw+1) {
+		return prefer
+	}
+	return w
+}
+
 // drawWeighted returns a candidate index with probability proportional to
 // its weight, leaving out ex1 and ex2 (-1 for none); at least one
 // candidate must remain. Unequal weights use the alias table and draw

@@ -398,3 +398,79 @@ func TestRingSearch(t *testing.T) {
 		}
 	}
 }
+
+// TestPickNear: under least_request, calls that arrive together follow
+// the one before them while it carries at most NearSlack calls in flight
+// more than the power of two choices' winner; then the pick moves, and a
+// preferred endpoint that left the pick is never returned. The other
+// algorithms ignore the preference.
+func TestPickNear(t *testing.T) {
+	t.Parallel()
+	s := specs(1, 1, 1)
+	b, _ := newBalancer(t, s, Options{Algorithm: LeastRequest})
+	first, err := b.PickNear(1, nil)
+	if err != nil {
+		t.Fatalf("PickNear: %v", err)
+	}
+	// A batch: each call starts before the next is picked, as the relay
+	// starts them.
+	prev := first
+	for i := range NearSlack {
+		prev.Start()
+		e, _ := b.PickNear(1, prev)
+		if e != first {
+			t.Fatalf("call %d of a batch went to %s with %d in flight on %s; want %s", i+2, e.Addr(), first.InFlight(), first.Addr(), first.Addr())
+		}
+		prev = e
+	}
+	// first now carries NearSlack calls, the others none: one more keeps
+	// it (NearSlack more than the winner), the next moves.
+	first.Start()
+	if e, _ := b.PickNear(1, first); e == first {
+		t.Errorf("with %d in flight against idle endpoints, PickNear kept %s; want another", first.InFlight(), first.Addr())
+	}
+
+	// Loads are weighed as least_request weighs them, the preferred one
+	// taken as NearSlack calls lighter: weight 2 with NearSlack+1 in
+	// flight ((NearSlack+1+1−NearSlack)/2 = 1) ties an idle weight 1
+	// (1/1) and is kept; one more call and the idle one wins.
+	s = specs(2, 1)
+	b, _ = newBalancer(t, s, Options{Algorithm: LeastRequest})
+	heavy, light := endpoint(t, b, s[0].Addr), endpoint(t, b, s[1].Addr)
+	for range NearSlack + 1 {
+		heavy.Start()
+	}
+	if e, _ := b.PickNear(1, heavy); e != heavy {
+		t.Errorf("weight 2 with %d in flight against idle weight 1: PickNear = %s; want the preferred %s", heavy.InFlight(), e.Addr(), heavy.Addr())
+	}
+	heavy.Start()
+	if e, _ := b.PickNear(1, heavy); e != light {
+		t.Errorf("weight 2 with %d in flight against idle weight 1: PickNear = %s; want %s", heavy.InFlight(), e.Addr(), light.Addr())
+	}
+
+	// A preferred endpoint that failed is out of the pick.
+	s = specs(1, 1, 1)
+	b, _ = newBalancer(t, s, Options{Algorithm: LeastRequest})
+	gone := endpoint(t, b, s[0].Addr)
+	b.ConnFailed(gone)
+	for range 1000 {
+		if e, _ := b.PickNear(1, gone); e == gone {
+			t.Fatalf("PickNear returned %s, whose connection failed", gone.Addr())
+		}
+	}
+
+	// round_robin keeps its exact order; random and ring_hash their draw.
+	for _, alg := range []Algorithm{RoundRobin, Random, RingHash} {
+		a, _ := newBalancer(t, specs(1, 1, 1), Options{Algorithm: alg, Rand: seeded(7)})
+		c, _ := newBalancer(t, specs(1, 1, 1), Options{Algorithm: alg, Rand: seeded(7)})
+		var pa, pc *Endpoint
+		for i := range 300 {
+			pa, _ = a.Pick(uint64(i), nil)
+			e, _ := c.PickNear(uint64(i), pc)
+			if pa.Addr() != e.Addr() {
+				t.Fatalf("%s: pick %d: PickNear = %s, Pick = %s; want the same", alg, i, e.Addr(), pa.Addr())
+			}
+			pc = e
+		}
+	}
+}
