@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -11,17 +12,23 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
 	"github.com/rosetta-gateway/rosetta/upstream/balance"
 )
 
 // TestUpstreamLeastRequestBatch: gRPC calls that reach the relay in one
 // read of a connection go to one target together under least_request
 // (balance.PickNear), so they leave in one write rather than one per
-// target; batches that arrive apart are balanced on their own. A client
-// writes 8 Echo calls (HEADERS and DATA each) in one write, 12 times,
-// waiting for every answer in between: each batch lands on one backend,
+// target; batches that arrive apart are balanced on their own. Once every
+// backend has answered enough calls for its latency to be known (PickNear
+// keeps a target only beside one of similar latency), a client writes 8
+// Echo calls (HEADERS and DATA each) in one write, 12 times, waiting for
+// every answer in between: the batches land whole on one backend (at
+// least 10 of 12: a latency spike of a loaded test machine may split
+// one; a pick per call would keep a batch of 8 whole once in 2,000),
 // every call answers OK, and the batches use more than one backend (all
-// 12 on one would happen about once in 30,000 runs of a fair pick).
+// 12 on one would happen about once in 30,000 runs of a fair pick). The
+// slow backend's side is TestUpstreamLeastRequest.
 func TestUpstreamLeastRequestBatch(t *testing.T) {
 	t.Parallel()
 	bes := upstreamTrio(t)
@@ -30,6 +37,22 @@ func TestUpstreamLeastRequestBatch(t *testing.T) {
 	const perBatch, batches = 8, 12
 	if perBatch > balance.NearSlack {
 		t.Fatalf("perBatch %d is over balance.NearSlack %d: the pick would move within a batch", perBatch, balance.NearSlack)
+	}
+
+	// Latency known everywhere: 40 answers or more from each backend (the
+	// first answers of a connection, which can be slow, then weigh under
+	// 1 % of the average).
+	echo := testingv1.NewEchoServiceClient(u.cc)
+	for i := 0; bes[0].calls.Load() < 40 || bes[1].calls.Load() < 40 || bes[2].calls.Load() < 40; i++ {
+		if i == 2000 {
+			t.Fatalf("after %d calls the backends got %d, %d and %d; want 40 each", i, bes[0].calls.Load(), bes[1].calls.Load(), bes[2].calls.Load())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := echo.Echo(ctx, &testingv1.Everything{})
+		cancel()
+		if err != nil {
+			t.Fatalf("warm-up call: %v", err)
+		}
 	}
 
 	nc, err := net.DialTimeout("tcp", strings.TrimPrefix(u.url, "http://"), 5*time.Second)
@@ -68,6 +91,7 @@ func TestUpstreamLeastRequestBatch(t *testing.T) {
 	enc := hpack.NewEncoder(&hbuf)
 	before := func() []int64 { return []int64{bes[0].calls.Load(), bes[1].calls.Load(), bes[2].calls.Load()} }
 	used := map[string]bool{}
+	whole := 0
 	id := uint32(1)
 	for batch := range batches {
 		start := before()
@@ -125,9 +149,13 @@ func TestUpstreamLeastRequestBatch(t *testing.T) {
 				used[bes[i].name] = true
 			}
 		}
-		if len(got) != 1 {
-			t.Errorf("batch %d of %d calls arriving together went to %s; want one backend", batch, perBatch, strings.Join(got, ", "))
+		t.Logf("batch %d: %s", batch, strings.Join(got, ", "))
+		if len(got) == 1 {
+			whole++
 		}
+	}
+	if whole < batches-2 {
+		t.Errorf("%d of %d batches of %d calls arriving together went to one backend; want at least %d", whole, batches, perBatch, batches-2)
 	}
 	if len(used) < 2 {
 		t.Errorf("all %d batches went to the same backend %v; want batches balanced over the three", batches, used)

@@ -258,7 +258,7 @@ func (p *Proxy) RelayWith(in *h2.Stream, head *h2.RequestHead, o RelayOptions) h
 		c.releaseBreakers()
 		return nil
 	}
-	c.ep = ep
+	c.ep, c.epStart = ep, time.Now()
 	ep.Start()
 	c.up = up
 	in.SetCreditTo(up)
@@ -381,6 +381,7 @@ type relayCall struct {
 	// ep is the target (in flight until the call ends, when Done gets
 	// outcome); brk and tbrk are the breaker slots the call holds.
 	ep        *balance.Endpoint
+	epStart   time.Time // when the call went to ep; zero once its answer began
 	outcome   balance.Outcome
 	brk, tbrk *breaker.Breaker
 	// replay keeps an idempotent unary call's request for a retry on
@@ -427,6 +428,11 @@ func (c *relayCall) Headers(s *h2.Stream, fields []hpack.HeaderField, end bool) 
 		return
 	}
 	u := c.rt.Upstream
+	if c.ep != nil && !c.epStart.IsZero() {
+		// The target's answer time, for PickNear.
+		c.ep.ObserveLatency(time.Since(c.epStart))
+		c.epStart = time.Time{}
+	}
 	if !c.started {
 		status, grpcStatus := "", ""
 		for _, f := range fields {
@@ -731,7 +737,7 @@ func (c *relayCall) replayLocked(err error) bool {
 			c.tbrk = tb
 		}
 	}
-	c.ep, c.up, c.outcome = ep, up, balance.Success
+	c.ep, c.up, c.outcome, c.epStart = ep, up, balance.Success, time.Now()
 	c.res.Target = ep.Addr()
 	ep.Start()
 	if len(r.body) > 0 {

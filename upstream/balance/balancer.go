@@ -136,10 +136,12 @@ func (b *Balancer) Pick(key uint64, avoid *Endpoint) (*Endpoint, error) {
 // arrived together with others whose previous one went to prefer (nil
 // for the first): calls that reach the gateway in one read of a
 // connection. Under least_request it keeps prefer while prefer is still
-// a candidate and carries at most [NearSlack] calls in flight more than
-// the power of two choices' winner (both weighed by their weights), so
-// such calls travel to one target together, in one write, instead of
-// being spread one by one over every target's connection. Across
+// a candidate, answers about as fast as the power of two choices' winner
+// (its average latency, [Endpoint.ObserveLatency], at most three times the
+// winner's; both measured) and carries at most [NearSlack] calls in
+// flight more than the winner (both weighed by their weights), so such
+// calls travel to one target together, in one write, instead of being
+// spread one by one over every target's connection. Across
 // arrivals the picks are least_request's. The other algorithms ignore
 // prefer: round_robin's order, random's draw and ring_hash's key are
 // kept exactly.

@@ -80,7 +80,10 @@ type Endpoint struct {
 	weight     atomic.Uint32
 	inflight   atomic.Int64
 	consecFail atomic.Uint32
-	ejected    atomic.Bool // mirrors ejectedUntil != zero, read by Done without the lock
+	// latency estimates the time e takes to answer, in nanoseconds (see
+	// ObserveLatency); 0 until the first observation.
+	latency atomic.Int64
+	ejected atomic.Bool // mirrors ejectedUntil != zero, read by Done without the lock
 
 	// Guarded by b.mu.
 	removed      bool
@@ -103,6 +106,31 @@ func (e *Endpoint) Weight() uint32 { return e.weight.Load() }
 
 // InFlight returns the number of calls started and not yet done.
 func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
+
+// ObserveLatency feeds the time e took to answer one call (to its
+// response head) into e's latency estimate, which [Balancer.PickNear]
+// reads. The estimate tracks how fast e answers when calls do not queue:
+// it moves half the way to a faster answer and 1/16 of the way to a
+// slower one, so calls that waited behind others (load, which
+// least_request weighs by calls in flight) move it little, while a
+// target slow on every call shows it from its first answer on.
+// Concurrent observations may overwrite one another, which an estimate
+// can afford. It never blocks and allocates nothing.
+func (e *Endpoint) ObserveLatency(d time.Duration) {
+	x := max(int64(d), 1)
+	if old := e.latency.Load(); old != 0 {
+		if x < old {
+			x = old - (old-x)/2
+		} else {
+			x = old + (x-old)/16
+		}
+	}
+	e.latency.Store(x)
+}
+
+// Latency returns e's latency estimate (see [Endpoint.ObserveLatency]),
+// 0 before the first observation.
+func (e *Endpoint) Latency() time.Duration { return time.Duration(e.latency.Load()) }
 
 // Start records that a call (one attempt) on e has begun. Each Start must
 // be matched by exactly one [Endpoint.Done]. least_request reads the

@@ -214,12 +214,24 @@ func (p *picker) pickLeastRequest(av int, rnd func() uint64) int {
 // choices' winner [Balancer.PickNear] lets its preferred endpoint carry.
 const NearSlack = 16
 
+// nearLatencyFactor: [Balancer.PickNear] keeps its preferred endpoint
+// only while its average latency is at most this many times the winner's.
+const nearLatencyFactor = 3
+
 // pickNear is least_request for PickNear: the power of two choices'
-// winner w, unless prefer is a candidate whose load, less NearSlack, is
-// no heavier than w's (compared as pickLeastRequest weighs them).
+// winner w, unless prefer is a candidate known to answer about as fast
+// as w (both latencies measured, prefer's at most nearLatencyFactor
+// times w's) whose load, less NearSlack, is no heavier than w's
+// (compared as pickLeastRequest weighs them). The latency check keeps a
+// slow endpoint, whose calls in flight pile up only as time passes, from
+// taking whole batches when it happens to be idle.
 func (p *picker) pickNear(prefer *Endpoint, rnd func() uint64) *Endpoint {
 	w := p.eps[p.pickLeastRequest(-1, rnd)]
 	if w == prefer {
+		return w
+	}
+	lat, wlat := prefer.latency.Load(), w.latency.Load()
+	if lat == 0 || wlat == 0 || lat > nearLatencyFactor*wlat {
 		return w
 	}
 	i := slices.Index(p.eps, prefer)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 var allAlgorithms = []Algorithm{RoundRobin, LeastRequest, RingHash, Random}
@@ -400,14 +401,36 @@ func TestRingSearch(t *testing.T) {
 }
 
 // TestPickNear: under least_request, calls that arrive together follow
-// the one before them while it carries at most NearSlack calls in flight
-// more than the power of two choices' winner; then the pick moves, and a
-// preferred endpoint that left the pick is never returned. The other
-// algorithms ignore the preference.
+// the one before them while it answers about as fast as the power of two
+// choices' winner and carries at most NearSlack calls in flight more;
+// then the pick moves. A preferred endpoint that is slow, unmeasured or
+// out of the pick is not kept. The other algorithms ignore the
+// preference.
 func TestPickNear(t *testing.T) {
 	t.Parallel()
 	s := specs(1, 1, 1)
 	b, _ := newBalancer(t, s, Options{Algorithm: LeastRequest})
+	measured := func(b *Balancer, lat ...time.Duration) {
+		for i, e := range b.Endpoints() {
+			if lat[i] > 0 { // 0: leave unmeasured
+				e.ObserveLatency(lat[i])
+			}
+		}
+	}
+	measured(b, time.Millisecond, 1500*time.Microsecond, 2*time.Millisecond)
+	// The estimate moves 1/16 of the way to a slower answer, half the
+	// way to a faster one; the first answer sets it.
+	e0 := b.Endpoints()[0]
+	if e0.Latency() != time.Millisecond {
+		t.Fatalf("latency after one observation of 1ms: %v", e0.Latency())
+	}
+	if e0.ObserveLatency(17 * time.Millisecond); e0.Latency() != 2*time.Millisecond {
+		t.Fatalf("latency after 1ms and 17ms: %v; want 2ms", e0.Latency())
+	}
+	if e0.ObserveLatency(0); e0.Latency() != time.Millisecond+1 {
+		t.Fatalf("latency after 1ms, 17ms and 0: %v; want 1.000001ms (halfway from 2ms to 1ns, rounded up)", e0.Latency())
+	}
+
 	first, err := b.PickNear(1, nil)
 	if err != nil {
 		t.Fatalf("PickNear: %v", err)
@@ -436,6 +459,7 @@ func TestPickNear(t *testing.T) {
 	// (1/1) and is kept; one more call and the idle one wins.
 	s = specs(2, 1)
 	b, _ = newBalancer(t, s, Options{Algorithm: LeastRequest})
+	measured(b, time.Millisecond, time.Millisecond)
 	heavy, light := endpoint(t, b, s[0].Addr), endpoint(t, b, s[1].Addr)
 	for range NearSlack + 1 {
 		heavy.Start()
@@ -448,9 +472,26 @@ func TestPickNear(t *testing.T) {
 		t.Errorf("weight 2 with %d in flight against idle weight 1: PickNear = %s; want %s", heavy.InFlight(), e.Addr(), light.Addr())
 	}
 
+	// An endpoint more than three times as slow as the winner is not
+	// kept, nor is one not yet measured, however idle: a slow endpoint's
+	// calls in flight pile up only as time passes.
+	for _, lat := range [][]time.Duration{{7 * time.Millisecond, 2 * time.Millisecond}, {0, 2 * time.Millisecond}} {
+		s = specs(1, 1)
+		b, _ = newBalancer(t, s, Options{Algorithm: LeastRequest})
+		measured(b, lat...)
+		slow := endpoint(t, b, s[0].Addr)
+		slow.Start() // one call in flight: the idle other wins every pair
+		for range 100 {
+			if e, _ := b.PickNear(1, slow); e == slow {
+				t.Fatalf("PickNear kept %s (latency %v) against one of latency %v", slow.Addr(), slow.Latency(), lat[1])
+			}
+		}
+	}
+
 	// A preferred endpoint that failed is out of the pick.
 	s = specs(1, 1, 1)
 	b, _ = newBalancer(t, s, Options{Algorithm: LeastRequest})
+	measured(b, time.Millisecond, time.Millisecond, time.Millisecond)
 	gone := endpoint(t, b, s[0].Addr)
 	b.ConnFailed(gone)
 	for range 1000 {
