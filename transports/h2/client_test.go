@@ -501,7 +501,10 @@ func TestDialTLS(t *testing.T) {
 func TestClientKeepalive(t *testing.T) {
 	t.Parallel()
 	addr, accepted := startRawServer(t)
-	cc := dial(t, addr, h2.ClientOptions{PingInterval: 20 * time.Millisecond, PingTimeout: 20 * time.Millisecond})
+	// PingTimeout runs from when the PING is queued: a short one let a
+	// loaded machine close the connection before its writer sent the
+	// PING (the server read EOF, once in make test).
+	cc := dial(t, addr, h2.ClientOptions{PingInterval: 20 * time.Millisecond, PingTimeout: 500 * time.Millisecond})
 	rs := <-accepted
 	// The server reads (and acknowledges SETTINGS) but answers no PING.
 	for {

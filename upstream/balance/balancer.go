@@ -137,8 +137,8 @@ func (b *Balancer) Pick(key uint64, avoid *Endpoint) (*Endpoint, error) {
 // for the first): calls that reach the gateway in one read of a
 // connection. Under least_request it keeps prefer while prefer is still
 // a candidate, answers about as fast as the power of two choices' winner
-// (its average latency, [Endpoint.ObserveLatency], at most three times the
-// winner's; both measured) and carries at most [NearSlack] calls in
+// (its latency estimate, [Endpoint.ObserveLatency], at most three times
+// the winner's or within a millisecond of it; both measured) and carries at most [NearSlack] calls in
 // flight more than the winner (both weighed by their weights), so such
 // calls travel to one target together, in one write, instead of being
 // spread one by one over every target's connection. Across

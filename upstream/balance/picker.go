@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // picker is an immutable view of one upstream's candidates, built by
@@ -214,14 +215,19 @@ func (p *picker) pickLeastRequest(av int, rnd func() uint64) int {
 // choices' winner [Balancer.PickNear] lets its preferred endpoint carry.
 const NearSlack = 16
 
-// nearLatencyFactor: [Balancer.PickNear] keeps its preferred endpoint
-// only while its average latency is at most this many times the winner's.
-const nearLatencyFactor = 3
+// [Balancer.PickNear] keeps its preferred endpoint only while its
+// latency estimate is at most nearLatencyFactor times the winner's or
+// within nearLatencyMargin of it (below a millisecond the estimates of
+// equal targets differ by more than a factor on a busy machine).
+const (
+	nearLatencyFactor = 3
+	nearLatencyMargin = int64(time.Millisecond)
+)
 
 // pickNear is least_request for PickNear: the power of two choices'
 // winner w, unless prefer is a candidate known to answer about as fast
 // as w (both latencies measured, prefer's at most nearLatencyFactor
-// times w's) whose load, less NearSlack, is no heavier than w's
+// times w's or within nearLatencyMargin of it) whose load, less NearSlack, is no heavier than w's
 // (compared as pickLeastRequest weighs them). The latency check keeps a
 // slow endpoint, whose calls in flight pile up only as time passes, from
 // taking whole batches when it happens to be idle.
@@ -231,7 +237,7 @@ func (p *picker) pickNear(prefer *Endpoint, rnd func() uint64) *Endpoint {
 		return w
 	}
 	lat, wlat := prefer.latency.Load(), w.latency.Load()
-	if lat == 0 || wlat == 0 || lat > nearLatencyFactor*wlat {
+	if lat == 0 || wlat == 0 || (lat > nearLatencyFactor*wlat && lat-wlat > nearLatencyMargin) {
 		return w
 	}
 	i := slices.Index(p.eps, prefer)

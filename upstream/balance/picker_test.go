@@ -472,10 +472,12 @@ func TestPickNear(t *testing.T) {
 		t.Errorf("weight 2 with %d in flight against idle weight 1: PickNear = %s; want %s", heavy.InFlight(), e.Addr(), light.Addr())
 	}
 
-	// An endpoint more than three times as slow as the winner is not
-	// kept, nor is one not yet measured, however idle: a slow endpoint's
-	// calls in flight pile up only as time passes.
-	for _, lat := range [][]time.Duration{{7 * time.Millisecond, 2 * time.Millisecond}, {0, 2 * time.Millisecond}} {
+	// An endpoint more than three times as slow as the winner and more
+	// than a millisecond slower is not kept, nor is one not yet measured,
+	// however idle: a slow endpoint's calls in flight pile up only as
+	// time passes. Within a millisecond, a factor does not count: 0.9 ms
+	// against 0.1 ms is kept.
+	for _, lat := range [][]time.Duration{{7 * time.Millisecond, 2 * time.Millisecond}, {0, 2 * time.Millisecond}, {1100 * time.Microsecond, 50 * time.Microsecond}} {
 		s = specs(1, 1)
 		b, _ = newBalancer(t, s, Options{Algorithm: LeastRequest})
 		measured(b, lat...)
@@ -486,6 +488,15 @@ func TestPickNear(t *testing.T) {
 				t.Fatalf("PickNear kept %s (latency %v) against one of latency %v", slow.Addr(), slow.Latency(), lat[1])
 			}
 		}
+	}
+
+	s = specs(1, 1)
+	b, _ = newBalancer(t, s, Options{Algorithm: LeastRequest})
+	measured(b, 900*time.Microsecond, 100*time.Microsecond)
+	near := endpoint(t, b, s[0].Addr)
+	near.Start()
+	if e, _ := b.PickNear(1, near); e != near {
+		t.Errorf("PickNear moved from %s (latency %v) to %s (latency %v); want it kept within a millisecond", near.Addr(), near.Latency(), e.Addr(), e.Latency())
 	}
 
 	// A preferred endpoint that failed is out of the pick.
