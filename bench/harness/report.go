@@ -59,9 +59,20 @@ func (r *results) ratio(scen, peer string) (float64, bool) {
 // by cell b's in the same round: a and b may be different scenarios (the
 // policy rows against the plain ones).
 func (r *results) ratioOf(scenA, peerA, scenB, peerB string) (float64, bool) {
+	rs := r.roundRatios(scenA, peerA, scenB, peerB)
+	if len(rs) == 0 {
+		return 0, false
+	}
+	sorted := slices.Sorted(slices.Values(rs))
+	return sorted[(len(sorted)-1)/2], true
+}
+
+// roundRatios returns the ratio of CPU per request of (scenA, peerA) to
+// (scenB, peerB) in each round that measured both, in round order.
+func (r *results) roundRatios(scenA, peerA, scenB, peerB string) []float64 {
 	ro, pc := r.cell(scenA, peerA), r.cell(scenB, peerB)
 	if ro == nil || pc == nil {
-		return 0, false
+		return nil
 	}
 	var rs []float64
 	for i := range ro.rounds {
@@ -71,11 +82,7 @@ func (r *results) ratioOf(scenA, peerA, scenB, peerB string) (float64, bool) {
 		}
 		rs = append(rs, float64(a.cpuPerReq())/float64(b.cpuPerReq()))
 	}
-	if len(rs) == 0 {
-		return 0, false
-	}
-	slices.Sort(rs)
-	return rs[(len(rs)-1)/2], true
+	return rs
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
@@ -246,7 +253,15 @@ func (r *results) target(w func(string, ...any), name, scenA, peerA, scenB, peer
 	if ratio > limit || (below && ratio >= limit) {
 		verdict = "**not met**"
 	}
-	w("- %s: %.2f× (target %s %.2f×) — %s\n", name, ratio, op, limit, verdict)
+	rounds := ""
+	if rs := r.roundRatios(scenA, peerA, scenB, peerB); len(rs) > 1 {
+		parts := make([]string, len(rs))
+		for i, x := range rs {
+			parts[i] = fmt.Sprintf("%.2f", x)
+		}
+		rounds = " (rounds " + strings.Join(parts, ", ") + ")"
+	}
+	w("- %s: %.2f×%s (target %s %.2f×) — %s\n", name, ratio, rounds, op, limit, verdict)
 }
 
 func oneLine(s string) string {
