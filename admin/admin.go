@@ -85,6 +85,11 @@ type Target struct {
 	Connected    bool       `json:"connected"`
 	EjectedUntil *time.Time `json:"ejected_until,omitempty"`
 	InFlight     int64      `json:"in_flight"`
+	// LatencyMS is how fast the target answers gRPC calls relayed to it,
+	// in milliseconds: an estimate that queueing moves little (the one
+	// least_request uses to keep calls that arrive together on one
+	// target); absent before the first answer.
+	LatencyMS float64 `json:"latency_ms,omitempty"`
 }
 
 // Breaker is a circuit breaker's counts.

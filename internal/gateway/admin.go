@@ -184,7 +184,8 @@ func (g *Gateway) Upstreams() []admin.Upstream {
 			st := bal.Stats()
 			a.Panic, a.Ejections = st.Panic, st.Ejections
 			for _, e := range bal.Snapshot() {
-				t := admin.Target{Address: e.Addr, Weight: e.Weight, Healthy: e.Healthy, Connected: e.Conn == balance.ConnReady, InFlight: e.InFlight}
+				t := admin.Target{Address: e.Addr, Weight: e.Weight, Healthy: e.Healthy, Connected: e.Conn == balance.ConnReady, InFlight: e.InFlight,
+					LatencyMS: float64(e.Latency) / float64(time.Millisecond)}
 				if !e.EjectedUntil.IsZero() {
 					until := e.EjectedUntil
 					t.EjectedUntil = &until

@@ -501,6 +501,21 @@ func TestAdminTables(t *testing.T) {
 	if w := ups[1]; w.Kind != "http" || len(w.Targets) != 1 || w.Targets[0].Address != web {
 		t.Errorf("upstream web: %+v", w)
 	}
+	if tg := test.Targets[0]; tg.LatencyMS != 0 {
+		t.Errorf("target %s shows latency_ms %v before any answer; want none", tg.Address, tg.LatencyMS)
+	}
+	// An answered call gives the target a latency estimate.
+	be.delay.Store(int64(20 * time.Millisecond))
+	if _, err := client.Echo(testContext(t), &testingv1.Everything{Id: "y"}); err != nil {
+		t.Fatalf("Echo: %v", err)
+	}
+	decode(t, api.get(t, "/upstreams"), &ups)
+	if lat := ups[0].Targets[0].LatencyMS; lat < 20 || lat > 10_000 {
+		t.Errorf("target %s: latency_ms %v after a call the backend held 20 ms; want 20 or more", be.Addr, lat)
+	}
+	if lat := ups[1].Targets[0].LatencyMS; lat != 0 {
+		t.Errorf("http target %s: latency_ms %v; want none (it is not relayed)", web, lat)
+	}
 	var rawUps []map[string]any
 	decode(t, api.get(t, "/upstreams"), &rawUps)
 	for _, key := range []string{"name", "kind", "balance", "targets", "panic", "ejections"} {

@@ -285,6 +285,7 @@ func (b *Balancer) Snapshot() []EndpointState {
 			EjectionMultiplier:  b.multiplierLocked(e, now),
 			ConsecutiveFailures: e.consecFail.Load(),
 			InFlight:            e.inflight.Load(),
+			Latency:             time.Duration(e.latency.Load()),
 			Conn:                e.conn,
 			Available:           e.available(),
 		}

@@ -187,7 +187,10 @@ type EndpointState struct {
 	// ConsecutiveFailures counts failures since the last success.
 	ConsecutiveFailures uint32
 	InFlight            int64
-	Conn                ConnState
+	// Latency is the estimate of how fast the endpoint answers (see
+	// [Endpoint.ObserveLatency]); 0 before the first observation.
+	Latency time.Duration
+	Conn    ConnState
 	// Available reports whether the endpoint takes calls outside panic
 	// mode: healthy, not ejected, connection ready.
 	Available bool
