@@ -3,9 +3,12 @@ package testkit
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -41,33 +44,47 @@ func StartRedis(t testing.TB) *Redis {
 	if err != nil {
 		t.Fatalf("redis-server not found in PATH (%v): install it with `apt-get install -y redis-server` (make test installs it)", err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	port := lis.Addr().(*net.TCPAddr).Port
-	_ = lis.Close()
-	r := &Redis{
-		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		t:    t,
-		path: path,
-		dir:  t.TempDir(),
-		port: port,
-	}
+	r := &Redis{t: t, path: path, dir: t.TempDir()}
 	t.Cleanup(r.Stop)
-	r.Start()
-	return r
+	// The port is free when chosen but may be taken before redis-server
+	// binds it (by another test's outgoing connection, whose local ports
+	// come from the same range): then a new port is tried.
+	for attempt := 1; ; attempt++ {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		r.port = lis.Addr().(*net.TCPAddr).Port
+		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
+		_ = lis.Close()
+		err = r.start()
+		if err == nil {
+			return r
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 5 {
+			t.Fatalf("%v", err)
+		}
+	}
 }
+
+// errPortTaken: redis-server could not bind its port.
+var errPortTaken = errors.New("port taken")
 
 // Start starts the server again on the same address after [Redis.Stop],
 // with an empty data set (a restarted server has lost its keys). It does
 // nothing when the server runs.
 func (r *Redis) Start() {
 	r.t.Helper()
+	if err := r.start(); err != nil {
+		r.t.Fatalf("%v", err)
+	}
+}
+
+func (r *Redis) start() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cmd != nil {
-		return
+		return nil
 	}
 	out := &lockedBuffer{}
 	cmd := exec.Command(r.path,
@@ -82,18 +99,24 @@ func (r *Redis) Start() {
 	cmd.Stderr = out
 	cmd.SysProcAttr = redisProcAttr()
 	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
 	r.cmd, r.out = cmd, out
 	// A fresh server takes a few milliseconds to listen; poll PING for up
 	// to 10s (a readiness bound, not an assertion on timing).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if err := ping(r.Addr); err == nil {
-			return
-		} else if time.Now().After(deadline) {
+		err := ping(r.Addr)
+		if err == nil {
+			return nil
+		}
+		if strings.Contains(out.String(), "Address already in use") {
 			r.stopLocked()
-			r.t.Fatalf("redis-server on %s did not answer PING: %v\n%s", r.Addr, err, out.String())
+			return fmt.Errorf("redis-server on %s: %w\n%s", r.Addr, errPortTaken, out.String())
+		}
+		if time.Now().After(deadline) {
+			r.stopLocked()
+			return fmt.Errorf("redis-server on %s did not answer PING: %w\n%s", r.Addr, err, out.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -1,7 +1,10 @@
 package testkit
 
 import (
+	"errors"
 	"fmt"
+	"net"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -48,5 +51,32 @@ func TestStartRedisMissingFails(t *testing.T) {
 	<-done
 	if !strings.Contains(rec.msg, "install it with `apt-get install -y redis-server` (make test installs it)") {
 		t.Fatalf("got %q; want a message that says how to install redis-server", rec.msg)
+	}
+}
+
+// TestRedisPortTaken: a port taken between its choice and redis-server's
+// bind is reported as errPortTaken at once (StartRedis then tries another
+// port) rather than after the 10 s PING wait. (make test failed once with
+// "Address already in use" on a port chosen free.)
+func TestRedisPortTaken(t *testing.T) {
+	t.Parallel()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not found in PATH (%v): make test installs it", err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	port := lis.Addr().(*net.TCPAddr).Port
+	r := &Redis{t: t, path: path, dir: t.TempDir(), port: port, Addr: lis.Addr().String()}
+	defer r.Stop()
+	if err := r.start(); !errors.Is(err, errPortTaken) {
+		t.Fatalf("start on a taken port: %v; want errPortTaken", err)
+	}
+	// StartRedis goes on to a free port.
+	if srv := StartRedis(t); ping(srv.Addr) != nil {
+		t.Fatalf("StartRedis: %s does not answer PING", srv.Addr)
 	}
 }
