@@ -353,7 +353,7 @@ func (g *Gateway) relay(st *state, s *h2.Stream, head *h2.RequestHead) h2.Events
 			m.StreamOpened(call.GRPC)
 		}
 	}
-	ev := st.grpc.RelayWith(s, head, grpcdialect.RelayOptions{Fields: o.fields[:n], Response: o.resp[:], Done: o.done})
+	ev := st.grpc.RelayWith(s, head, grpcdialect.RelayOptions{Fields: o.fields[:n], Response: o.resp[:], Done: o.done, Start: o.start})
 	if ev == nil {
 		st.gen.release() // the handler path holds its own
 	}

@@ -61,6 +61,9 @@ type RelayOptions struct {
 	// Done, when not nil, runs once when the client's side of the call
 	// is over.
 	Done func(*RelayResult)
+	// Start is when the call arrived (zero: when RelayWith runs); the
+	// deadline and the target's answer time count from it.
+	Start time.Time
 }
 
 // Relay takes a gRPC call over HTTP/2 frame by frame, when it can: the
@@ -258,12 +261,16 @@ func (p *Proxy) RelayWith(in *h2.Stream, head *h2.RequestHead, o RelayOptions) h
 		c.releaseBreakers()
 		return nil
 	}
-	c.ep, c.epStart = ep, time.Now()
+	now := o.Start
+	if now.IsZero() {
+		now = time.Now()
+	}
+	c.ep, c.epStart = ep, now
 	ep.Start()
 	c.up = up
 	in.SetCreditTo(up)
 	if timeout > 0 {
-		c.deadline = time.Now().Add(timeout)
+		c.deadline = now.Add(timeout)
 		c.timer = time.AfterFunc(gatewayBound(timeout, announced), c.onDeadline)
 	}
 	return c

@@ -122,12 +122,9 @@ func (b *Balancer) Update(specs []Spec) error {
 // Pick never blocks, does no I/O, allocates nothing and may be called
 // concurrently with every other method.
 func (b *Balancer) Pick(key uint64, avoid *Endpoint) (*Endpoint, error) {
-	p := b.picker.Load()
-	if p == nil || len(p.eps) == 0 {
-		return nil, ErrNoEndpoints
-	}
-	if p.panic {
-		b.panicPicks.Add(1)
+	p, err := b.current()
+	if err != nil {
+		return nil, err
 	}
 	return p.pick(key, avoid, b.rnd), nil
 }
@@ -138,16 +135,29 @@ func (b *Balancer) Pick(key uint64, avoid *Endpoint) (*Endpoint, error) {
 // connection. Under least_request it keeps prefer while prefer is still
 // a candidate, answers about as fast as the power of two choices' winner
 // (its latency estimate, [Endpoint.ObserveLatency], at most three times
-// the winner's or within a millisecond of it; both measured) and carries at most [NearSlack] calls in
-// flight more than the winner (both weighed by their weights), so such
-// calls travel to one target together, in one write, instead of being
-// spread one by one over every target's connection. Across
-// arrivals the picks are least_request's. The other algorithms ignore
-// prefer: round_robin's order, random's draw and ring_hash's key are
-// kept exactly.
+// the winner's or within a millisecond of it; both measured) and carries
+// at most [NearSlack] calls in flight more than the winner (both weighed
+// by their weights). So such calls travel to one target together, in
+// one write, instead of being spread one by one over every target's
+// connection. Across arrivals the picks are least_request's. The other
+// algorithms ignore prefer: round_robin's order, random's draw and
+// ring_hash's key are kept exactly.
 //
 // Like Pick it never blocks, does no I/O and allocates nothing.
 func (b *Balancer) PickNear(key uint64, prefer *Endpoint) (*Endpoint, error) {
+	p, err := b.current()
+	if err != nil {
+		return nil, err
+	}
+	if p.alg != LeastRequest || prefer == nil || len(p.eps) == 1 {
+		return p.pick(key, nil, b.rnd), nil
+	}
+	return p.pickNear(prefer, b.rnd), nil
+}
+
+// current returns the picker a pick uses, counting the pick when the
+// picker is in panic mode.
+func (b *Balancer) current() (*picker, error) {
 	p := b.picker.Load()
 	if p == nil || len(p.eps) == 0 {
 		return nil, ErrNoEndpoints
@@ -155,10 +165,7 @@ func (b *Balancer) PickNear(key uint64, prefer *Endpoint) (*Endpoint, error) {
 	if p.panic {
 		b.panicPicks.Add(1)
 	}
-	if p.alg != LeastRequest || prefer == nil || len(p.eps) == 1 {
-		return p.pick(key, nil, b.rnd), nil
-	}
-	return p.pickNear(prefer, b.rnd), nil
+	return p, nil
 }
 
 // Endpoints returns the current endpoints, in the order of the last

@@ -68,6 +68,12 @@ func TestPanicModeSpreadsOverAll(t *testing.T) {
 			if st := b.Stats(); !st.Panic || st.PanicPicks != 3000 {
 				t.Errorf("stats %+v; want Panic and 3000 panic picks", st)
 			}
+			// PickNear picks in panic mode too, and counts it.
+			if e, err := b.PickNear(1, eps[0]); err != nil || e == nil {
+				t.Errorf("PickNear in panic mode = %v, %v; want an endpoint", e, err)
+			} else if st := b.Stats(); st.PanicPicks != 3001 {
+				t.Errorf("panic picks after PickNear: %d; want 3001", st.PanicPicks)
+			}
 			b.ConnReady(eps[0])
 			if got := picked(t, b, 300); len(got) != 1 || !got[eps[0].Addr()] {
 				t.Errorf("after recovery picked %v; want only %s", got, eps[0].Addr())

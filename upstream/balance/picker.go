@@ -227,12 +227,14 @@ const (
 // pickNear is least_request for PickNear: the power of two choices'
 // winner w, unless prefer is a candidate known to answer about as fast
 // as w (both latencies measured, prefer's at most nearLatencyFactor
-// times w's or within nearLatencyMargin of it) whose load, less NearSlack, is no heavier than w's
-// (compared as pickLeastRequest weighs them). The latency check keeps a
-// slow endpoint, whose calls in flight pile up only as time passes, from
-// taking whole batches when it happens to be idle.
+// times w's or within nearLatencyMargin of it) whose load, less
+// NearSlack, is no heavier than w's (weighed as pickLeastRequest weighs
+// them). The latency check keeps a slow endpoint, whose calls in flight
+// pile up only as time passes, from taking whole batches when it happens
+// to be idle.
 func (p *picker) pickNear(prefer *Endpoint, rnd func() uint64) *Endpoint {
-	w := p.eps[p.pickLeastRequest(-1, rnd)]
+	wi := p.pickLeastRequest(-1, rnd)
+	w := p.eps[wi]
 	if w == prefer {
 		return w
 	}
@@ -244,7 +246,6 @@ func (p *picker) pickNear(prefer *Endpoint, rnd func() uint64) *Endpoint {
 	if i < 0 {
 		return w // no longer a candidate (ejected, failed, unhealthy, gone)
 	}
-	wi := slices.Index(p.eps, w)
 	lp, lw := prefer.inflight.Load(), w.inflight.Load()
 	// (lp+1-NearSlack)/weight_p <= (lw+1)/weight_w, without dividing.
 	if int64(p.weights[wi])*(lp+1-NearSlack) <= int64(p.weights[i])*(lw+1) {

@@ -35,6 +35,9 @@ func TestPickNoEndpoints(t *testing.T) {
 		if e, err := b.Pick(1, nil); !errors.Is(err, ErrNoEndpoints) || e != nil {
 			t.Errorf("%s: Pick = %v, %v; want ErrNoEndpoints", alg, e, err)
 		}
+		if e, err := b.PickNear(1, nil); !errors.Is(err, ErrNoEndpoints) || e != nil {
+			t.Errorf("%s: PickNear = %v, %v; want ErrNoEndpoints", alg, e, err)
+		}
 	}
 }
 
