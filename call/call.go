@@ -69,29 +69,11 @@ type HTTPHeader http.Header
 
 // Get returns the first value of name. It does not allocate for names
 // of up to 64 bytes.
-func (h HTTPHeader) Get(name string) string {
-	if v := h.Values(name); len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
+func (h HTTPHeader) Get(name string) string { return headerkey.Get(h, name) }
 
 // Values returns every value of name (the header's own slice). It does
 // not allocate for names of up to 64 bytes.
-func (h HTTPHeader) Values(name string) []string {
-	if v, ok := h[name]; ok {
-		return v
-	}
-	var buf [64]byte
-	if len(name) > len(buf) {
-		return h[http.CanonicalHeaderKey(name)]
-	}
-	// The canonical form, built on the stack: http.CanonicalHeaderKey
-	// allocates whenever it changes the name, which it always does for
-	// the lower-case names policies look up.
-	b := headerkey.Append(buf[:0], name)
-	return h[string(b)]
-}
+func (h HTTPHeader) Values(name string) []string { return headerkey.Values(h, name) }
 
 // ParsePeer parses an http.Request's RemoteAddr ("ip:port", or a
 // bracketed IPv6 form) into an address. It returns the zero value when

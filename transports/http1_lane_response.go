@@ -21,9 +21,9 @@ import (
 // goes away while the handler runs; the last needs a background read of
 // the connection, which starts only when someone waits on the context
 // (Done; the context package calls it for every child context and
-// AfterFunc) and the request is still running watchDelay later. Below it is a plain cancel context, which the context
-// package recognises as the parent of a child (through Value), so that a
-// child costs no goroutine.
+// AfterFunc) and the request is still running watchDelay later. Below it
+// is a plain cancel context, which the context package recognises as the
+// parent of a child (through Value), so that a child costs no goroutine.
 type reqCtx struct {
 	context.Context // context.WithCancel's
 	stop            context.CancelFunc
@@ -202,14 +202,14 @@ func (w *laneResponse) WriteHeader(code int) {
 	w.wroteHeader, w.status = true, code
 	w.bodyOK = code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
 	h := w.hdr
-	if cl := headerValue(h, "Content-Length"); cl != "" {
+	if cl := headerkey.Get(h, "Content-Length"); cl != "" {
 		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
 			w.clen = v
 		} else {
 			h.Del("Content-Length")
 		}
 	}
-	w.te = headerValue(h, "Transfer-Encoding")
+	w.te = headerkey.Get(h, "Transfer-Encoding")
 	if w.te == "chunked" {
 		w.chunked = true
 		h.Del("Transfer-Encoding")
@@ -242,25 +242,9 @@ func (w *laneResponse) informational(code int) {
 
 // Write writes body bytes.
 func (w *laneResponse) Write(p []byte) (int, error) {
-	if w.b == nil {
-		return 0, http.ErrHandlerTimeout
+	if err := w.admit(len(p)); err != nil || len(p) == 0 {
+		return 0, err
 	}
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if !w.bodyOK {
-		return 0, http.ErrBodyNotAllowed
-	}
-	if w.clen >= 0 && w.written+int64(len(p)) > w.clen {
-		return 0, http.ErrContentLength
-	}
-	if w.err != nil {
-		return 0, w.err
-	}
-	w.written += int64(len(p))
 	if !w.sent {
 		if len(w.b.hold)+len(p) <= holdBytes {
 			w.b.hold = append(w.b.hold, p...)
@@ -275,23 +259,41 @@ func (w *laneResponse) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// WriteString writes body bytes.
+// WriteString writes body bytes; a string that fits in what the lane
+// holds back is copied there without a conversion to []byte.
 func (w *laneResponse) WriteString(s string) (int, error) {
-	if !w.sent && w.b != nil && len(w.b.hold)+len(s) <= holdBytes {
-		if !w.wroteHeader {
-			w.WriteHeader(http.StatusOK)
-		}
-		if !w.bodyOK {
-			return 0, http.ErrBodyNotAllowed
-		}
-		if w.clen >= 0 && w.written+int64(len(s)) > w.clen {
-			return 0, http.ErrContentLength
-		}
-		w.written += int64(len(s))
-		w.b.hold = append(w.b.hold, s...)
-		return len(s), nil
+	if w.b == nil || w.sent || len(w.b.hold)+len(s) > holdBytes {
+		return w.Write([]byte(s))
 	}
-	return w.Write([]byte(s))
+	if err := w.admit(len(s)); err != nil || len(s) == 0 {
+		return 0, err
+	}
+	w.b.hold = append(w.b.hold, s...)
+	return len(s), nil
+}
+
+// admit decides the status if the handler has not, counts n more body
+// bytes and checks that they may be written, as net/http does: the
+// bytes of a write past the declared Content-Length count too, so every
+// later write fails as well and the short answer ends the connection.
+func (w *laneResponse) admit(n int) error {
+	if w.b == nil {
+		return http.ErrHandlerTimeout
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if n == 0 {
+		return nil
+	}
+	if !w.bodyOK {
+		return http.ErrBodyNotAllowed
+	}
+	w.written += int64(n)
+	if w.clen >= 0 && w.written > w.clen {
+		return http.ErrContentLength
+	}
+	return w.err
 }
 
 // Flush sends the head and what the body has so far.
@@ -315,8 +317,9 @@ func (w *laneResponse) FlushError() error {
 	return w.err
 }
 
-// EnableFullDuplex reports success: a request the lane serves has no
-// body to interleave with.
+// EnableFullDuplex reports success: on the lane a handler may read the
+// request body after its answer has begun (nothing closes the body when
+// the head goes out, as net/http's HTTP/1 server does).
 func (w *laneResponse) EnableFullDuplex() error { return nil }
 
 // SetWriteDeadline sets the connection's write deadline.
@@ -587,12 +590,3 @@ var commonKeys = func() map[string]string {
 	}
 	return m
 }()
-
-// headerValue is h.Get(key) for a canonical key, without canonicalizing
-// it again.
-func headerValue(h http.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -488,4 +490,64 @@ func TestHTTP1LaneTimeouts(t *testing.T) {
 		t.Fatal("writing to a client that does not read did not end")
 	}
 	plainGet(t, "http://"+addr+"/after")
+}
+
+// TestHTTP1LaneWriteErrors: a handler's writes that the answer cannot
+// take fail on the lane with net/http's errors, through Write and
+// WriteString alike, and the client gets net/http's answer (read raw to
+// the connection's end, Date left out): a body on a 204
+// (http.ErrBodyNotAllowed); a write past the declared Content-Length
+// (http.ErrContentLength), after which, as net/http counts the refused
+// bytes too, every later write fails and a body left short ends the
+// connection.
+func TestHTTP1LaneWriteErrors(t *testing.T) {
+	writes := map[string][]string{
+		"/full":      {"abc", "d", "e"}, // the body is whole, then two writes too many
+		"/short":     {"abcd", "abc"},   // too much at once; then even what fits fails
+		"/nocontent": {"x", "y"},
+	}
+	record := func(errs chan<- []string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/nocontent" {
+				w.WriteHeader(http.StatusNoContent)
+			} else {
+				w.Header().Set("Content-Length", "3")
+			}
+			var got []string
+			for i, p := range writes[r.URL.Path] {
+				var err error
+				if i%2 == 0 {
+					_, err = w.Write([]byte(p))
+				} else {
+					_, err = io.WriteString(w, p)
+				}
+				got = append(got, fmt.Sprint(err))
+			}
+			errs <- got
+		})
+	}
+	raw := func(addr, path string) string {
+		conn := dialRaw(t, addr)
+		_, _ = io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		b, err := io.ReadAll(conn)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		return regexp.MustCompile(`Date: [^\r]*\r\n`).ReplaceAllString(string(b), "")
+	}
+	laneErrs, refErrs := make(chan []string, 1), make(chan []string, 1)
+	s := startServer(t, listenerConfig(), record(laneErrs), nil)
+	ref := httptest.NewServer(record(refErrs))
+	defer ref.Close()
+	for _, path := range []string{"/full", "/short", "/nocontent"} {
+		want, got := raw(ref.Listener.Addr().String(), path), raw(s.Addr().String(), path)
+		if got != want {
+			t.Errorf("%s:\n lane:     %q\n net/http: %q", path, got, want)
+		}
+		gotErrs, wantErrs := <-laneErrs, <-refErrs
+		if !slices.Equal(gotErrs, wantErrs) {
+			t.Errorf("%s: the handler's write errors on the lane %q; net/http gives %q", path, gotErrs, wantErrs)
+		}
+		t.Logf("%s: %q, %q", path, got, gotErrs)
+	}
 }

@@ -2,6 +2,7 @@ package headerkey
 
 import (
 	"net/textproto"
+	"strings"
 	"testing"
 )
 
@@ -19,5 +20,25 @@ func BenchmarkAppend(b *testing.B) {
 	var buf [64]byte
 	for b.Loop() {
 		_ = Append(buf[:0], "x-forwarded-for")
+	}
+}
+
+// TestValues finds a field by its canonical name, a lower-case one and
+// a name longer than the stack buffer, and returns the header's own slice.
+func TestValues(t *testing.T) {
+	long := "X-" + strings.Repeat("Long-", 14) + "Name" // 76 bytes
+	h := map[string][]string{"Content-Type": {"a", "b"}, long: {"c"}, "x-raw": {"d"}}
+	for _, tc := range []struct{ name, want string }{
+		{"Content-Type", "a"}, {"content-type", "a"}, {strings.ToLower(long), "c"}, {"x-raw", "d"}, {"Accept", ""},
+	} {
+		if got := Get(h, tc.name); got != tc.want {
+			t.Errorf("Get(%q) = %q; want %q", tc.name, got, tc.want)
+		}
+	}
+	if v := Values(h, "content-type"); len(v) != 2 || &v[0] != &h["Content-Type"][0] {
+		t.Errorf("Values(content-type) = %v; want the header's own slice", v)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = Get(h, "content-type") }); n != 0 {
+		t.Errorf("Get of a lower-case name allocates %v times; want 0", n)
 	}
 }
