@@ -117,17 +117,20 @@ func get(c *http.Client, url string) (*http.Response, string, error) {
 	return resp, string(b), err
 }
 
-// dialRaw opens a TCP connection to addr for a hand-written exchange. It
-// is closed when the test ends, and every read and write on it must end
-// within 10 s, so that a server that hangs fails the test instead of
-// stalling it.
-func dialRaw(t *testing.T, addr string) net.Conn {
+// dialRaw opens a TCP connection to addr for a hand-written exchange
+// (see testkit.DialRaw).
+func dialRaw(t *testing.T, addr string) net.Conn { t.Helper(); return testkit.DialRaw(t, addr) }
+
+// within returns the next value from ch, and fails the test when none
+// comes within 10 s (what names what did not happen).
+func within[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s (waited 10 s)", what)
 	}
-	t.Cleanup(func() { _ = conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	return conn
+	var zero T
+	return zero
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -209,32 +208,19 @@ func TestHTTP1LaneContext(t *testing.T) {
 		}
 	})
 	s := startServer(t, listenerConfig(), h, nil)
-	conn, err := net.Dial("tcp", s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialRaw(t, s.Addr().String())
 	_, _ = io.WriteString(conn, "GET /wait HTTP/1.1\r\nHost: a\r\n\r\n")
 	time.Sleep(50 * time.Millisecond) // let the handler start waiting (the test holds either way)
 	_ = conn.Close()
-	select {
-	case err := <-gone:
-		if err != context.Canceled {
-			t.Errorf("the request context after the client left: %v; want context.Canceled", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the handler's context did not end when the client closed the connection")
+	if err := within(t, gone, "the handler's context did not end when the client closed the connection"); err != context.Canceled {
+		t.Errorf("the request context after the client left: %v; want context.Canceled", err)
 	}
 	resp, body, err := get(&http.Client{Timeout: 5 * time.Second}, "http://"+s.Addr().String()+"/spawn")
 	if err != nil || resp.StatusCode != 200 || body != "spawned" {
 		t.Fatalf("GET /spawn: %v %v %q", resp, err, body)
 	}
-	select {
-	case err := <-after:
-		if err != context.Canceled {
-			t.Errorf("the context after the handler returned: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request context did not end when the handler returned")
+	if err := within(t, after, "the request context did not end when the handler returned"); err != context.Canceled {
+		t.Errorf("the context after the handler returned: %v", err)
 	}
 	if got := local.Load(); got != s.Addr().String() {
 		t.Errorf("LocalAddrContextKey: %v; want %s", got, s.Addr())
@@ -396,19 +382,11 @@ func TestHTTP1LaneBody(t *testing.T) {
 		t.Errorf("a body in two pieces: %q; want 10 bytes", b)
 	}
 
-	cut, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cut := dialRaw(t, addr)
 	_, _ = io.WriteString(cut, "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly part")
 	_ = cut.Close()
-	select {
-	case err := <-readErr:
-		if err != io.ErrUnexpectedEOF {
-			t.Errorf("reading a body the client abandoned: %v; want io.ErrUnexpectedEOF", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the handler's read of an abandoned body did not end")
+	if err := within(t, readErr, "the handler's read of an abandoned body did not end"); err != io.ErrUnexpectedEOF {
+		t.Errorf("reading a body the client abandoned: %v; want io.ErrUnexpectedEOF", err)
 	}
 
 	big := dialRaw(t, addr)
@@ -462,13 +440,8 @@ func TestHTTP1LaneTimeouts(t *testing.T) {
 
 	up := dialRaw(t, addr)
 	_, _ = io.WriteString(up, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhalf ")
-	select {
-	case err := <-readErr:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Errorf("reading a stalled body: %v; want the read deadline", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("reading a stalled body did not end")
+	if err := within(t, readErr, "reading a stalled body did not end"); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("reading a stalled body: %v; want the read deadline", err)
 	}
 	br := bufio.NewReader(up)
 	resp, err := http.ReadResponse(br, nil)
@@ -481,13 +454,8 @@ func TestHTTP1LaneTimeouts(t *testing.T) {
 
 	down := dialRaw(t, addr)
 	_, _ = io.WriteString(down, "GET /download HTTP/1.1\r\nHost: a\r\n\r\n") // and never read
-	select {
-	case err := <-writeErr:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Errorf("writing to a client that does not read: %v; want the write deadline", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("writing to a client that does not read did not end")
+	if err := within(t, writeErr, "writing to a client that does not read did not end"); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("writing to a client that does not read: %v; want the write deadline", err)
 	}
 	plainGet(t, "http://"+addr+"/after")
 }

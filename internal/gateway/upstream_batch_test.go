@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
 	"github.com/rosetta-gateway/rosetta/upstream/balance"
 )
@@ -56,12 +56,7 @@ func TestUpstreamLeastRequestBatch(t *testing.T) {
 		}
 	}
 
-	nc, err := net.DialTimeout("tcp", strings.TrimPrefix(u.url, "http://"), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nc.Close() })
-	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+	nc := testkit.DialRaw(t, strings.TrimPrefix(u.url, "http://"))
 	var out bytes.Buffer
 	fr := http2.NewFramer(&out, nc)
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)

@@ -3,6 +3,7 @@ package testkit
 import (
 	"net"
 	"testing"
+	"time"
 )
 
 // ListenLocal returns a TCP listener on 127.0.0.1 with a free port. It is
@@ -46,4 +47,19 @@ func acceptEach(t testing.TB, handle func(net.Conn)) string {
 		}
 	}()
 	return lis.Addr().String()
+}
+
+// DialRaw opens a TCP connection to addr for a hand-written exchange (raw
+// HTTP/1.1, HTTP/2 frames). It is closed when the test ends, and every
+// read and write on it must end within 10 s, so that a server that hangs
+// fails the test instead of stalling it.
+func DialRaw(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn
 }

@@ -122,12 +122,7 @@ type rawConn struct {
 // deadline, so a missing frame fails the test instead of hanging it.
 func dialRaw(t testing.TB, addr string, settings ...http2.Setting) *rawConn {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nc.Close() })
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	nc := testkit.DialRaw(t, addr)
 	c := &rawConn{t: t, nc: nc, fr: http2.NewFramer(nc, nc), settings: map[http2.SettingID]uint32{}}
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = 1 << 20
