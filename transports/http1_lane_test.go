@@ -80,8 +80,10 @@ func laneHandler() http.Handler {
 // to a bare net/http server with the same handler: status, framing,
 // headers (but Date) and body must agree, for answers the lane writes
 // (small, sniffed, large and chunked, flushed, empty, 204, a set
-// Content-Length, trailers, a value with a line break, HEAD) and for
-// requests it hands to net/http (POST, HTTP/1.0).
+// Content-Length, trailers, a value with a line break, HEAD, bodies read
+// whole, in part or not at all) and for requests it hands to net/http
+// (Expect, chunked, HTTP/1.0, and the heads net/http refuses with 400:
+// no Host, two, an invalid target).
 func TestHTTP1LaneMatchesNetHTTP(t *testing.T) {
 	s := startServer(t, listenerConfig(), laneHandler(), nil)
 	ref := httptest.NewServer(laneHandler())
@@ -109,6 +111,21 @@ func TestHTTP1LaneMatchesNetHTTP(t *testing.T) {
 		"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
 		"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 		"GET /echo HTTP/1.0\r\nHost: a\r\n\r\n",
+	}
+	// Heads the lane leaves to net/http, which refuses them with 400 (and
+	// names the missing Host): no Host, two, a target that is not a
+	// request URI.
+	refused := map[string]string{
+		"GET /small HTTP/1.1\r\n\r\n":                       "missing required Host header",
+		"GET /small HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n": `body="400 Bad Request"`,
+		"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n":              `body="400 Bad Request"`,
+	}
+	for req, reason := range refused {
+		got := laneExchange(t, s.Addr().String(), req)
+		if !strings.HasPrefix(got, "HTTP/1.1 400 Bad Request") || !strings.Contains(got, reason) {
+			t.Errorf("%q: %q; want 400 Bad Request, %q", req, got, reason)
+		}
+		reqs = append(reqs, req)
 	}
 	for _, req := range reqs {
 		line := req[:strings.Index(req, "\r\n")]
