@@ -188,6 +188,23 @@ func WithReport(ctx context.Context, r *Report) context.Context {
 	return context.WithValue(ctx, reportKey{}, r)
 }
 
+// ValueSlot is a context that can take one more value itself, sparing
+// the context.WithValue (and the copy of the request that carries it) a
+// call would otherwise cost: the HTTP/1.1 lane's request context is one.
+// SetValue reports whether the context took val; it refuses a second
+// value, and must be called before the context is shared.
+type ValueSlot interface {
+	SetValue(key, val any) bool
+}
+
+// AttachReport makes ctx carry r when ctx is a [ValueSlot] with room,
+// and reports whether it did; when it did not, the caller uses
+// [WithReport].
+func AttachReport(ctx context.Context, r *Report) bool {
+	s, ok := ctx.(ValueSlot)
+	return ok && s.SetValue(reportKey{}, r)
+}
+
 // ReportFrom returns the Report in ctx, or nil.
 func ReportFrom(ctx context.Context) *Report {
 	r, _ := ctx.Value(reportKey{}).(*Report)

@@ -33,6 +33,8 @@ type reqCtx struct {
 	ended           bool
 	bodyOpen        bool // a body is being read: the background read waits for its end
 	watchWanted     bool // the timer fired while the body was open
+	// One value a handler added (SetValue), answered by Value.
+	key, val any
 }
 
 // watchDelay is how long a request whose context is waited on runs
@@ -84,9 +86,25 @@ func (x *reqCtx) bodyRead() {
 	}
 }
 
-// Value answers net/http's server and local-address keys, and the
-// context package's own.
+// SetValue makes the context carry val under key (call.ValueSlot): the
+// gateway's edge puts its call report here instead of deriving a context
+// and copying the request for it. It takes one value, before the
+// context is shared (the handler's goroutine, first thing), and refuses
+// any other.
+func (x *reqCtx) SetValue(key, val any) bool {
+	if x.key != nil || key == nil {
+		return false
+	}
+	x.key, x.val = key, val
+	return true
+}
+
+// Value answers the key SetValue was given, net/http's server and
+// local-address keys, and the context package's own.
 func (x *reqCtx) Value(key any) any {
+	if x.key != nil && key == x.key {
+		return x.val
+	}
 	switch key {
 	case http.ServerContextKey:
 		return x.lc.l.s.srv

@@ -244,6 +244,38 @@ func TestHTTP1LaneContext(t *testing.T) {
 	}
 }
 
+// TestHTTP1LaneValueSlot: a lane request's context takes one value
+// itself (call.ValueSlot), which it and its children answer; it refuses
+// a second, and the next request on the connection starts without it.
+func TestHTTP1LaneValueSlot(t *testing.T) {
+	type key struct{ n int }
+	type slot interface{ SetValue(key, val any) bool }
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, ok := r.Context().(slot)
+		if !ok {
+			http.Error(w, "no value slot", http.StatusInternalServerError)
+			return
+		}
+		before := r.Context().Value(key{1})
+		took := s.SetValue(key{1}, "one")
+		second := s.SetValue(key{2}, "two")
+		child, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		fmt.Fprintf(w, "before=%v took=%v second=%v value=%v child=%v other=%v server=%v",
+			before, took, second, r.Context().Value(key{1}), child.Value(key{1}), r.Context().Value(key{2}),
+			r.Context().Value(http.ServerContextKey) != nil)
+	})
+	s := startServer(t, listenerConfig(), h, nil)
+	client := &http.Client{Timeout: 5 * time.Second}
+	const want = "before=<nil> took=true second=false value=one child=one other=<nil> server=true"
+	for i := range 2 { // the second request reuses the connection
+		resp, body, err := get(client, "http://"+s.Addr().String()+"/")
+		if err != nil || resp.StatusCode != 200 || body != want {
+			t.Fatalf("request %d: %v %v\n got %q\nwant %q", i+1, resp, err, body, want)
+		}
+	}
+}
+
 // TestHTTP1LanePanic: a handler's panic closes that connection without
 // an answer and is logged; the listener goes on serving.
 func TestHTTP1LanePanic(t *testing.T) {

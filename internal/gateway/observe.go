@@ -114,7 +114,6 @@ type edgeCall struct {
 	// (ProtocolUnknown: none).
 	open     call.Protocol
 	informed bool // a 1xx (101 Switching Protocols) was sent
-	req      http.Request
 }
 
 // Routed implements call.ReportObserver: a stream is counted open from
@@ -180,16 +179,18 @@ func (g *Gateway) edge(serve func(http.ResponseWriter, *http.Request, call.Proto
 			e.rep.Observer = e
 			g.obs.metrics.CallStarted()
 		}
-		ctx := call.WithReport(r.Context(), &e.rep)
+		// The report rides in the request's own context when the
+		// transport offers room for it (the HTTP/1.1 lane, whose request
+		// is then the edge's to change); else in a derived context, on a
+		// copy of the request.
 		var span trace.Span
 		if t := g.obs.tracing; t != nil {
-			ctx, span = t.Start(ctx, propagation.HeaderCarrier(r.Header), r.Method)
+			ctx, sp := t.Start(call.WithReport(r.Context(), &e.rep), propagation.HeaderCarrier(r.Header), r.Method)
 			t.Inject(ctx, propagation.HeaderCarrier(r.Header)) // the upstream's parent is our span
+			r, span = r.WithContext(ctx), sp
+		} else if !call.AttachReport(r.Context(), &e.rep) {
+			r = r.WithContext(call.WithReport(r.Context(), &e.rep))
 		}
-		// WithContext's copy, inlined, stays on the stack: the request
-		// lives in the edgeCall, one allocation fewer per call.
-		e.req = *r.WithContext(ctx)
-		r = &e.req
 		if r.Body != nil && r.Body != http.NoBody {
 			e.body.ReadCloser = r.Body
 			r.Body = &e.body
