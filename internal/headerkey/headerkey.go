@@ -40,8 +40,13 @@ func Values(h map[string][]string, name string) []string {
 	}
 	// The canonical form, built on the stack: CanonicalMIMEHeaderKey
 	// allocates whenever it changes the name, which it always does for a
-	// lower-case one.
-	return h[string(Append(buf[:0], name))]
+	// lower-case one. A name that was canonical already is not looked up
+	// twice (most callers spell it so, and ask for fields often absent).
+	c := Append(buf[:0], name)
+	if string(c) == name {
+		return nil
+	}
+	return h[string(c)]
 }
 
 // Get returns the first value of the field name in h, "" when it has

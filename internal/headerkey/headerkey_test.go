@@ -15,6 +15,18 @@ func TestAppend(t *testing.T) {
 	}
 }
 
+// BenchmarkGetAbsent looks up fields a header does not have, by their
+// canonical and lower-case names (a response's Transfer-Encoding, a
+// request's Connect-Protocol-Version).
+func BenchmarkGetAbsent(b *testing.B) {
+	h := map[string][]string{"Content-Type": {"a"}, "Date": {"d"}, "X-Cache": {"HIT"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Get(h, "Transfer-Encoding")
+		_ = Get(h, "connect-protocol-version")
+	}
+}
+
 func BenchmarkAppend(b *testing.B) {
 	b.ReportAllocs()
 	var buf [64]byte
@@ -29,7 +41,7 @@ func TestValues(t *testing.T) {
 	long := "X-" + strings.Repeat("Long-", 14) + "Name" // 76 bytes
 	h := map[string][]string{"Content-Type": {"a", "b"}, long: {"c"}, "x-raw": {"d"}}
 	for _, tc := range []struct{ name, want string }{
-		{"Content-Type", "a"}, {"content-type", "a"}, {strings.ToLower(long), "c"}, {"x-raw", "d"}, {"Accept", ""},
+		{"Content-Type", "a"}, {"content-type", "a"}, {strings.ToLower(long), "c"}, {"x-raw", "d"}, {"Accept", ""}, {"accept", ""}, {"X-RAW", ""},
 	} {
 		if got := Get(h, tc.name); got != tc.want {
 			t.Errorf("Get(%q) = %q; want %q", tc.name, got, tc.want)
