@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"compress/gzip"
 	"encoding/base64"
 	"encoding/binary"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
 	testingv1 "github.com/rosetta-gateway/rosetta/proto/gen/rosetta/testing/v1"
 )
 
@@ -361,5 +363,71 @@ func TestConnectTransportErrors(t *testing.T) {
 	resp.Body.Close()
 	if resp.Header.Get("Grpc-Status") != "12" || !strings.Contains(resp.Header.Get("Grpc-Message"), "POST") {
 		t.Errorf("gRPC DELETE: grpc-status %q message %q; want 12 saying POST", resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"))
+	}
+}
+
+// TestStreamUnreadBodyKeepsConnection: a streaming call over HTTP/1.1
+// whose handler ends before reading the whole (chunked, so net/http's)
+// request body leaves a connection that serves the next request. Go's
+// HTTP/1 server, with full duplex enabled, reads the unread rest after it
+// stopped its background read, and the read it then starts panics at the
+// next request, closing the connection under a client that reuses it
+// (golang/go#68560); the handlers close the body before they return
+// (transcoder.EnableFullDuplex). The Connect case failed before that
+// (connection reset); gRPC-Web refuses this request before it enables
+// full duplex, and is here so that it goes on keeping the connection.
+func TestStreamUnreadBodyKeepsConnection(t *testing.T) {
+	t.Parallel()
+	url := startBrowserGateway(t, "")
+	addr := strings.TrimPrefix(url, "http://")
+	envelope := func(msg string) string {
+		var b [5]byte
+		binary.BigEndian.PutUint32(b[1:], uint32(len(msg)))
+		return string(b[:]) + msg
+	}
+	chunked := func(body string) string {
+		return strconv.FormatInt(int64(len(body)), 16) + "\r\n" + body + "\r\n0\r\n\r\n"
+	}
+	for _, tc := range []struct{ name, contentType, extra, msg, refusal string }{
+		// A server-streaming method sent three messages: the handler
+		// refuses the second and leaves the third unread.
+		{"connect", "application/connect+json", "Connect-Protocol-Version: 1\r\n", `{"count": 1}`, "takes one request message, but the request has more"},
+		{"grpc-web", "application/grpc-web+json", "", `{"count": 1}`, "takes one request message, but the request has more"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			conn := testkit.DialRaw(t, addr)
+			br := bufio.NewReader(conn)
+			body := envelope(tc.msg) + envelope(tc.msg) + envelope(tc.msg)
+			first := "POST " + echoService + "ServerStream HTTP/1.1\r\nHost: gw\r\nContent-Type: " + tc.contentType + "\r\n" + tc.extra +
+				"Transfer-Encoding: chunked\r\n\r\n" + chunked(body)
+			if _, err := io.WriteString(conn, first); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("first answer: %v", err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			// Connect ends the stream with the error; gRPC-Web answers
+			// trailers-only (the status in the head).
+			if answer := string(got) + resp.Header.Get("Grpc-Message"); resp.StatusCode != 200 || !strings.Contains(answer, tc.refusal) {
+				t.Errorf("first answer: %d %v %q; want 200 and the refusal %q", resp.StatusCode, resp.Header, got, tc.refusal)
+			}
+			second := "POST " + echoService + "Echo HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nConnect-Protocol-Version: 1\r\nContent-Length: 2\r\n\r\n{}"
+			if _, err := io.WriteString(conn, second); err != nil {
+				t.Fatalf("second request on the connection: %v", err)
+			}
+			resp, err = http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("second answer on the connection: %v; want 200 (the server closed the connection after the first)", err)
+			}
+			got, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(got) != "{}" {
+				t.Errorf("second answer: %d %q; want 200 {}", resp.StatusCode, got)
+			}
+		})
 	}
 }

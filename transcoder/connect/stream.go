@@ -79,7 +79,7 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	// Let HTTP/1.1 read the request while writing the response, as HTTP/2
 	// always can; it fails harmlessly where it is not needed.
-	_ = out.rc.EnableFullDuplex()
+	defer transcoder.EnableFullDuplex(out.rc, r)()
 	base, cancel := t.CallContext(r, timeout, md)
 	defer cancel()
 	ctx, abort := context.WithCancelCause(base)

@@ -110,7 +110,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		// Let HTTP/1.1 read the request while writing the response, as
 		// HTTP/2 always can.
-		_ = out.rc.EnableFullDuplex()
+		defer transcoder.EnableFullDuplex(out.rc, r)()
 	}
 	base, cancel := t.CallContext(r, timeout, md)
 	defer cancel()

@@ -57,7 +57,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	} else {
 		// Reading the body after the response has started needs full
 		// duplex on HTTP/1.1; HTTP/2 and HTTP/3 always allow it.
-		_ = http.NewResponseController(w).EnableFullDuplex()
+		defer transcoder.EnableFullDuplex(http.NewResponseController(w), r)()
 		pumpDone = make(chan struct{})
 		go func() {
 			defer close(pumpDone)
