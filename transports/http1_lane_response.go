@@ -23,16 +23,19 @@ import (
 // (Done; the context package calls it for every child context and
 // AfterFunc) and the request is still running watchDelay later. Below it
 // is a plain cancel context, which the context package recognises as the
-// parent of a child (through Value), so that a child costs no goroutine.
+// parent of a child (through Value), so that a child costs no goroutine;
+// it is made on first need (Done, or a key the request context does not
+// answer itself), which a cache hit may never have.
 type reqCtx struct {
-	context.Context // context.WithCancel's
-	stop            context.CancelFunc
-	lc              *laneConn
-	mu              sync.Mutex
-	asked           bool // Done was called: the connection's watch timer runs for this request
-	ended           bool
-	bodyOpen        bool // a body is being read: the background read waits for its end
-	watchWanted     bool // the timer fired while the body was open
+	made        atomic.Bool        // inner and stop are set
+	inner       context.Context    // context.WithCancel's
+	stop        context.CancelFunc // inner's
+	lc          *laneConn
+	mu          sync.Mutex
+	asked       bool // Done was called: the connection's watch timer runs for this request
+	ended       bool
+	bodyOpen    bool // a body is being read: the background read waits for its end
+	watchWanted bool // the timer fired while the body was open
 	// One value a handler added (SetValue), answered by Value.
 	key, val any
 }
@@ -45,7 +48,41 @@ const watchDelay = 100 * time.Millisecond
 
 func (x *reqCtx) init(lc *laneConn) {
 	x.lc = lc
-	x.Context, x.stop = context.WithCancel(context.Background())
+}
+
+// cancelCtx returns the cancel context below, made on first need (ended
+// already when the request has).
+func (x *reqCtx) cancelCtx() context.Context {
+	if x.made.Load() {
+		return x.inner
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.made.Load() {
+		x.inner, x.stop = context.WithCancel(context.Background())
+		if x.ended {
+			x.stop()
+		}
+		x.made.Store(true)
+	}
+	return x.inner
+}
+
+// Deadline reports no deadline: a request has none of its own.
+func (x *reqCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+// Err returns context.Canceled once the request has ended, else nil.
+func (x *reqCtx) Err() error {
+	if x.made.Load() {
+		return x.inner.Err()
+	}
+	x.mu.Lock()
+	ended := x.ended
+	x.mu.Unlock()
+	if ended {
+		return context.Canceled
+	}
+	return nil
 }
 
 // Done returns a channel closed when the request ends; the first call
@@ -57,7 +94,7 @@ func (x *reqCtx) Done() <-chan struct{} {
 		x.lc.watchTimer.Reset(watchDelay)
 	}
 	x.mu.Unlock()
-	return x.Context.Done()
+	return x.cancelCtx().Done()
 }
 
 // watch starts the background read, unless the request has ended.
@@ -111,7 +148,7 @@ func (x *reqCtx) Value(key any) any {
 	case http.LocalAddrContextKey:
 		return x.lc.nc.LocalAddr()
 	}
-	return x.Context.Value(key)
+	return x.cancelCtx().Value(key)
 }
 
 // cancel ends the request's context.
@@ -121,8 +158,11 @@ func (x *reqCtx) cancel() {
 	if x.asked {
 		x.lc.watchTimer.Stop()
 	}
+	made := x.made.Load()
 	x.mu.Unlock()
-	x.stop()
+	if made {
+		x.stop()
+	}
 }
 
 func (x *reqCtx) String() string { return "transports.laneRequestContext" }

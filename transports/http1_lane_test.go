@@ -244,6 +244,52 @@ func TestHTTP1LaneContext(t *testing.T) {
 	}
 }
 
+// TestHTTP1LaneContextUnwaited: a request context nobody waited on while
+// the handler ran (its cancel context not made yet) still reads as ended
+// afterwards: Err is context.Canceled, Done is closed, and a child made
+// then is canceled at once.
+func TestHTTP1LaneContextUnwaited(t *testing.T) {
+	type result struct {
+		during, after, child error
+		closed, deadline     bool
+	}
+	results := make(chan result, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		_, hasDeadline := ctx.Deadline()
+		during := ctx.Err()
+		go func() {
+			res := result{during: during, deadline: hasDeadline}
+			for ctx.Err() == nil { // the lane ends the context when the handler returns; nothing waits on Done before
+				time.Sleep(time.Millisecond)
+			}
+			res.after = ctx.Err()
+			select {
+			case <-ctx.Done():
+				res.closed = true
+			default:
+			}
+			child, cancel := context.WithCancel(ctx)
+			defer cancel()
+			res.child = child.Err()
+			results <- res
+		}()
+		_, _ = io.WriteString(w, "ok")
+	})
+	s := startServer(t, listenerConfig(), h, nil)
+	resp, body, err := get(&http.Client{Timeout: 5 * time.Second}, "http://"+s.Addr().String()+"/")
+	if err != nil || resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("GET: %v %v %q", resp, err, body)
+	}
+	res := within(t, results, "the goroutine the handler started did not report")
+	if res.during != nil || res.deadline {
+		t.Errorf("while the handler ran: Err %v, deadline %v; want nil, none", res.during, res.deadline)
+	}
+	if res.after != context.Canceled || !res.closed || res.child != context.Canceled {
+		t.Errorf("after the handler returned: Err %v, Done closed %v, child's Err %v; want Canceled, true, Canceled", res.after, res.closed, res.child)
+	}
+}
+
 // TestHTTP1LaneValueSlot: a lane request's context takes one value
 // itself (call.ValueSlot), which it and its children answer; it refuses
 // a second, and the next request on the connection starts without it.
