@@ -582,7 +582,7 @@ func (w *laneResponse) trailers() {
 // trimmed.
 func appendFieldValue(b []byte, v string) []byte {
 	v = strings.TrimSpace(v)
-	if !strings.ContainsAny(v, "\r\n") {
+	if strings.IndexByte(v, '\r') < 0 && strings.IndexByte(v, '\n') < 0 {
 		return append(b, v...)
 	}
 	for i := 0; i < len(v); i++ {

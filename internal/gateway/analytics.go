@@ -68,13 +68,13 @@ func (g *Gateway) closeAnalytics(ctx context.Context) error {
 // recordCall records one finished call in the analytics: calls that no
 // dialect routed (unknown paths, the portal's own pages) are left out.
 func (g *Gateway) recordCall(p call.Protocol, md protoreflect.MethodDescriptor, route, upstream, consumer string,
-	status int, code codes.Code, hasCode bool, d time.Duration, in, out int64) {
+	status int, code codes.Code, hasCode bool, end time.Time, d time.Duration, in, out int64) {
 	a := g.analytics
 	if a == nil || (md == nil && upstream == "") {
 		return
 	}
 	r := analytics.Record{
-		Route: route, Protocol: p.String(), Consumer: consumer,
+		Time: end, Route: route, Protocol: p.String(), Consumer: consumer,
 		StatusClass: statusClass(status, code, hasCode), Duration: d, BytesIn: in, BytesOut: out,
 	}
 	if md != nil {

@@ -227,7 +227,8 @@ func (e *edgeCall) finish(r *http.Request, span trace.Span) {
 	} else if rep.HasCode {
 		code, hasCode = rep.Code, true
 	}
-	elapsed := time.Since(e.start)
+	end := time.Now()
+	elapsed := end.Sub(e.start)
 	in, out := int64(0), e.bytes
 	if e.body.ReadCloser != nil {
 		in = e.body.n.Load()
@@ -247,7 +248,7 @@ func (e *edgeCall) finish(r *http.Request, span trace.Span) {
 		code, hasCode = codes.OK, true // an RPC answered without a status field (REST, Connect unary)
 	}
 	if g.analytics != nil {
-		g.recordCall(proto, rep.Method, rep.Route, rep.Upstream, rep.Consumer, status, code, hasCode, elapsed, in, out)
+		g.recordCall(proto, rep.Method, rep.Route, rep.Upstream, rep.Consumer, status, code, hasCode, end, elapsed, in, out)
 	}
 	if m := g.obs.metrics; m != nil {
 		g.observeCall(&observe.Call{
@@ -378,7 +379,8 @@ func (o *relayObs) done(res *grpcdialect.RelayResult) {
 	if !res.HasCode {
 		status = 499 // the client went away before an answer
 	}
-	elapsed := time.Since(o.start)
+	end := time.Now()
+	elapsed := end.Sub(o.start)
 	if g.access.Enabled(head.Context, slog.LevelInfo) {
 		g.logAccess(head.Context, &accessLine{
 			inbound: call.GRPC, http: 2, method: head.Method, procedure: head.Path,
@@ -388,7 +390,7 @@ func (o *relayObs) done(res *grpcdialect.RelayResult) {
 		})
 	}
 	if g.analytics != nil {
-		g.recordCall(call.GRPC, res.Method, "", res.Upstream, res.Consumer, status, res.Code, res.HasCode, elapsed, res.BytesIn, res.BytesOut)
+		g.recordCall(call.GRPC, res.Method, "", res.Upstream, res.Consumer, status, res.Code, res.HasCode, end, elapsed, res.BytesIn, res.BytesOut)
 	}
 	if m := g.obs.metrics; m != nil {
 		g.observeCall(&observe.Call{
