@@ -388,44 +388,41 @@ func TestStreamUnreadBodyKeepsConnection(t *testing.T) {
 	chunked := func(body string) string {
 		return strconv.FormatInt(int64(len(body)), 16) + "\r\n" + body + "\r\n0\r\n\r\n"
 	}
-	for _, tc := range []struct{ name, contentType, extra, msg, refusal string }{
-		// A server-streaming method sent three messages: the handler
-		// refuses the second and leaves the third unread.
-		{"connect", "application/connect+json", "Connect-Protocol-Version: 1\r\n", `{"count": 1}`, "takes one request message, but the request has more"},
-		{"grpc-web", "application/grpc-web+json", "", `{"count": 1}`, "takes one request message, but the request has more"},
+	// A server-streaming method sent three messages: the handler refuses
+	// the second and leaves the third unread.
+	const msg, refusal = `{"count": 1}`, "takes one request message, but the request has more"
+	body := chunked(envelope(msg) + envelope(msg) + envelope(msg))
+	for _, tc := range []struct{ name, contentType, extra string }{
+		{"connect", "application/connect+json", "Connect-Protocol-Version: 1\r\n"},
+		{"grpc-web", "application/grpc-web+json", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			conn := testkit.DialRaw(t, addr)
 			br := bufio.NewReader(conn)
-			body := envelope(tc.msg) + envelope(tc.msg) + envelope(tc.msg)
-			first := "POST " + echoService + "ServerStream HTTP/1.1\r\nHost: gw\r\nContent-Type: " + tc.contentType + "\r\n" + tc.extra +
-				"Transfer-Encoding: chunked\r\n\r\n" + chunked(body)
-			if _, err := io.WriteString(conn, first); err != nil {
-				t.Fatal(err)
+			// exchange writes req on the connection and reads its answer.
+			exchange := func(what, req string) (*http.Response, string) {
+				t.Helper()
+				if _, err := io.WriteString(conn, req); err != nil {
+					t.Fatalf("%s request: %v", what, err)
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("%s answer: %v; want 200 (the server closed the connection after the first)", what, err)
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp, string(got)
 			}
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatalf("first answer: %v", err)
-			}
-			got, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, got := exchange("first", "POST "+echoService+"ServerStream HTTP/1.1\r\nHost: gw\r\nContent-Type: "+tc.contentType+"\r\n"+tc.extra+
+				"Transfer-Encoding: chunked\r\n\r\n"+body)
 			// Connect ends the stream with the error; gRPC-Web answers
 			// trailers-only (the status in the head).
-			if answer := string(got) + resp.Header.Get("Grpc-Message"); resp.StatusCode != 200 || !strings.Contains(answer, tc.refusal) {
-				t.Errorf("first answer: %d %v %q; want 200 and the refusal %q", resp.StatusCode, resp.Header, got, tc.refusal)
+			if answer := got + resp.Header.Get("Grpc-Message"); resp.StatusCode != 200 || !strings.Contains(answer, refusal) {
+				t.Errorf("first answer: %d %v %q; want 200 and the refusal %q", resp.StatusCode, resp.Header, got, refusal)
 			}
-			second := "POST " + echoService + "Echo HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nConnect-Protocol-Version: 1\r\nContent-Length: 2\r\n\r\n{}"
-			if _, err := io.WriteString(conn, second); err != nil {
-				t.Fatalf("second request on the connection: %v", err)
-			}
-			resp, err = http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatalf("second answer on the connection: %v; want 200 (the server closed the connection after the first)", err)
-			}
-			got, _ = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || string(got) != "{}" {
+			resp, got = exchange("second", "POST "+echoService+"Echo HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nConnect-Protocol-Version: 1\r\nContent-Length: 2\r\n\r\n{}")
+			if resp.StatusCode != 200 || got != "{}" {
 				t.Errorf("second answer: %d %q; want 200 {}", resp.StatusCode, got)
 			}
 		})
