@@ -207,13 +207,20 @@ func TestUpstreamKillUnderLoad(t *testing.T) {
 }
 
 // TestUpstreamKillInFlight: two EchoService backends, a (in process) and
-// b (a process), round robin; every protocol starts two Sleep(600ms) calls,
-// which the balancer places one on each backend (the test checks its
-// in-flight counts), and b is killed with SIGKILL while they sleep. Sleep
-// is idempotent (REST GET; a route with idempotent: true for the
-// others), so the call that was on b is sent again to a and every call
-// succeeds. (TestUpstreamKillUnderLoad shows the same under load, where
-// a call may or may not be on the dead target at the kill.)
+// b (a process), round robin; every protocol starts Sleep(3s) calls one
+// at a time until one of them is on b (the test reads the in-flight
+// counts; round robin puts the first or the second there), and b is
+// killed with SIGKILL while they sleep. Sleep is idempotent (REST GET; a
+// route with idempotent: true for the others), so the call that was on b
+// is sent again to a and every call succeeds. (TestUpstreamKillUnderLoad
+// shows the same under load, where a call may or may not be on the dead
+// target at the kill.)
+//
+// The calls start one at a time because anything else that moves the
+// round-robin position between two concurrent picks (a health check that
+// times out on a loaded machine and rebuilds the pick) would put both on
+// one backend; the sleep is long enough that every call is still on b
+// when it dies, which the test checks.
 func TestUpstreamKillInFlight(t *testing.T) {
 	t.Parallel()
 	a := startNamedBackend(t, "a")
@@ -226,19 +233,30 @@ func TestUpstreamKillInFlight(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	results := map[string][]chan error{}
+	onB := map[string]int64{} // calls on b, per gateway
 	for _, c := range unaryCells {
 		gw := gws[c.path]
 		p := gw.protocol(c.proto)
 		inflight := func() (int64, int64) { return gw.endpoint(t, a.Addr).InFlight, gw.endpoint(t, b.Addr).InFlight }
-		a0, b0 := inflight()
-		for range 2 {
+		for i := 1; ; i++ {
+			a0, b0 := inflight()
 			done := make(chan error, 1)
-			go func() { done <- p.sleep(ctx, 600*time.Millisecond) }()
+			go func() { done <- p.sleep(ctx, 3*time.Second) }()
 			results[c.proto] = append(results[c.proto], done)
+			waitFor(t, c.proto+": the call in flight", func() bool { a1, b1 := inflight(); return a1+b1 == a0+b0+1 })
+			if _, b1 := inflight(); b1 > b0 {
+				onB[c.path]++
+				break
+			}
+			if i == 3 {
+				t.Fatalf("%s: none of %d calls went to b (round robin over a and b); a %+v, b %+v",
+					c.proto, i, gw.endpoint(t, a.Addr), gw.endpoint(t, b.Addr))
+			}
 		}
-		waitFor(t, c.proto+": two calls in flight", func() bool { a1, b1 := inflight(); return a1+b1 == a0+b0+2 })
-		if _, b1 := inflight(); b1-b0 != 1 {
-			t.Fatalf("%s: %d of its 2 calls are on b; want 1 (round robin)", c.proto, b1-b0)
+	}
+	for path, n := range onB {
+		if got := gws[path].endpoint(t, b.Addr).InFlight; got < n {
+			t.Fatalf("%s gateway: %d calls in flight on b before the kill; want the %d it was given (one ended early)", path, got, n)
 		}
 	}
 	b.Kill()
@@ -252,7 +270,7 @@ func TestUpstreamKillInFlight(t *testing.T) {
 				}
 			}
 			if failed > 0 {
-				t.Errorf("%d of 2 idempotent calls failed when b died; want 0 (the one on b sent again to a)", failed)
+				t.Errorf("%d of %d idempotent calls failed when b died; want 0 (the one on b sent again to a)", failed, len(results[c.proto]))
 			}
 		})
 	}
