@@ -78,9 +78,7 @@ TEST_DEBS := chromium:chromium redis-server:redis-server
 #                build-static (the image's binary); the conformance tools;
 #                then the conformance suite, beside go test: it waits more
 #                than it computes (20 s of CPU in 40 s), and its cases
-#                pass under that load as they do alone. All of it builds
-#                with the image binary's flags (STATIC_ENV): one compile
-#                of the tree serves all of them
+#                pass under that load as they do alone
 #
 # The steps of a chain follow one another: a Go build already keeps both
 # cores busy, and two side by side would compile the same packages twice.
@@ -115,18 +113,11 @@ test-vet: test-gen
 
 .PHONY: test-others
 test-others: test-gen
-	@$(STATIC_ENV) $(MAKE) --no-print-directory lint-files lint-proto
-	@$(STATIC_ENV) $(MAKE) --no-print-directory lint-staticcheck
-	@$(STATIC_ENV) $(MAKE) --no-print-directory lint-bench
-	@$(STATIC_ENV) $(MAKE) --no-print-directory build-static
-	@$(STATIC_ENV) $(MAKE) --no-print-directory conformance
-
-# test-others builds everything as deploy/build.sh builds the image's
-# binary (no cgo, -trimpath), so that staticcheck's export data, the bench
-# vet, the static binary and the conformance wrapper share one compile of
-# every package: on a fresh machine, a second non-race build of the whole
-# tree costs about 3 minutes of CPU on 2 cores.
-STATIC_ENV := CGO_ENABLED=0 GOFLAGS="-trimpath $${GOFLAGS:-}"
+	@$(MAKE) --no-print-directory lint-files lint-proto
+	@$(MAKE) --no-print-directory lint-staticcheck
+	@$(MAKE) --no-print-directory lint-bench
+	@$(MAKE) --no-print-directory build-static
+	@$(MAKE) --no-print-directory conformance
 
 .PHONY: test-debs
 test-debs: ## Install the Debian packages the tests run (chromium, redis-server) when missing, with one apt-get
