@@ -373,28 +373,42 @@ func TestConnectTransportErrors(t *testing.T) {
 // stopped its background read, and the read it then starts panics at the
 // next request, closing the connection under a client that reuses it
 // (golang/go#68560); the handlers close the body before they return
-// (transcoder.EnableFullDuplex). The Connect case failed before that
-// (connection reset); gRPC-Web refuses this request before it enables
-// full duplex, and is here so that it goes on keeping the connection.
+// (transcoder.EnableFullDuplex). Each case enables full duplex and stops
+// at its second message, leaving the third (64 KiB) unread: Connect's
+// server stream refuses a second request message; REST's and gRPC-Web's
+// client streams fail on a bad one. The Connect and REST cases fail
+// without the fix ("second answer: unexpected EOF"); gRPC-Web's pump
+// reads the rest of the body itself (rpc.StartPump, up to 1 MiB within
+// 5 s), and its case keeps it that way.
 func TestStreamUnreadBodyKeepsConnection(t *testing.T) {
 	t.Parallel()
 	url := startBrowserGateway(t, "")
 	addr := strings.TrimPrefix(url, "http://")
-	envelope := func(msg string) string {
-		var b [5]byte
-		binary.BigEndian.PutUint32(b[1:], uint32(len(msg)))
-		return string(b[:]) + msg
+	envelopes := func(msgs ...string) string {
+		var out []byte
+		for _, m := range msgs {
+			var b [5]byte
+			binary.BigEndian.PutUint32(b[1:], uint32(len(m)))
+			out = append(append(out, b[:]...), m...)
+		}
+		return string(out)
 	}
-	chunked := func(body string) string {
-		return strconv.FormatInt(int64(len(body)), 16) + "\r\n" + body + "\r\n0\r\n\r\n"
-	}
-	// A server-streaming method sent three messages: the handler refuses
-	// the second and leaves the third unread.
-	const msg, refusal = `{"count": 1}`, "takes one request message, but the request has more"
-	body := chunked(envelope(msg) + envelope(msg) + envelope(msg))
-	for _, tc := range []struct{ name, contentType, extra string }{
-		{"connect", "application/connect+json", "Connect-Protocol-Version: 1\r\n"},
-		{"grpc-web", "application/grpc-web+json", ""},
+	const count, good, bad = `{"count": 1}`, `{"text": "a"}`, `{"index": "x"}`
+	// big is larger than the REST decoder's read-ahead, so that it stays
+	// unread when the handler stops at bad.
+	big := `{"text": "` + strings.Repeat("b", 64<<10) + `"}`
+	const badMessage = "invalid value for int32 field index"
+	for _, tc := range []struct {
+		name, target, headers, body string
+		status                      int
+		refusal                     string
+	}{
+		{"connect", "POST " + echoService + "ServerStream", "Content-Type: application/connect+json\r\nConnect-Protocol-Version: 1\r\n",
+			envelopes(count, count, count), 200, "takes one request message, but the request has more"},
+		{"grpc-web", "POST " + echoService + "ClientStream", "Content-Type: application/grpc-web+json\r\n",
+			envelopes(good, bad, big), 200, badMessage},
+		{"rest", "POST /v1/stream:client", "Content-Type: application/json\r\n",
+			good + "\n" + bad + "\n" + big + "\n", 400, badMessage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -408,18 +422,18 @@ func TestStreamUnreadBodyKeepsConnection(t *testing.T) {
 				}
 				resp, err := http.ReadResponse(br, nil)
 				if err != nil {
-					t.Fatalf("%s answer: %v; want 200 (the server closed the connection after the first)", what, err)
+					t.Fatalf("%s answer: %v; want an answer (the server closed the connection after the first)", what, err)
 				}
 				got, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				return resp, string(got)
 			}
-			resp, got := exchange("first", "POST "+echoService+"ServerStream HTTP/1.1\r\nHost: gw\r\nContent-Type: "+tc.contentType+"\r\n"+tc.extra+
-				"Transfer-Encoding: chunked\r\n\r\n"+body)
-			// Connect ends the stream with the error; gRPC-Web answers
-			// trailers-only (the status in the head).
-			if answer := got + resp.Header.Get("Grpc-Message"); resp.StatusCode != 200 || !strings.Contains(answer, refusal) {
-				t.Errorf("first answer: %d %v %q; want 200 and the refusal %q", resp.StatusCode, resp.Header, got, refusal)
+			chunked := strconv.FormatInt(int64(len(tc.body)), 16) + "\r\n" + tc.body + "\r\n0\r\n\r\n"
+			resp, got := exchange("first", tc.target+" HTTP/1.1\r\nHost: gw\r\n"+tc.headers+"Transfer-Encoding: chunked\r\n\r\n"+chunked)
+			// Connect ends the stream with the error, REST answers the JSON
+			// error, gRPC-Web trailers-only (the status in the head).
+			if answer := got + resp.Header.Get("Grpc-Message"); resp.StatusCode != tc.status || !strings.Contains(answer, tc.refusal) {
+				t.Errorf("first answer: %d %v %q; want %d and %q", resp.StatusCode, resp.Header, got, tc.status, tc.refusal)
 			}
 			resp, got = exchange("second", "POST "+echoService+"Echo HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nConnect-Protocol-Version: 1\r\nContent-Length: 2\r\n\r\n{}")
 			if resp.StatusCode != 200 || got != "{}" {
