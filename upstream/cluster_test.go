@@ -174,10 +174,16 @@ func TestClusterDNSFollowsAnswers(t *testing.T) {
 	dns.set("127.0.0.3", "127.0.0.4")
 	want := []string{"127.0.0.3:7001", "127.0.0.4:7001", "127.0.0.9:7001"}
 	waitFor(t, "endpoints after the answers changed", func() bool { return slices.Equal(addrs(c), want) })
-	mu.Lock()
-	defer mu.Unlock()
-	if !slices.Equal(removed, []string{"127.0.0.2:7001"}) {
-		t.Errorf("removed: got %v; want [127.0.0.2:7001]", removed)
+	// OnRemove runs just after the balancer is updated, on the refresh
+	// goroutine, so it is waited for too rather than read at once.
+	gotRemoved := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(removed)
+	}
+	waitFor(t, "OnRemove of the dropped address", func() bool { return len(gotRemoved()) > 0 })
+	if got := gotRemoved(); !slices.Equal(got, []string{"127.0.0.2:7001"}) {
+		t.Errorf("removed: got %v; want [127.0.0.2:7001]", got)
 	}
 }
 
