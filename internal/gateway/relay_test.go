@@ -30,7 +30,11 @@ func TestGRPCLargeMessages(t *testing.T) {
 	t.Parallel()
 	forEachGRPCPath(t, func(t *testing.T, path string) {
 		cc, _, _ := startGRPCGatewayOn(t, path)
-		stream, err := testingv1.NewEchoServiceClient(cc).BidiStream(testContext(t))
+		// 36 MiB through two hops under the race detector: a hang guard
+		// with room for a busy machine, not testContext's 20s.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		stream, err := testingv1.NewEchoServiceClient(cc).BidiStream(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -401,12 +401,16 @@ func TestUpstreamOutlierReadmittedAfterEjectionTime(t *testing.T) {
 
 // TestUpstreamOutlierReadmittedByHealthCheck: an ejected backend comes
 // back as soon as its active health check passes (healthy: 2 checks
-// after the ejection), long before base_ejection_time (60s).
+// after the ejection), long before base_ejection_time (60s). The check
+// never marks a target down here (unhealthy: 1000): what is counted is
+// round robin's exact shares, which a check timing out on a starved
+// machine would shift.
 func TestUpstreamOutlierReadmittedByHealthCheck(t *testing.T) {
 	t.Parallel()
 	bes := upstreamTrio(t)
 	gw := startUpGateway(t, "handler", gatewayConfig(fmt.Sprintf(`["%s", "%s", "%s"]`, bes[0].Addr, bes[1].Addr, bes[2].Addr),
-		"outlier_detection: {consecutive_failures: 3, base_ejection_time: 60s}\n"+upstreamHealthCheck, ""))
+		"outlier_detection: {consecutive_failures: 3, base_ejection_time: 60s}\n"+
+			"health_check: {interval: 200ms, timeout: 190ms, unhealthy: 1000, healthy: 2}", ""))
 	p, b := gw.rest(), bes[1]
 	b.fail.Store(true)
 	ejectByFailures(t, gw, p)
