@@ -138,7 +138,12 @@ func (l *lane) remove(lc *laneConn) {
 // shutdown closes the idle connections and waits for the others to end
 // their request, until ctx ends; then it closes them too.
 func (l *lane) shutdown(ctx context.Context) error {
+	// closing is set under mu, as add reads it: an add either finished
+	// its wg.Add before this or sees closing and adds nothing, so no
+	// wg.Add races the Wait below.
+	l.mu.Lock()
 	l.closing.Store(true)
+	l.mu.Unlock()
 	done := make(chan struct{})
 	go func() { l.wg.Wait(); close(done) }()
 	tick := time.NewTicker(10 * time.Millisecond)

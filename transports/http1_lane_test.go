@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -612,5 +614,54 @@ func TestHTTP1LaneWriteErrors(t *testing.T) {
 			t.Errorf("%s: the handler's write errors on the lane %q; net/http gives %q", path, gotErrs, wantErrs)
 		}
 		t.Logf("%s: %q, %q", path, got, gotErrs)
+	}
+}
+
+// TestHTTP1LaneShutdownWhileAccepting: Shutdown while clients keep
+// opening connections. Under -race it shows that a connection the lane
+// takes at the moment of shutdown does not race its wait for the others
+// (the lane's WaitGroup Add against its Wait); every connection either
+// gets its answer or is closed, and Shutdown returns.
+func TestHTTP1LaneShutdownWhileAccepting(t *testing.T) {
+	for range 20 {
+		s := newServer(t, listenerConfig(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "ok")
+		}), nil)
+		s.Serve()
+		addr := s.Addr().String()
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					c, err := net.DialTimeout("tcp", addr, time.Second)
+					if err != nil {
+						continue // the listener is closed
+					}
+					_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+					_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+					if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+						b, _ := io.ReadAll(resp.Body)
+						if resp.StatusCode != http.StatusOK || string(b) != "ok" {
+							t.Errorf("answer: %d %q; want 200 ok", resp.StatusCode, b)
+						}
+					}
+					_ = c.Close()
+				}
+			})
+		}
+		time.Sleep(5 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		cancel()
+		close(stop)
+		wg.Wait()
 	}
 }

@@ -20,6 +20,23 @@ type wsSockets struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool // set by close: handlers that start later are not waited for
+}
+
+// enter counts a socket's handler in, unless close has begun (its
+// context is canceled then, so the socket closes at once); it reports
+// whether it did, and the caller then calls s.wg.Done when the handler
+// ends. Counting in under mu keeps a wg.Add from racing close's Wait.
+func (s *wsSockets) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 func (s *wsSockets) context() context.Context {
@@ -32,6 +49,9 @@ func (s *wsSockets) context() context.Context {
 func (s *wsSockets) close(ctx context.Context) {
 	s.context()
 	s.cancel()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -73,7 +93,8 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *sta
 		st.rest.WriteError(w, r, err)
 		return
 	}
-	g.ws.wg.Add(1)
-	defer g.ws.wg.Done()
+	if g.ws.enter() {
+		defer g.ws.wg.Done()
+	}
 	st.websocket.Serve(w, r, t)
 }
