@@ -237,8 +237,8 @@ func (u *Upstream) dropRelay(target string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t := r.targets[target]
-	if t == nil || r.closed {
-		return // closeRelay closes every connection (and waits for r.wg)
+	if t == nil {
+		return
 	}
 	t.dropped = true
 	delete(r.targets, target)

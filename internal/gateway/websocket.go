@@ -27,8 +27,8 @@ type wsSockets struct {
 
 // enter counts a socket's handler in, unless close has begun (its
 // context is canceled then, so the socket closes at once); it reports
-// whether it did, and the caller then calls s.wg.Done when the handler
-// ends. Counting in under mu keeps a wg.Add from racing close's Wait.
+// whether it did, and then the handler calls leave when it ends.
+// Counting in under mu keeps a wg.Add from racing close's Wait.
 func (s *wsSockets) enter() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -38,6 +38,9 @@ func (s *wsSockets) enter() bool {
 	s.wg.Add(1)
 	return true
 }
+
+// leave counts out a handler that enter counted in.
+func (s *wsSockets) leave() { s.wg.Done() }
 
 func (s *wsSockets) context() context.Context {
 	s.once.Do(func() { s.ctx, s.cancel = context.WithCancel(context.Background()) })
@@ -94,7 +97,7 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *sta
 		return
 	}
 	if g.ws.enter() {
-		defer g.ws.wg.Done()
+		defer g.ws.leave()
 	}
 	st.websocket.Serve(w, r, t)
 }
