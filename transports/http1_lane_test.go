@@ -13,12 +13,12 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rosetta-gateway/rosetta/config"
+	"github.com/rosetta-gateway/rosetta/internal/testkit"
 )
 
 // laneHandler answers by path, for the lane's framing cases; /echo
@@ -629,39 +629,32 @@ func TestHTTP1LaneShutdownWhileAccepting(t *testing.T) {
 		}), nil)
 		s.Serve()
 		addr := s.Addr().String()
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					c, err := net.DialTimeout("tcp", addr, time.Second)
-					if err != nil {
-						continue // the listener is closed
-					}
-					_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-					_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-					if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
-						b, _ := io.ReadAll(resp.Body)
-						if resp.StatusCode != http.StatusOK || string(b) != "ok" {
-							t.Errorf("answer: %d %q; want 200 ok", resp.StatusCode, b)
-						}
-					}
-					_ = c.Close()
+		var answered atomic.Int64
+		stop := testkit.Repeat(4, func() bool {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return true // the listener is closed
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != http.StatusOK || string(b) != "ok" {
+					t.Errorf("answer: %d %q; want 200 ok", resp.StatusCode, b)
 				}
-			})
+				answered.Add(1)
+			}
+			return true
+		})
+		for answered.Load() < 4 {
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(5 * time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := s.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
 		cancel()
-		close(stop)
-		wg.Wait()
+		stop()
 	}
 }

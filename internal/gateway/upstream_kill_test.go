@@ -83,33 +83,19 @@ func killLoad(t *testing.T, streams []*loadStream, workers, before, after int, v
 	for _, s := range streams {
 		out[s.gw] = &atomic.Bool{}
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	for _, s := range streams {
-		for range workers {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					isAfter := out[s.gw].Load()
-					if isAfter {
-						s.startedAfter.Add(1)
-					}
-					cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-					backend, err := s.call(cctx)
-					ccancel()
-					s.record(isAfter, backend, victim, err)
-				}
-			})
-		}
+		defer testkit.Repeat(workers, func() bool {
+			isAfter := out[s.gw].Load()
+			if isAfter {
+				s.startedAfter.Add(1)
+			}
+			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+			backend, err := s.call(cctx)
+			ccancel()
+			s.record(isAfter, backend, victim, err)
+			return true
+		})()
 	}
-	defer func() {
-		close(stop)
-		wg.Wait()
-	}()
 	waitFor(t, fmt.Sprintf("%d successful calls on every stream", before), func() bool {
 		for _, s := range streams {
 			if s.ok.Load() < int64(before) {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -564,50 +563,37 @@ func TestWebSocketGatewayShutdown(t *testing.T) {
 }
 
 // TestWebSocketOpenedWhileClosing: sockets that open while the gateway
-// ends its sockets (what Shutdown does) are all closed with 1001, and
-// the close returns. Under -race it shows that counting a new socket's
-// handler in does not race the wait for the open ones.
+// ends its sockets (what Shutdown does), before the close and after it,
+// are all closed with 1001, and the close returns. Under -race it shows
+// that counting a new socket's handler in does not race the wait for the
+// open ones.
 func TestWebSocketOpenedWhileClosing(t *testing.T) {
 	t.Parallel()
 	be := testkit.StartBackend(t)
 	for range 5 {
 		base, g := startGateway(t, be.Addr, basicConfig)
-		stop := make(chan struct{})
 		var opened atomic.Int64
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					c, _, err := websocket.Dial(ctx, wsURL(base, "/v1/stream:bidi"), nil)
-					if err != nil {
-						cancel()
-						t.Errorf("dial: %v", err)
-						return
-					}
-					opened.Add(1)
-					var ce websocket.CloseError
-					for err == nil {
-						_, _, err = c.Read(ctx)
-					}
-					cancel()
-					if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway {
-						t.Errorf("socket ended with %v; want close 1001", err)
-					}
-				}
-			})
-		}
-		for opened.Load() == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		stop := testkit.Repeat(4, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, _, err := websocket.Dial(ctx, wsURL(base, "/v1/stream:bidi"), nil)
+			if err != nil {
+				t.Errorf("dial: %v", err)
+				return false
+			}
+			opened.Add(1)
+			for err == nil {
+				_, _, err = c.Read(ctx)
+			}
+			if ce := (websocket.CloseError{}); !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway {
+				t.Errorf("socket ended with %v; want close 1001", err)
+			}
+			return true
+		})
+		waitUntil(t, func() bool { return opened.Load() > 0 }, "a socket open before the close")
 		g.ws.close(wsContext(t))
-		time.Sleep(20 * time.Millisecond) // sockets opened after the close
-		close(stop)
-		wg.Wait()
+		n := opened.Load()
+		waitUntil(t, func() bool { return opened.Load() > n+4 }, "sockets opened after the close")
+		stop()
 	}
 }
